@@ -1,0 +1,217 @@
+"""HDF5 files for tilt series, volumes and composition maps, written atomically.
+
+Layout (format version 1; every file)::
+
+    /                      attrs: format = "edstomo", format_version = 1,
+                                  object = "TiltSeries" | "Volume" | "CompositionMaps"
+    /experiment            UTF-8 JSON of the Experiment (absent when unknown)
+    /provenance            UTF-8 JSON: {"steps": [...], "versions": {...}}
+
+TiltSeries::
+
+    /data      float (channels, tilts, positions, slices)
+    /channels  strings
+    /angles    float (tilts,), attr units = "deg"
+    /          attr pixel_size = "1.5 nm"
+
+Volume::
+
+    /data      float (channels, nz, nx, slices)
+    /channels  strings
+    /          attrs pixel_size, quantity, unit
+
+CompositionMaps::
+
+    /weight_fractions  float (elements, nz, nx, slices)
+    /elements          strings
+    /density           float (nz, nx, slices), g/cm³ (optional)
+    /mask              bool (nz, nx, slices) (optional)
+    /                  attrs pixel_size, threshold (optional)
+
+Writes go to a temporary file in the destination folder, are flushed to disk,
+and are then renamed over the destination, so an interrupted write never leaves
+a partial file where the result should be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .data import CompositionMaps, TiltSeries, Volume
+from .provenance import versions
+from .units import format_quantity, ureg
+
+FORMAT = "edstomo"
+FORMAT_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"path: folder {str(path.parent)!r} for {path.name!r} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        with open(temporary_path, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary_path, path)
+    except BaseException:
+        temporary_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (UTF-8)."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compression: str | None = None) -> Path:
+    """Save a tilt series, volume or composition maps to HDF5, atomically.
+
+    Parameters
+    ----------
+    obj
+        What to save.
+    path
+        Destination ``.h5`` file; replaced if it exists.
+    compression
+        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
+    """
+    writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
+        TiltSeries: _write_tilt_series,
+        Volume: _write_volume,
+        CompositionMaps: _write_composition,
+    }
+    writer = writers.get(type(obj))
+    if writer is None:
+        raise TypeError(f"obj: cannot save a {type(obj).__name__}; expected TiltSeries, Volume or CompositionMaps")
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as file:
+            file.attrs["format"] = FORMAT
+            file.attrs["format_version"] = FORMAT_VERSION
+            file.attrs["object"] = type(obj).__name__
+            if obj.experiment is not None:
+                file.create_dataset("experiment", data=obj.experiment.to_json(), dtype=_STR)
+            record = {"steps": obj.provenance, "versions": versions()}
+            file.create_dataset("provenance", data=json.dumps(record), dtype=_STR)
+            file.attrs["pixel_size"] = format_quantity(obj.pixel_size)
+            writer(file, obj, compression)
+    return path
+
+
+def _strings(file: h5py.File, name: str, values: list[str]) -> None:
+    file.create_dataset(name, data=np.array(values, dtype=object), dtype=_STR)
+
+
+def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
+    file.create_dataset("data", data=series.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,tilts,positions,slices"
+    _strings(file, "channels", series.channels)
+    file.create_dataset("angles", data=series.angles.m_as("deg"))
+    file["angles"].attrs["units"] = "deg"
+
+
+def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
+    file.create_dataset("data", data=volume.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,nz,nx,slices"
+    _strings(file, "channels", volume.channels)
+    file.attrs["quantity"] = volume.quantity
+    file.attrs["unit"] = volume.unit
+
+
+def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
+    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
+    file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
+    _strings(file, "elements", maps.elements)
+    if maps.density is not None:
+        file.create_dataset("density", data=maps.density, compression=compression)
+        file["density"].attrs["units"] = "g/cm**3"
+    if maps.mask is not None:
+        file.create_dataset("mask", data=maps.mask, compression=compression)
+    if maps.threshold is not None:
+        file.attrs["threshold"] = float(maps.threshold)
+
+
+def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+    """Load an object saved by :func:`save`; errors name the file and what is wrong with it."""
+    from .experiment import Experiment
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"path: {str(path)!r} is not a readable HDF5 file ({error})") from None
+    with file:
+        if file.attrs.get("format") != FORMAT:
+            raise ValueError(f"path: {str(path)!r} is not an edstomo file (no format='edstomo' attribute)")
+        version = int(file.attrs["format_version"])
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"path: {str(path)!r} has format version {version}; this edstomo reads up to {FORMAT_VERSION}"
+            )
+        experiment = Experiment.from_json(_text(file["experiment"])) if "experiment" in file else None
+        steps = json.loads(_text(file["provenance"]))["steps"]
+        pixel_size = ureg.Quantity(file.attrs["pixel_size"])
+        kind = file.attrs["object"]
+        common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
+        if kind == "TiltSeries":
+            return TiltSeries(
+                data=file["data"][()],
+                channels=_string_list(file["channels"]),
+                angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
+                **common,
+            )
+        if kind == "Volume":
+            return Volume(
+                data=file["data"][()],
+                channels=_string_list(file["channels"]),
+                quantity=str(file.attrs["quantity"]),
+                unit=str(file.attrs["unit"]),
+                **common,
+            )
+        if kind == "CompositionMaps":
+            return CompositionMaps(
+                weight_fractions=file["weight_fractions"][()],
+                elements=_string_list(file["elements"]),
+                density=file["density"][()] if "density" in file else None,
+                mask=file["mask"][()] if "mask" in file else None,
+                threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                **common,
+            )
+        raise ValueError(f"path: {str(path)!r} holds an unknown object {kind!r}")
+
+
+def _text(dataset: h5py.Dataset) -> str:
+    value = dataset[()]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _string_list(dataset: h5py.Dataset) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance record (steps and package versions) stored in a file."""
+    with h5py.File(path, "r") as file:
+        return json.loads(_text(file["provenance"]))

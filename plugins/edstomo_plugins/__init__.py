@@ -1,0 +1,1 @@
+"""The built-in edstomo plugins, registered through the ``edstomo.plugins`` entry points."""
