@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from edstomo import plugins
+from edstomo.experiment import yuan2020_phantom_experiment
+from edstomo.lines import element_density
+from edstomo.units import ureg
+
+
+def test_core_shell_matches_the_paper(paper_experiment, paper_truth):
+    assert paper_truth.shape == (97, 97, 1)
+    assert paper_truth.elements == ["Ag", "Au"]
+    regions = plugins.phantom("core-shell")().regions(paper_experiment)
+    core, shell = regions["core"][..., 0], regions["shell"][..., 0]
+    ag, au = paper_truth.fraction("Ag")[..., 0], paper_truth.fraction("Au")[..., 0]
+    interior_core = core & (paper_truth.fraction("Au")[..., 0] > 0)
+    # away from the antialiased boundaries the compositions are exact
+    radius = np.hypot(*np.meshgrid(np.arange(97) - 48, np.arange(97) - 48, indexing="ij")) * 1.5
+    deep_core, deep_shell = radius < 28, (radius > 32) & (radius < 53)
+    np.testing.assert_allclose(au[deep_core], 0.8)
+    np.testing.assert_allclose(ag[deep_core], 0.2)
+    np.testing.assert_allclose(ag[deep_shell], 0.8)
+    np.testing.assert_allclose(au[deep_shell], 0.2)
+    assert interior_core.sum() > 0 and shell.sum() > core.sum()
+    # density of an ideal mixture, 1/rho = sum C/rho_A
+    rho_core = 1 / (0.8 / element_density("Au") + 0.2 / element_density("Ag"))
+    np.testing.assert_allclose(paper_truth.density[..., 0][deep_core], rho_core)
+    # conservation: fractions sum to 1 inside, 0 outside
+    total = paper_truth.weight_fractions.sum(axis=0)
+    inside = paper_truth.density > 0
+    np.testing.assert_allclose(total[inside], 1.0, atol=1e-12)
+    assert np.all(total[~inside] == 0)
+
+
+def test_core_shell_area_and_mass_are_right():
+    exp = yuan2020_phantom_experiment()
+    truth = plugins.phantom("core-shell")(outer_radius="55 nm", core_radius="30 nm").generate(exp)
+    pixel_area = 1.5**2
+    rho_au = truth.partial_density()[1, ..., 0]
+    # partial density of Au integrated over the slice = sum over regions of area * C_Au * rho_region
+    rho = {name: 1 / sum(c / element_density(e) for e, c in comp.items())
+           for name, comp in {"core": {"Au": 0.8, "Ag": 0.2}, "shell": {"Au": 0.2, "Ag": 0.8}}.items()}
+    core_area, outer_area = np.pi * 30**2, np.pi * 55**2
+    expected = core_area * 0.8 * rho["core"] + (outer_area - core_area) * 0.2 * rho["shell"]
+    assert rho_au.sum() * pixel_area == pytest.approx(expected, rel=2e-4)
+
+
+def test_sphere_in_3d():
+    exp = yuan2020_phantom_experiment().model_copy(
+        update={"scan": yuan2020_phantom_experiment().scan.model_copy(update={"positions": 41, "slices": 41})}
+    )
+    truth = plugins.phantom("core-shell")(outer_radius="25 nm", core_radius="12 nm", dimension=3).generate(exp)
+    assert truth.shape == (41, 41, 41)
+    occupied = (truth.density > 0).sum()
+    volume = (truth.density / truth.density.max()).sum() * 1.5**3
+    assert occupied > 0
+    # the mass-weighted volume of the sphere lies between core and full sphere densities
+    assert 0.5 * 4 / 3 * np.pi * 25**3 < volume < 4 / 3 * np.pi * 25**3 * 1.01
+    # symmetric about the centre along every axis
+    np.testing.assert_allclose(truth.density, truth.density[::-1, ::-1, ::-1], atol=1e-12)
+    np.testing.assert_allclose(truth.density, np.transpose(truth.density, (2, 1, 0)), atol=1e-12)
+
+
+def test_core_shell_errors(paper_experiment):
+    with pytest.raises(ValueError, match="core_radius"):
+        plugins.phantom("core-shell")(outer_radius="20 nm", core_radius="30 nm")
+    with pytest.raises(ValueError, match=r"outer_radius: 100 nm does not fit"):
+        plugins.phantom("core-shell")(outer_radius="100 nm").generate(paper_experiment)
+    with pytest.raises(ValueError, match=r"core: weight fractions .* sum to 0.9"):
+        plugins.phantom("core-shell")(core={"Au": 0.7, "Ag": 0.2})
+    with pytest.raises(ValueError, match="has no unit"):
+        plugins.phantom("core-shell")(outer_radius=55)
+
+
+def test_arrays_phantom_round_trip(paper_experiment, paper_truth):
+    fractions = {e: paper_truth.fraction(e)[..., 0] for e in paper_truth.elements}
+    density = ureg.Quantity(paper_truth.density[..., 0] * 1000, "kg/m**3")
+    own = plugins.phantom("arrays")(fractions, density).generate(paper_experiment)
+    np.testing.assert_allclose(own.density, paper_truth.density)
+    np.testing.assert_allclose(own.weight_fractions, paper_truth.weight_fractions)
+
+
+@pytest.mark.parametrize(
+    ("fractions", "density", "message"),
+    [
+        ({"Ag": np.ones((4, 4))}, ureg.Quantity(np.full((4, 4), np.nan), "g/cm**3"), "NaN"),
+        ({"Ag": np.ones((4, 4))}, ureg.Quantity(-np.ones((4, 4)), "g/cm**3"), "negative"),
+        ({"Ag": np.ones((4, 4))}, np.ones((4, 4)), "has no unit"),
+        ({"Ag": np.ones((4, 4))}, ureg.Quantity(np.ones((4, 4)), "g"), "expected a quantity in g/cm"),
+        ({"Ag": np.ones((3, 4))}, ureg.Quantity(np.ones((4, 4)), "g/cm**3"), r"shape \(3, 4\)"),
+        ({"Ag": np.full((4, 4), 0.5)}, ureg.Quantity(np.ones((4, 4)), "g/cm**3"), "sum to 1"),
+        ({"Qq": np.ones((4, 4))}, ureg.Quantity(np.ones((4, 4)), "g/cm**3"), "unknown element"),
+    ],
+)
+def test_arrays_phantom_rejects_bad_input(fractions, density, message):
+    with pytest.raises(ValueError, match=message):
+        plugins.phantom("arrays")(fractions, density)
+
+
+def test_arrays_phantom_must_match_the_grid(paper_experiment):
+    phantom = plugins.phantom("arrays")({"Ag": np.ones((8, 8))}, ureg.Quantity(np.ones((8, 8)), "g/cm**3"))
+    with pytest.raises(ValueError, match=r"does not match the experiment's grid \(97, 97, 1\)"):
+        phantom.generate(paper_experiment)
