@@ -1,0 +1,237 @@
+"""Particle threshold by the edge-spread-function (ESF) method (Collins et al. 2019; Yuan et al. 2020, §2.1).
+
+Let ``S`` be the summed, factor-normalised map (``S = Σ_A X_A / f_A`` for EDS
+maps, ``Σ_A X_A / z_A`` for HEBT maps) and ``V(t)`` the number of voxels with
+``S > t``. As ``t`` rises, ``V`` falls steeply where ``t`` crosses the
+background noise, stays nearly flat while ``t`` lies between the background
+and the particle's values, and falls again inside the particle. The ESF method
+fits a smooth model to ``V(t)`` and takes the threshold where the fitted curve
+is flattest between the two falls.
+
+The model here is the sum of two error-function steps (edge-spread functions
+of Gaussian edges), one for the background and one for the particle::
+
+    V(t) = Σ_{k=b,p} a_k · Q((t − m_k) / s_k),       Q(u) = erfc(u / √2) / 2
+
+fitted by least squares to ``V`` at the trial thresholds. Its slope
+``dV/dt = −Σ_k a_k φ((t − m_k)/s_k) / s_k`` (φ the normal density) is smooth,
+and the threshold is the ``t`` of smallest ``|dV/dt|`` between the two step
+centres ``m_b < t < m_p``. Because the model is fitted to the exact counts,
+refining the list of trial thresholds changes the fit, and so the threshold,
+only by the (small) change of a least-squares fit to a finer sampling of the
+same curve; it does not jump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import least_squares, minimize_scalar
+from scipy.special import erfc
+
+__all__ = ["EsfFit", "esf_threshold", "trial_thresholds", "volume_curve"]
+
+_SQRT2 = np.sqrt(2.0)
+_PLATEAU = 0.5
+"""A plateau must be at least this much flatter than the slope at either step centre."""
+
+Steps = Sequence[float]
+"""One value per fitted step (background first)."""
+
+_GRID = 2001
+"""Points at which the fitted slope is scanned between the step centres before refinement."""
+
+
+def trial_thresholds(summed: ArrayLike, count: int = 200) -> np.ndarray:
+    """``count`` evenly spaced trial thresholds from the smallest to the largest value of ``summed``.
+
+    Parameters
+    ----------
+    summed
+        The factor-normalised summed map S (any shape).
+    count
+        Number of trial thresholds, at least 8.
+    """
+    if not (isinstance(count, (int, np.integer)) and count >= 8):
+        raise ValueError(f"trials: {count!r} must be an integer >= 8 (number of trial thresholds)")
+    values = _finite_values(summed)
+    return np.linspace(values.min(), values.max(), int(count))
+
+
+def volume_curve(summed: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
+    """V(t): the number of voxels with ``S > t`` for each threshold ``t`` (a voxel count)."""
+    values = np.sort(_finite_values(summed))
+    thresholds = np.asarray(thresholds, dtype=float)
+    return (values.size - np.searchsorted(values, thresholds, side="right")).astype(float)
+
+
+@dataclass(frozen=True)
+class EsfFit:
+    """The result of the ESF method.
+
+    Attributes
+    ----------
+    threshold : float
+        The chosen threshold, in the units of S.
+    trials : ndarray
+        The trial thresholds (units of S).
+    volumes : ndarray
+        V at the trial thresholds (voxel counts).
+    amplitudes, centres, widths : tuple of float
+        The two fitted steps, background first: heights (voxels), centres and
+        widths (units of S).
+    """
+
+    threshold: float
+    trials: np.ndarray
+    volumes: np.ndarray
+    amplitudes: tuple[float, float]
+    centres: tuple[float, float]
+    widths: tuple[float, float]
+
+    def model(self, t: ArrayLike) -> np.ndarray:
+        """The fitted V(t) (voxels) at thresholds ``t``."""
+        return _model(np.asarray(t, dtype=float), self.amplitudes, self.centres, self.widths)
+
+    def slope(self, t: ArrayLike) -> np.ndarray:
+        """The fitted dV/dt (voxels per unit of S) at thresholds ``t``; never positive."""
+        return _slope(np.asarray(t, dtype=float), self.amplitudes, self.centres, self.widths)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """The fitted V at the trial thresholds (voxels), for plotting against :attr:`volumes`."""
+        return self.model(self.trials)
+
+
+def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200) -> EsfFit:
+    """Find the particle threshold of a summed map by the ESF method.
+
+    Parameters
+    ----------
+    summed
+        The factor-normalised summed map S (any shape; e.g. (nz, nx, slices)).
+    trials
+        Number of evenly spaced trial thresholds over the range of S, or an
+        explicit increasing list of them (units of S, at least 8).
+
+    Returns
+    -------
+    EsfFit
+        The threshold, the curve V(t) at the trials, and the fitted model.
+
+    Raises
+    ------
+    ValueError
+        If S is not finite, is constant, or its V(t) curve has no plateau
+        between a background and a particle step.
+    """
+    values = _finite_values(summed)
+    if isinstance(trials, (int, np.integer)):
+        grid = trial_thresholds(values, int(trials))
+    else:
+        grid = np.asarray(trials, dtype=float)
+        if grid.ndim != 1 or grid.size < 8 or not np.all(np.isfinite(grid)) or np.any(np.diff(grid) <= 0):
+            raise ValueError("trials: expected an int >= 8 or a strictly increasing list of >= 8 finite thresholds")
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
+    volumes = volume_curve(values, grid)
+    amplitudes, centres, widths = _fit(values, grid, volumes, lo, hi)
+    threshold = _flattest(amplitudes, centres, widths)
+    return EsfFit(threshold, grid, volumes, amplitudes, centres, widths)
+
+
+# ----- internals ---------------------------------------------------------------------------------------------
+def _finite_values(summed: ArrayLike) -> np.ndarray:
+    values = np.asarray(summed, dtype=float).ravel()
+    if values.size == 0:
+        raise ValueError("summed: the map is empty")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"summed: contains {int((~np.isfinite(values)).sum())} NaN or infinite values")
+    return values
+
+
+def _q(u: np.ndarray) -> np.ndarray:
+    return 0.5 * erfc(u / _SQRT2)
+
+
+def _model(t: np.ndarray, amplitudes: Steps, centres: Steps, widths: Steps) -> np.ndarray:
+    return sum(a * _q((t - m) / s) for a, m, s in zip(amplitudes, centres, widths))
+
+
+def _slope(t: np.ndarray, amplitudes: Steps, centres: Steps, widths: Steps) -> np.ndarray:
+    return -sum(
+        a * np.exp(-0.5 * ((t - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)) for a, m, s in zip(amplitudes, centres, widths)
+    )
+
+
+def _fit(
+    values: np.ndarray, grid: np.ndarray, volumes: np.ndarray, lo: float, hi: float
+) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+    """Least-squares fit of two error-function steps to V(t), in units scaled to [0, 1]."""
+    span = hi - lo
+    total = float(values.size)
+    split = _otsu(values)
+    start = []
+    for part in (values[values <= split], values[values > split]):
+        start += [part.size / total, (np.median(part) - lo) / span, max(part.std(), 1e-3 * span) / span]
+    t = (grid - lo) / span
+    v = volumes / total
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        a, m, s = p[0::3], p[1::3], np.exp(p[2::3])
+        return _model(t, a, m, s) - v
+
+    p0 = np.array(start)
+    p0[2::3] = np.log(p0[2::3])
+    # A background step centred below the smallest value (e.g. a mass of exact zeros from a
+    # non-negative solver) shows only its upper part, so its height may exceed the voxel count.
+    lower = [0.0, -1.0, np.log(1e-4), 0.0, -1.0, np.log(1e-4)]
+    upper = [4.0, 2.0, np.log(2.0), 1.5, 2.0, np.log(2.0)]
+    fit = least_squares(residual, p0, bounds=(lower, upper), x_scale="jac")
+    a, m, s = fit.x[0::3] * total, fit.x[1::3] * span + lo, np.exp(fit.x[2::3]) * span
+    order = np.argsort(m)
+    return tuple(a[order]), tuple(m[order]), tuple(s[order])  # type: ignore[return-value]
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's two-class threshold of the values (maximum between-class variance)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    weight0 = np.cumsum(counts)[:-1]
+    weight1 = values.size - weight0
+    sum0 = np.cumsum(counts * centres)[:-1]
+    mean0 = sum0 / np.maximum(weight0, 1)
+    mean1 = (np.sum(counts * centres) - sum0) / np.maximum(weight1, 1)
+    between = weight0 * weight1 * (mean0 - mean1) ** 2
+    return float(edges[1:-1][int(np.argmax(between))])
+
+
+def _flattest(amplitudes: Steps, centres: Steps, widths: Steps) -> float:
+    """The t of smallest |dV/dt| of the fitted model between the two step centres."""
+    lo, hi = centres
+    if not hi > lo:
+        raise ValueError("summed: the fitted volume curve has one step only; no particle plateau was found")
+    grid = np.linspace(lo, hi, _GRID)
+    magnitude = -_slope(grid, amplitudes, centres, widths)
+    best = int(np.argmin(magnitude))
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, _GRID - 1)]
+    refined = minimize_scalar(
+        lambda x: -_slope(np.array([x]), amplitudes, centres, widths)[0],
+        bounds=(left, right),
+        method="bounded",
+        options={"xatol": 1e-9 * (hi - lo)},
+    )
+    threshold = float(refined.x)
+    flattest = -_slope(np.array([threshold]), amplitudes, centres, widths)[0]
+    steepest = min(-_slope(np.array(centres), amplitudes, centres, widths))
+    if flattest > _PLATEAU * steepest:
+        raise ValueError(
+            "summed: the volume curve has no plateau between a background and a particle step "
+            f"(flattest slope {flattest:.3g} is {flattest / steepest:.0%} of the steps' slope); "
+            "give the threshold explicitly"
+        )
+    return threshold

@@ -1,0 +1,116 @@
+"""Shared machinery of the ratio quantifiers (paper eq. 12 and 18).
+
+A reconstructed map of line A holds ``X_A = K · g_A · C_A · ρ`` with an unknown
+constant K common to all lines and a per-line factor ``g_A`` (``f_A`` for
+EDS-only maps, ``z_A`` for HEBT maps). Dividing by the factors and normalising
+removes K and ρ::
+
+    S = Σ_A X_A / g_A                      (the summed map, ∝ ρ)
+    C_A = (X_A / g_A) / S                  inside the particle (S > threshold)
+    C_A = 0                                outside
+
+The threshold on S is found by the ESF method (:mod:`edstomo.threshold`) or
+given by the user.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import numpy as np
+from edstomo import provenance
+from edstomo.data import HAADF, CompositionMaps, Volume
+from edstomo.factors import PhysicsFactors
+from edstomo.interfaces import Quantifier
+from edstomo.lines import element_of
+from edstomo.threshold import EsfFit, esf_threshold
+
+
+class RatioQuantifier(Quantifier):
+    """Weight fractions from factor-normalised maps, inside a thresholded particle.
+
+    Parameters
+    ----------
+    factors
+        The physics factors of the maps' lines.
+    threshold
+        ``"esf"`` (automatic, edge-spread-function method) or a number >= 0 in
+        the units of the summed map S = Σ X_A / g_A (map units per b·mol/g).
+    trials
+        Number of trial thresholds of the ESF method (at least 8).
+    """
+
+    #: Symbol of the factor in messages (``"f_A"`` or ``"z_A"``).
+    factor_symbol: str = "g_A"
+
+    def __init__(self, factors: PhysicsFactors, threshold: float | str = "esf", trials: int = 200):
+        super().__init__(factors, threshold)
+        if threshold != "esf" and threshold < 0:
+            raise ValueError(
+                f"threshold: {threshold!r} must be >= 0 (a value of S = Σ X_A/{self.factor_symbol}, "
+                "in map units per b·mol/g) or 'esf'"
+            )
+        if not (isinstance(trials, (int, np.integer)) and trials >= 8):
+            raise ValueError(f"trials: {trials!r} must be an integer >= 8 (number of ESF trial thresholds)")
+        self.trials = int(trials)
+
+    def parameters(self) -> dict[str, object]:
+        return {"threshold": self.threshold, "trials": self.trials}
+
+    @abstractmethod
+    def factor_values(self, lines: list[str]) -> np.ndarray:
+        """The per-line factors g_A (b·mol/g), in the order of ``lines``."""
+
+    def summed(self, maps: Volume) -> np.ndarray:
+        """The summed map S = Σ_A max(X_A, 0) / g_A, shape (nz, nx, slices)."""
+        return self._normalised(maps).sum(axis=0)
+
+    def esf(self, maps: Volume) -> EsfFit:
+        """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
+        return esf_threshold(self.summed(maps), self.trials)
+
+    def quantify(self, maps: Volume) -> CompositionMaps:
+        normalised = self._normalised(maps)
+        summed = normalised.sum(axis=0)
+        if self.threshold == "esf":
+            threshold = esf_threshold(summed, self.trials).threshold
+        else:
+            threshold = float(self.threshold)
+        mask = summed > threshold
+        safe = np.where(mask, summed, 1.0)
+        fractions = np.where(mask[None], normalised / safe[None], 0.0)
+        record = provenance.step(
+            "quantify",
+            self.name,
+            threshold_method="esf" if self.threshold == "esf" else "given",
+            threshold=threshold,
+            trials=self.trials,
+            factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
+            factor_unit="b*mol/g",
+        )
+        return CompositionMaps(
+            weight_fractions=fractions,
+            elements=[element_of(line) for line in maps.channels],
+            pixel_size=maps.pixel_size,
+            mask=mask,
+            threshold=threshold,
+            experiment=maps.experiment,
+            provenance=[*maps.provenance, record],
+        )
+
+    def _normalised(self, maps: Volume) -> np.ndarray:
+        """max(X_A, 0) / g_A per channel, shape (channels, nz, nx, slices)."""
+        if not isinstance(maps, Volume):
+            raise TypeError(f"maps: expected a Volume of reconstructed line maps, got {type(maps).__name__}")
+        if HAADF in maps.channels:
+            raise ValueError(f"maps: channels {maps.channels} include {HAADF!r}; quantify only the EDS line maps")
+        elements = [element_of(line) for line in maps.channels]
+        if len(set(elements)) != len(elements):
+            raise ValueError(f"maps: channels {maps.channels} give two lines of one element")
+        missing = [line for line in maps.channels if line not in self.factors.parameters]
+        if missing:
+            raise ValueError(
+                f"maps: lines {missing} have no physics factors; the factors cover {self.factors.lines}"
+            )
+        factors = self.factor_values(maps.channels)
+        return np.clip(maps.data, 0.0, None) / factors[:, None, None, None]
