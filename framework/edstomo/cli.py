@@ -65,7 +65,111 @@ def _run_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_simulate, _add_plugins]
+# ----- physics -----------------------------------------------------------------
+def _add_physics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "physics",
+        help="compute the quantification factors f_A and z_A of X-ray lines",
+        description="Print the physical parameters of each line (as in Table 2 of Yuan et al. 2020) and the "
+        "factors f_A = σ_ion ω p ε / M and z_A = σ_ela / M (b·mol/g). Only the beam energy, the lines, the "
+        "HAADF angles and the detector efficiency matter here: the tilts, scan and doses of the experiment "
+        "built internally are placeholders that do not affect the factors.",
+    )
+    p.add_argument("lines", nargs="+", metavar="LINE", help="X-ray lines named as HyperSpy does, e.g. Co_Ka Au_Ma")
+    p.add_argument("--beam-energy", required=True, help="beam energy with its unit, e.g. '80 keV'")
+    p.add_argument("--model", default="mcxray", help="physics plugin (default: mcxray)")
+    p.add_argument(
+        "--efficiency",
+        default="1",
+        help="detector efficiency: a number in (0, 1] for every line (default 1), or, with the mcxray model, "
+        "a layered-detector preset (windowless-sdd, si3n4-window-sdd)",
+    )
+    p.add_argument("--haadf-inner", default="94 mrad", help="HAADF inner angle (default: '94 mrad')")
+    p.add_argument("--haadf-outer", default="611 mrad", help="HAADF outer angle (default: '611 mrad')")
+    p.add_argument("--yields", help="mcxray: source of ω and p, 'eadl' (default) or 'xraylib'")
+    p.add_argument(
+        "--elastic",
+        help="mcxray: elastic model, 'browning-mcxray' (default), 'browning-published', 'wentzel-annular' or 'none'",
+    )
+    p.add_argument("--cascade", help="mcxray: 'none' (default), 'coster-kronig' or 'full'")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="LINE.KEY=VALUE",
+        help="mcxray: replace one value, e.g. Au_Ma.p=0.999 or 'Co_Ka.sigma_ion=420 b' (repeatable)",
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.set_defaults(func=_run_physics)
+
+
+def _physics_options(args: argparse.Namespace) -> dict[str, object]:
+    """Keyword options of the physics plugin from the command line (mcxray-style options)."""
+    options: dict[str, object] = {
+        key: getattr(args, key) for key in ("yields", "elastic", "cascade") if getattr(args, key) is not None
+    }
+    overrides: dict[str, dict[str, object]] = {}
+    for item in args.override:
+        target, sep, value = item.partition("=")
+        line, dot, key = target.partition(".")
+        if not (sep and dot and line and key and value):
+            raise ValueError(f"--override: {item!r} is not of the form LINE.KEY=VALUE, e.g. Au_Ma.p=0.999")
+        try:
+            number: object = float(value)
+        except ValueError:
+            number = value
+        overrides.setdefault(line, {})[key] = number
+    if overrides:
+        options["overrides"] = overrides
+    return options
+
+
+def _run_physics(args: argparse.Namespace) -> int:
+    import inspect
+
+    from pydantic import ValidationError
+
+    from .experiment import EDSDetector, HAADFDetector, Scan
+    from .lines import parse_line
+    from .units import as_quantity
+
+    energy = as_quantity(args.beam_energy, "keV", "--beam-energy")
+    if not energy.magnitude > 0:
+        raise ValueError(f"--beam-energy: {args.beam_energy!r} must be a positive energy (e.g. '80 keV')")
+    for line in args.lines:
+        parse_line(line)
+    options = _physics_options(args)
+    try:
+        constant = float(args.efficiency)
+    except ValueError:
+        constant = None
+        options["efficiency"] = args.efficiency
+    if constant is not None and not 0 < constant <= 1:
+        raise ValueError(f"--efficiency: {args.efficiency!r} must lie in (0, 1] or name a detector preset")
+    model = plugins.physics(args.model)
+    accepted = inspect.signature(model.__init__).parameters
+    for key in options:
+        if key not in accepted:
+            flag = {"overrides": "--override"}.get(key, f"--{key}")
+            raise ValueError(f"{flag}: the {args.model!r} physics model has no such option")
+    try:
+        experiment = Experiment(
+            name="physics",
+            beam_energy=energy,
+            lines=args.lines,
+            tilts=["0 deg"],
+            scan=Scan(positions=1, pixel_size="1 nm"),
+            haadf=HAADFDetector(electrons_per_pixel="1 e", inner_angle=args.haadf_inner, outer_angle=args.haadf_outer),
+            eds=EDSDetector(electrons_per_pixel="1 e", solid_angle="1 sr", efficiency=constant or 1.0),
+        )
+    except ValidationError as error:
+        raise ValueError("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors())) from None
+    factors = model(**options).compute(experiment)
+    print(factors.to_json() if args.format == "json" else factors.table())
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_simulate, _add_plugins, _add_physics]
 
 
 def build_parser() -> argparse.ArgumentParser:

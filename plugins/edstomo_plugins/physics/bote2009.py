@@ -102,7 +102,8 @@ def cross_section_barn(z: int, shell: str, energy_ev: float | np.ndarray) -> np.
     energy = np.asarray(energy_ev, dtype=float)
     bad = ~(np.isfinite(energy) & (energy > 0))
     if np.any(bad):
-        raise ValueError(f"energy_ev: {energy[bad].ravel()[0]!r} eV is not a positive, finite electron energy")
+        first = float(energy[bad].ravel()[0])
+        raise ValueError(f"energy_ev: {first!r} eV is not a positive, finite electron energy")
     row = _coefficients(z, shell)
     e_i, a, b_minus, amplitude, g = row[0], row[1:6], row[6], row[7], row[8:12]
     u = energy / e_i

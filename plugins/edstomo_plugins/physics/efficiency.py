@@ -140,7 +140,8 @@ class LayeredDetector:
         energy = np.asarray(energy_kev, dtype=float)
         bad = ~(np.isfinite(energy) & (energy > 0))
         if np.any(bad):
-            raise ValueError(f"energy_kev: {energy[bad].ravel()[0]!r} keV is not a positive, finite photon energy")
+            first = float(energy[bad].ravel()[0])
+            raise ValueError(f"energy_kev: {first!r} keV is not a positive, finite photon energy")
         transmitted = np.ones_like(energy)
         for layer in (*self.window, self._dead):
             transmitted = transmitted * layer.transmission(energy)

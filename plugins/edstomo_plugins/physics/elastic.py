@@ -20,7 +20,7 @@ Two families of models:
 
   with Wentzel's screening ``η = (ħ / (2 p R))²``, atomic radius
   ``R = a0 Z^−1/3``, and relativistic momentum p and velocity v. Its total
-  cross-section lies within −4 % to +17 % of Browning's Mott fit for Z = 6-79 at
+  cross-section lies within −4 % to +23 % of Browning's Mott fit for Z = 6-79 at
   30-100 keV (Molière's screening, made for multiple scattering, would
   underestimate heavy-atom totals by up to 6×).
   Integrated over a HAADF annulus θ1..θ2 (with ``s = sin²(θ/2)``)::
@@ -65,7 +65,8 @@ def _checked(z: np.ndarray | int, energy_kev: np.ndarray | float) -> tuple[np.nd
         raise ValueError(f"z: {z!r} must hold atomic numbers (integers >= 1)")
     bad = ~(np.isfinite(energy) & (energy > 0))
     if np.any(bad):
-        raise ValueError(f"energy_kev: {energy[bad].ravel()[0]!r} keV is not a positive, finite electron energy")
+        first = float(energy[bad].ravel()[0])
+        raise ValueError(f"energy_kev: {first!r} keV is not a positive, finite electron energy")
     return z, energy
 
 
