@@ -1,0 +1,398 @@
+"""Study ``yuan2020-phantom``: the phantom study of Yuan et al. (2020), section 3.1, at two EDS dose levels.
+
+For each dose level (``"paper"``: the paper's doses; ``"low"``: the EDS dose
+divided by ``low_dose_divisor``) the study
+
+1. simulates the Ag–Au core–shell phantom (thin-film model, Poisson noise on
+   EDS, fixed seed), filters the EDS sinograms (Gaussian, σ = 0.8 px over
+   tilts × positions) and estimates the response ratios r_A (eq. 15);
+2. runs EDS-only SIRT once to ``max_iterations`` and records, at every n, the
+   metrics of the raw maps X_A and of the quantified maps (eq. 12, ESF threshold);
+3. runs HEBT-SIRT (eq. 17) once per α to the largest n of ``hebt_iterations``
+   and records the same metrics at each n of ``hebt_iterations`` (eq. 18);
+4. reconstructs the HAADF sinogram alone (SIRT, 50 iterations; Figure 7).
+
+Metrics compare each map with the phantom's weight fractions (the paper's
+Figure 1). Raw maps, which are on no absolute scale, are first multiplied by
+the least-squares scale factor (the paper's convention for their MSE), so
+``mse`` equals ``mse_scaled`` for them; SSIM-structure is scale-invariant.
+Windowed SSIM and PSNR use a data range of 1 (weight fractions).
+
+Files written to ``out``: ``metrics.csv`` (every metric, every map),
+``summary.json`` (one object per level with the acceptance figures),
+``settings.json`` (options, experiments, ratios, timings, versions), and per
+level a folder with the simulated tilt series and the headline quantified maps
+(HDF5) and the figures (PNG) equivalent to the paper's Figures 1–13.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edstomo import provenance
+from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
+from edstomo.experiment import Experiment, yuan2020_phantom_experiment
+from edstomo.interfaces import IterationState, Study
+from edstomo.lines import element_of
+from edstomo.preprocessing import ResponseRatios, gaussian_filter, response_ratios
+from edstomo.registry import plugins
+from edstomo.study import ResultsTable, dice, interior, write_json
+from edstomo.threshold import EsfFit
+from edstomo.units import as_quantity, format_quantity
+
+from ..metrics.mse import best_scale
+
+#: Dose levels, in the order they are run.
+LEVELS: tuple[str, ...] = ("paper", "low")
+#: The elements and lines of the phantom.
+LINES: tuple[str, ...] = ("Ag_La", "Au_Ma")
+#: The paper's sweep of α.
+PAPER_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: The n at which HEBT maps are recorded.
+PAPER_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200, 500)
+#: The reduced sweep of ``quick=True`` (same geometry and doses).
+QUICK_ALPHAS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
+QUICK_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200)
+QUICK_MAX_ITERATIONS = 200
+#: The HEBT setting of the summary's region means, mask and quantified SSIM.
+HEADLINE_ALPHA, HEADLINE_N = 0.8, 200
+#: Distance (pixels) kept from every interface when averaging a region.
+EROSION = 3.0
+#: Iterations of the HAADF-only reconstruction (the paper's Figure 7).
+HAADF_ITERATIONS = 50
+#: n of the EDS-only maps shown (Figures 3 and 5); α and n of the HEBT maps shown (Figures 9–12).
+FIGURE_EDS_N: tuple[int, ...] = (20, 50, 100)
+FIGURE_HEBT_ALPHAS: tuple[float, ...] = (0.7, 0.8, 0.9)
+FIGURE_HEBT_N: tuple[int, ...] = (50, 200, 500)
+FIGURE_HEBT_FIXED_ALPHA = 0.9
+
+COLUMNS = (
+    "level", "method", "alpha", "n", "element", "maps",
+    "ssim_structure", "mse_scaled", "mse", "ssim", "psnr", "scale", "threshold", "mask_dice",
+)  # fmt: skip
+SUMMARY_KEYS = (
+    "eds_best_n_Ag", "eds_best_n_Au", "eds_ssim_quant_Ag", "hebt_ssim_quant_Ag",
+    "core_wt_Au", "shell_wt_Ag", "mask_dice", "r_squared", "r_Ag", "r_Au",
+)  # fmt: skip
+
+
+@dataclass
+class Snapshot:
+    """Raw maps at one setting and their quantification (None when the ESF found no plateau)."""
+
+    raw: Volume
+    quantified: CompositionMaps | None
+
+
+@dataclass
+class LevelResult:
+    """Everything one dose level produced, for the summary and the figures."""
+
+    level: str
+    experiment: Experiment
+    truth: CompositionMaps
+    regions: dict[str, np.ndarray]
+    series: TiltSeries
+    filtered: TiltSeries
+    ratios: ResponseRatios
+    haadf: Volume
+    eds: dict[int, Snapshot] = field(default_factory=dict)
+    hebt: dict[tuple[float, int], Snapshot] = field(default_factory=dict)
+    esf: EsfFit | None = None
+    seconds: float = 0.0
+
+    @property
+    def headline(self) -> Snapshot:
+        return self.hebt[(HEADLINE_ALPHA, HEADLINE_N)]
+
+
+class Yuan2020PhantomStudy(Study):
+    """The Ag–Au core–shell phantom study of Yuan et al. (2020), §3.1, at the paper's and a low EDS dose.
+
+    Parameters
+    ----------
+    solid_angle : str or Quantity
+        EDS detector solid angle (the paper does not give it); default 0.7 sr.
+    low_dose_divisor : float
+        The ``low`` level divides the paper's EDS dose by this (> 1); default 30.
+    levels : sequence of {"paper", "low"}
+        The dose levels to run.
+    max_iterations : int, optional
+        Largest n of the EDS-only sweep (n = 1 … max); HEBT n above it are
+        dropped. Default 500 (200 with ``quick``); at least 200 (the summary's n).
+    seed : int
+        Seed of the Poisson noise (the same for every level).
+    figures : bool
+        Write the PNG figures (needs matplotlib, the ``plots`` extra).
+    quick : bool
+        Reduced sweep: α ∈ {0, 0.5, 0.8, 0.9}, HEBT n ∈ {50, 100, 200}, EDS n ≤ 200.
+    alphas, hebt_iterations : sequence, optional
+        Override the α values and the HEBT n; they must include α = 0.8 and n = 200.
+    sigma : float
+        Gaussian filter σ (pixels) on the EDS sinograms; default 0.8 as in the paper.
+    outer_radius, core_radius : str or Quantity
+        Phantom radii; default 55 nm and 30 nm.
+    projector : {"strip", "joseph"}
+        Projection model of the simulation and of the solvers.
+    """
+
+    name = "yuan2020-phantom"
+    description = "Yuan 2020 Ag-Au phantom: EDS-only SIRT vs HEBT, semi-convergence, quantification, two doses"
+
+    def __init__(
+        self,
+        solid_angle: Any = "0.7 sr",
+        low_dose_divisor: float = 30.0,
+        levels: Sequence[str] = LEVELS,
+        max_iterations: int | None = None,
+        seed: int = 0,
+        figures: bool = True,
+        quick: bool = False,
+        alphas: Sequence[float] | None = None,
+        hebt_iterations: Sequence[int] | None = None,
+        sigma: float = 0.8,
+        outer_radius: Any = "55 nm",
+        core_radius: Any = "30 nm",
+        projector: str = "strip",
+    ):
+        self.solid_angle = as_quantity(solid_angle, "sr", "solid_angle")
+        if not self.solid_angle.magnitude > 0:
+            raise ValueError(f"solid_angle: {solid_angle!r} must be positive (in sr)")
+        if not (np.isfinite(low_dose_divisor) and low_dose_divisor > 1):
+            raise ValueError(f"low_dose_divisor: {low_dose_divisor!r} must be a number > 1")
+        self.low_dose_divisor = float(low_dose_divisor)
+        levels = [str(level) for level in levels]
+        if not levels or any(level not in LEVELS for level in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"levels: {levels} must be a non-empty list of distinct names from {list(LEVELS)}")
+        self.levels = [level for level in LEVELS if level in levels]
+        default_max = QUICK_MAX_ITERATIONS if quick else max(PAPER_HEBT_ITERATIONS)
+        self.max_iterations = default_max if max_iterations is None else max_iterations
+        if not (isinstance(self.max_iterations, (int, np.integer)) and self.max_iterations >= HEADLINE_N):
+            raise ValueError(
+                f"max_iterations: {max_iterations!r} must be an integer >= {HEADLINE_N} (the summary's HEBT n)"
+            )
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: {seed!r} must be a non-negative integer")
+        self.seed = int(seed)
+        self.figures = bool(figures)
+        self.quick = bool(quick)
+        alphas = (QUICK_ALPHAS if quick else PAPER_ALPHAS) if alphas is None else alphas
+        self.alphas = sorted(float(a) for a in alphas)
+        if not any(np.isclose(a, HEADLINE_ALPHA) for a in self.alphas) or not all(0 <= a < 1 for a in self.alphas):
+            raise ValueError(f"alphas: {list(alphas)} must lie in [0, 1) and include {HEADLINE_ALPHA}")
+        self.alphas = [HEADLINE_ALPHA if np.isclose(a, HEADLINE_ALPHA) else a for a in self.alphas]
+        ns = (QUICK_HEBT_ITERATIONS if quick else PAPER_HEBT_ITERATIONS) if hebt_iterations is None else hebt_iterations
+        self.hebt_iterations = sorted(int(n) for n in ns if int(n) <= self.max_iterations)
+        if HEADLINE_N not in self.hebt_iterations or min(self.hebt_iterations) < 1:
+            raise ValueError(f"hebt_iterations: {list(ns)} must be positive and include {HEADLINE_N}")
+        if not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma: {sigma!r} must be a number of pixels >= 0")
+        self.sigma = float(sigma)
+        self.outer_radius = as_quantity(outer_radius, "nm", "outer_radius")
+        self.core_radius = as_quantity(core_radius, "nm", "core_radius")
+        self.projector = projector
+
+    # ----- running -------------------------------------------------------------------------------------------
+    def run(self, out: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+        report = progress or (lambda stage, done, total: None)
+        if self.figures:
+            from .yuan2020_figures import require_matplotlib
+
+            require_matplotlib()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        table = ResultsTable(COLUMNS)
+        results = {level: self._run_level(level, table, report) for level in self.levels}
+        summary = {level: self.summarise(result, table) for level, result in results.items()}
+        table.to_csv(out / "metrics.csv")
+        write_json(out / "summary.json", summary)
+        write_json(out / "settings.json", self._settings(results))
+        for level, result in results.items():
+            folder = out / level
+            folder.mkdir(exist_ok=True)
+            result.series.save(folder / "tilt_series.h5")
+            if result.headline.quantified is not None:
+                result.headline.quantified.save(folder / f"hebt_alpha{HEADLINE_ALPHA}_n{HEADLINE_N}_quantified.h5")
+            if self.figures:
+                from .yuan2020_figures import write_figures
+
+                stage = f"{level}: figures"
+                write_figures(result, table, folder, progress=lambda done, total, s=stage: report(s, done, total))
+        return summary
+
+    def _run_level(self, level: str, table: ResultsTable, report: Callable[[str, int, int], None]) -> LevelResult:
+        start = time.perf_counter()
+        divisor = 1.0 if level == "paper" else self.low_dose_divisor
+        experiment = yuan2020_phantom_experiment(format_quantity(self.solid_angle), divisor)
+        factors = plugins.physics("table")().compute(experiment)
+        phantom = plugins.phantom("core-shell")(outer_radius=self.outer_radius, core_radius=self.core_radius)
+        truth = phantom.generate(experiment)
+        regions = phantom.regions(experiment)
+        forward = plugins.forward("thin-film")(experiment, factors, projector=self.projector)
+        series = forward.simulate(truth, noise="poisson", seed=self.seed)
+        filtered = gaussian_filter(series, self.sigma)
+        ratios = response_ratios(filtered, list(LINES))
+        haadf = plugins.solver("sirt")(
+            iterations=HAADF_ITERATIONS, channels=[HAADF], projector=self.projector
+        ).solve(series)
+        result = LevelResult(level, experiment, truth, regions, series, filtered, ratios, haadf)
+        recorder = _Recorder(table, level, truth, regions["core"] | regions["shell"])
+
+        eds_quantifier = plugins.quantifier("eds")(factors)
+        stage = f"{level}: EDS-only SIRT"
+
+        def eds_callback(state: IterationState) -> None:
+            maps = _volume(state, series)
+            snapshot = recorder.record("eds-sirt", None, state.iteration, maps, eds_quantifier)
+            if state.iteration in FIGURE_EDS_N:
+                result.eds[state.iteration] = snapshot
+            report(stage, state.iteration, self.max_iterations)
+
+        plugins.solver("sirt")(iterations=self.max_iterations, projector=self.projector).solve(
+            filtered.select(list(LINES)), callback=eds_callback
+        )
+
+        hebt_quantifier = plugins.quantifier("hebt")(factors)
+        last = max(self.hebt_iterations)
+        for alpha in self.alphas:
+            stage = f"{level}: HEBT-SIRT alpha={alpha:g}"
+
+            def hebt_callback(state: IterationState, alpha: float = alpha, stage: str = stage) -> None:
+                report(stage, state.iteration, last)
+                if state.iteration not in self.hebt_iterations:
+                    return
+                maps = _volume(state, series)
+                snapshot = recorder.record("hebt-sirt", alpha, state.iteration, maps, hebt_quantifier)
+                result.hebt[(alpha, state.iteration)] = snapshot
+
+            plugins.solver("hebt-sirt")(
+                alpha=alpha, ratios=ratios, iterations=last, projector=self.projector
+            ).solve(filtered, callback=hebt_callback)
+        result.esf = hebt_quantifier.esf(result.headline.raw)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    # ----- results -------------------------------------------------------------------------------------------
+    def summarise(self, result: LevelResult, table: ResultsTable) -> dict[str, float | int]:
+        """The acceptance figures of one level (the keys of :data:`SUMMARY_KEYS`)."""
+        level = result.level
+        eds = {"level": level, "method": "eds-sirt"}
+        best_n = {
+            element: int(table.best("ssim_structure", **eds, maps="raw", element=element)["n"])
+            for element in ("Ag", "Au")
+        }
+        headline_rows = table.where(
+            level=level, method="hebt-sirt", alpha=HEADLINE_ALPHA, n=HEADLINE_N, maps="quantified", element="Ag"
+        )
+        quantified = result.headline.quantified
+        if quantified is None:
+            raise ValueError(
+                f"{level}: the ESF method found no particle plateau in the HEBT maps at alpha={HEADLINE_ALPHA}, "
+                f"n={HEADLINE_N}; the summary cannot be computed"
+            )
+        core = interior(result.regions["core"], EROSION)
+        shell = interior(result.regions["shell"], EROSION)
+        summary = {
+            "eds_best_n_Ag": best_n["Ag"],
+            "eds_best_n_Au": best_n["Au"],
+            "eds_ssim_quant_Ag": float(table.best("ssim_structure", **eds, maps="quantified", element="Ag")[
+                "ssim_structure"
+            ]),
+            "hebt_ssim_quant_Ag": float(headline_rows[0]["ssim_structure"]),
+            "core_wt_Au": 100.0 * float(quantified.fraction("Au")[core].mean()),
+            "shell_wt_Ag": 100.0 * float(quantified.fraction("Ag")[shell].mean()),
+            "mask_dice": dice(quantified.mask, result.regions["core"] | result.regions["shell"]),
+            "r_squared": float(result.ratios.r_squared),
+            "r_Ag": float(result.ratios["Ag_La"]),
+            "r_Au": float(result.ratios["Au_Ma"]),
+        }
+        return summary
+
+    def _settings(self, results: dict[str, LevelResult]) -> dict[str, Any]:
+        levels = {}
+        for level, result in results.items():
+            experiment = result.experiment
+            factors = plugins.physics("table")().compute(experiment)
+            # eq. 16: r_A = D_H N_A z_A / (n f_A), n = N_A D_e Ω / 4π
+            solid = experiment.eds.solid_angle.m_as("sr") / (4 * np.pi)
+            dose_ratio = experiment.haadf_electrons_per_pixel.m_as("e") / experiment.eds_electrons_per_pixel.m_as("e")
+            expected = dose_ratio * factors.z_array(list(LINES)) / (solid * factors.f_array(list(LINES)))
+            levels[level] = {
+                "eds_dose_divisor": 1.0 if level == "paper" else self.low_dose_divisor,
+                "experiment": experiment.to_dict(),
+                "response_ratios": result.ratios.ratios,
+                "response_ratios_eq16": dict(zip(LINES, expected.tolist())),
+                "r_squared": result.ratios.r_squared,
+                "esf_threshold": None if result.esf is None else result.esf.threshold,
+                "seconds": result.seconds,
+            }
+        return {
+            "study": self.name,
+            "parameters": self.parameters(),
+            "alphas": self.alphas,
+            "hebt_iterations": self.hebt_iterations,
+            "headline": {"alpha": HEADLINE_ALPHA, "n": HEADLINE_N, "erosion_pixels": EROSION},
+            "levels": levels,
+            "provenance": provenance.versions(),
+        }
+
+
+def _volume(state: IterationState, series: TiltSeries) -> Volume:
+    """A copy of the solver's current estimate as a Volume (float64)."""
+    return Volume(
+        data=np.array(state.estimate, dtype=float),
+        channels=list(state.channels),
+        pixel_size=series.pixel_size,
+        experiment=series.experiment,
+    )
+
+
+class _Recorder:
+    """Computes every metric of raw and quantified maps against the phantom and adds table rows."""
+
+    def __init__(self, table: ResultsTable, level: str, truth: CompositionMaps, particle: np.ndarray):
+        self.table = table
+        self.level = level
+        self.truth = truth
+        self.particle = particle
+        self.metrics = {
+            "ssim_structure": plugins.metric("ssim-structure")(),
+            "mse_scaled": plugins.metric("mse-scaled")(),
+            "mse": plugins.metric("mse")(),
+            "ssim": plugins.metric("ssim")(data_range=1.0),
+            "psnr": plugins.metric("psnr")(data_range=1.0),
+        }
+
+    def record(self, method: str, alpha: float | None, n: int, maps: Volume, quantifier: Any) -> Snapshot:
+        keys = {"level": self.level, "method": method, "alpha": alpha, "n": n}
+        for line in maps.channels:
+            element = element_of(line)
+            reference = self.truth.fraction(element)
+            scale = best_scale(maps.channel(line), reference)
+            values = self._values(scale * maps.channel(line), reference)
+            self.table.add(**keys, element=element, maps="raw", scale=scale, **values)
+        try:
+            quantified = quantifier.quantify(maps)
+        except ValueError:  # no plateau in the volume curve (early iterations): no quantified maps
+            quantified = None
+        overlap = None if quantified is None else dice(quantified.mask, self.particle)
+        for line in maps.channels:
+            element = element_of(line)
+            if quantified is None:
+                values = dict.fromkeys(self.metrics, float("nan"))
+                threshold = None
+            else:
+                values = self._values(quantified.fraction(element), self.truth.fraction(element))
+                threshold = quantified.threshold
+            self.table.add(
+                **keys, element=element, maps="quantified", threshold=threshold, mask_dice=overlap, **values
+            )
+        return Snapshot(maps, quantified)
+
+    def _values(self, estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+        return {name: metric(estimate, reference) for name, metric in self.metrics.items()}
