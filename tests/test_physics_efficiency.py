@@ -66,6 +66,8 @@ def test_errors_name_the_parameter():
         LayeredDetector(sensor_thickness="0 µm")
     with pytest.raises(ValueError, match="energy_kev: 0.0 keV"):
         detector("windowless-sdd").efficiency([5.0, 0.0])
+    with pytest.raises(ValueError, match="energy_kev: xraylib has no attenuation data for 'Al' at 0.01 keV"):
+        detector("windowless-sdd").efficiency(0.01)
     with pytest.raises(ValueError, match="unknown detector preset 'sdd'"):
         detector("sdd")
     with pytest.raises(ValueError, match=r"unknown detector keys \['windows'\]"):

@@ -176,6 +176,8 @@ def test_unknown_element_or_line_is_rejected():
         MCXRayPhysics().line_parameters("Qq_Ka", exp)
     with pytest.raises(LineError, match="unknown family 'Kc'"):
         MCXRayPhysics().line_parameters("Co_Kc", exp)
+    with pytest.raises(ValueError, match=r"line: Na_Ll: shell: Z = 11 has no L3 shell in the Bote 2009 table"):
+        MCXRayPhysics().line_parameters("Na_Ll", experiment("80 keV", ["Na_Ll"]))
 
 
 @pytest.mark.parametrize("energy", ["0 keV", "-80 keV"])

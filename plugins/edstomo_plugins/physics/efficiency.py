@@ -40,6 +40,20 @@ def _density(material: str, density: Any) -> pint.Quantity:
     return value
 
 
+def _coefficients(function: Any, material: str, energy_kev: np.ndarray) -> np.ndarray:
+    """Mass attenuation coefficients (cm²/g) of ``material`` at each energy, from an xraylib function."""
+    energy = np.asarray(energy_kev, dtype=float)
+    values = np.empty(energy.shape)
+    for index, e in np.ndenumerate(energy):
+        try:
+            values[index] = function(material, float(e))
+        except ValueError as error:
+            raise ValueError(
+                f"energy_kev: xraylib has no attenuation data for {material!r} at {float(e):g} keV ({error})"
+            ) from None
+    return values
+
+
 def _check_material(material: str) -> None:
     try:
         xraylib.CS_Total_CP(material, 10.0)
@@ -82,8 +96,8 @@ class Layer:
 
     def transmission(self, energy_kev: np.ndarray) -> np.ndarray:
         """Fraction of X-rays of energy ``energy_kev`` transmitted through the layer."""
-        mu = np.array([xraylib.CS_Total_CP(self.material, float(e)) for e in np.ravel(energy_kev)])
-        return np.exp(-mu * self.areal_density).reshape(np.shape(energy_kev))
+        mu = _coefficients(xraylib.CS_Total_CP, self.material, energy_kev)
+        return np.exp(-mu * self.areal_density)
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -145,7 +159,7 @@ class LayeredDetector:
         transmitted = np.ones_like(energy)
         for layer in (*self.window, self._dead):
             transmitted = transmitted * layer.transmission(energy)
-        tau = np.array([xraylib.CS_Photo_CP(self.sensor, float(e)) for e in energy.ravel()]).reshape(energy.shape)
+        tau = _coefficients(xraylib.CS_Photo_CP, self.sensor, energy)
         return transmitted * (1.0 - np.exp(-tau * self._active.areal_density))
 
     def to_dict(self) -> dict[str, Any]:

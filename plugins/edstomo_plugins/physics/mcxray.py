@@ -152,7 +152,10 @@ class MCXRayPhysics(PhysicsModel):
     def check_excitable(self, line: XrayLine, experiment: Experiment) -> None:
         """Raise ``ValueError`` when the beam cannot ionise the line's sub-shell."""
         energy_kev = experiment.beam_energy.m_as("keV")
-        edge_kev = bote2009.ionization_energy_ev(line.z, line.shell) / 1e3
+        try:
+            edge_kev = bote2009.ionization_energy_ev(line.z, line.shell) / 1e3
+        except ValueError as error:
+            raise ValueError(f"line: {line.name}: {error}") from None
         if edge_kev >= energy_kev:
             raise ValueError(
                 f"line: {line.name} cannot be excited: the {line.shell} edge of {line.element} is at "
