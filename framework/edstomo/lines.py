@@ -2,8 +2,8 @@
 
 A line name is ``<element symbol>_<family>``. Each family is emitted after the
 ionisation of one sub-shell and collects one or more transitions (IUPAC names,
-e.g. ``L3M5``). Atomic numbers, weights, densities and transition energies come
-from xraylib.
+e.g. ``L3M5``). Atomic numbers, densities and transition energies come from
+xraylib; standard atomic weights from pyxray (xraylib rounds some, e.g. Au 197.2).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+import pyxray
 import xraylib
 
 #: Line family -> (ionised sub-shell, IUPAC transitions that make up the family).
@@ -85,8 +86,8 @@ def atomic_number(symbol: str) -> int:
 
 
 def atomic_weight(symbol: str) -> float:
-    """Standard atomic weight (g/mol) of an element."""
-    return float(xraylib.AtomicWeight(atomic_number(symbol)))
+    """Standard atomic weight (g/mol) of an element (pyxray's NIST values)."""
+    return float(pyxray.element_atomic_weight(atomic_number(symbol)))
 
 
 def element_density(symbol: str) -> float:

@@ -82,7 +82,7 @@ class TablePhysics(PhysicsModel):
         if "epsilon" not in entry:
             sources["epsilon"] = "experiment EDS detector"
         if "atomic_weight" not in entry:
-            sources["atomic_weight"] = "standard atomic weight (xraylib)"
+            sources["atomic_weight"] = "standard atomic weight (pyxray)"
         return LineParameters(
             line=line,
             sigma_ion=as_quantity(entry["sigma_ion"], "b", f"{line}.sigma_ion"),
