@@ -305,22 +305,54 @@ class ParallelBeamProjector:
 
     # ------------------------------------------------------------------ build
     def _build(self) -> None:
-        """Assemble Wᵀ as CSR (pixel-major storage) and the row and column sums of W."""
+        """Assemble Wᵀ as CSR (pixel-major storage) and the row and column sums of W.
+
+        The entries of each angle are kept compactly (32-bit indices when they
+        fit, weights in ``dtype``) and then written straight into their CSR
+        slots (a counting sort on the pixel), so the build needs about twice
+        the final matrix in memory; the sums are accumulated in float64.
+        Within a pixel row the bins are in increasing order (sorted indices);
+        no (bin, pixel) pair occurs twice.
+        """
         nz, nx = self.shape
         builder = _ENTRIES[self.model]
-        rows, cols, vals = [], [], []
+        n_rows, n_cols = self.n_angles * self.n_det, nz * nx
+        wide = max(n_rows, n_cols) >= np.iinfo(np.int32).max
+        small = np.int64 if wide else np.int32
+        row_sums = np.zeros(n_rows)
+        col_sums = np.zeros(n_cols)
+        counts = np.zeros(n_cols, dtype=np.int64)
+        chunks = []
         for a, theta in enumerate(self.angles):
             k, pixel, w = builder(float(theta), nz, nx, self.n_det, self.det_spacing)
-            rows.append(k + a * self.n_det)
-            cols.append(pixel)
-            vals.append(w)
-        n_rows, n_cols = self.n_angles * self.n_det, nz * nx
-        index = np.int32 if max(n_rows, n_cols, sum(len(v) for v in vals)) < np.iinfo(np.int32).max else np.int64
-        coords = (np.concatenate(cols).astype(index), np.concatenate(rows).astype(index))
-        wt64 = sp.csr_array((np.concatenate(vals), coords), shape=(n_cols, n_rows))
-        self._row_sums = np.asarray(wt64.sum(axis=0), dtype=self.dtype)
-        self._col_sums = np.asarray(wt64.sum(axis=1), dtype=self.dtype)
-        self._matrix_t = wt64.astype(self.dtype)
+            bins = k + a * self.n_det
+            per_pixel = np.bincount(pixel, minlength=n_cols)
+            counts += per_pixel
+            row_sums += np.bincount(bins, weights=w, minlength=n_rows)
+            col_sums += np.bincount(pixel, weights=w, minlength=n_cols)
+            order = np.lexsort((bins, pixel))
+            chunks.append(
+                (pixel[order].astype(small), bins[order].astype(small), w[order].astype(self.dtype), per_pixel)
+            )
+        nnz = int(counts.sum())
+        index = np.int64 if wide or nnz >= np.iinfo(np.int32).max else np.int32
+        indptr = np.zeros(n_cols + 1, dtype=index)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.empty(nnz, dtype=index)
+        data = np.empty(nnz, dtype=self.dtype)
+        free = indptr[:-1].astype(np.int64)  # next free slot of each pixel row
+        while chunks:
+            pixel, bins, w, per_pixel = chunks.pop(0)
+            if len(pixel):
+                first = np.searchsorted(pixel, pixel, side="left")  # start of each pixel's run (sorted)
+                slots = free[pixel] + (np.arange(len(pixel)) - first)
+                indices[slots] = bins
+                data[slots] = w
+            free += per_pixel
+        self._row_sums = row_sums.astype(self.dtype)
+        self._col_sums = col_sums.astype(self.dtype)
+        self._matrix_t = sp.csr_array((data, indices, indptr), shape=(n_cols, n_rows))
+        self._matrix_t.has_sorted_indices = True
         # W in CSC format is a view of the same arrays: the forward product scatters
         # each pixel's row of x into the sinogram, streaming x once.
         self._matrix_csc = self._matrix_t.T

@@ -6,9 +6,16 @@ with updates of the form
     x ← P( x + λ C Wᵀ u(x) ),
 
 where ``u(x)`` is a row-weighted sinogram residual that each solver defines
-(:meth:`IterativeSolver._setup` returns it), ``C`` holds inverse column sums of
-the (possibly stacked) system, ``λ`` is the relaxation and ``P`` sets negative
-voxels to zero when ``nonnegativity`` is on.
+(:meth:`IterativeSolver._setup` returns it, as a function of the forward
+projection ``W x``), ``C`` holds inverse column sums of the (possibly stacked)
+system, ``λ`` is the relaxation and ``P`` sets negative voxels to zero when
+``nonnegativity`` is on.
+
+One iteration is one call of :meth:`ParallelBeamProjector.update
+<edstomo.projector.ParallelBeamProjector.update>`, which back projects ``u``,
+updates and clips ``x`` in place and returns ``W x`` of the new estimate for
+the next residual: with the compiled kernels the back projection is never
+stored and the matrix is read once per iteration (see ``docs/performance.md``).
 
 Array layout
 ------------
@@ -19,8 +26,8 @@ sparse product each (see :mod:`edstomo.projector`).  Callbacks see it as a view
 of shape ``(channels, nz, nx, slices)``, the layout of :class:`~edstomo.data.Volume`.
 
 All element-wise work in an iteration goes through the array namespace of the
-input data (``array_api_compat.array_namespace``), in place where the array API
-allows it, so that other array libraries can take NumPy's place later.
+solver's device (``device="cpu"``: NumPy; ``"gpu"``: CuPy, see
+:mod:`edstomo.backend`), in place where the array API allows it.
 """
 
 from __future__ import annotations
@@ -32,20 +39,20 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_namespace, is_numpy_namespace
 
-from . import provenance
+from . import backend, provenance
 from .data import TiltSeries, Volume
 from .interfaces import Callback, IterationState, Solver
 from .projector import MODELS, ParallelBeamProjector
 
-__all__ = ["DTYPES", "IterativeSolver", "clip_negative", "projector_for", "safe_reciprocal"]
+__all__ = ["DTYPES", "IterativeSolver", "projector_for", "safe_reciprocal"]
 
 #: Floating-point types a solver can compute in.
 DTYPES: tuple[str, ...] = ("float32", "float64")
 
-#: A residual function: takes the estimate (nz, nx, channels, slices), returns the row-weighted
-#: residual sinogram ``u`` (n_angles, n_det, channels, slices) and the residual norm of the estimate.
+#: A residual function: takes the forward projection ``W x`` of the estimate, shape
+#: (n_angles, n_det, channels, slices), which it may overwrite, and returns the row-weighted
+#: residual sinogram ``u`` of that shape and the residual norm of the estimate.
 Residual = Callable[[Any], "tuple[Any, float]"]
 
 #: A progress report: called with (iterations done, iterations planned).
@@ -93,18 +100,6 @@ def safe_reciprocal(values: Any, xp: Any) -> Any:
     """
     positive = values > 0
     return xp.where(positive, 1 / xp.where(positive, values, xp.ones_like(values)), xp.zeros_like(values))
-
-
-def clip_negative(x: Any, xp: Any) -> None:
-    """Set the negative entries of ``x`` to zero, in place.
-
-    NumPy and CuPy use their ``maximum`` ufunc with ``out=``; other array-API
-    libraries use boolean-mask assignment.
-    """
-    if is_numpy_namespace(xp) or is_cupy_namespace(xp):
-        xp.maximum(x, 0, out=x)
-    else:
-        x[x < 0] = 0
 
 
 def _check_channel_names(channels: Any) -> list[str] | None:
@@ -162,6 +157,9 @@ class IterativeSolver(Solver):
     progress : bool or callable, optional
         ``True`` shows a tqdm bar (if tqdm is installed); a callable is called
         as ``progress(done, total)`` after each iteration.
+    device : {"cpu", "gpu"}
+        Where the iteration runs: NumPy arrays on the CPU (compiled kernels
+        when numba is installed), or CuPy arrays on a CUDA GPU.
 
     Subclasses implement :meth:`_default_channels`, :meth:`_check_channels`,
     :meth:`_setup` and may extend :meth:`_describe` and :meth:`_record`.
@@ -177,6 +175,7 @@ class IterativeSolver(Solver):
         channels: Sequence[str] | None = None,
         dtype: str = "float32",
         progress: bool | Progress | None = False,
+        device: str = "cpu",
     ) -> None:
         if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
             raise ValueError(f"iterations: {iterations!r} must be a non-negative integer")
@@ -194,6 +193,8 @@ class IterativeSolver(Solver):
             raise ValueError(f"dtype: {dtype!r} must be one of {list(DTYPES)}")
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise ValueError(f"progress: expected True, False or a callable (done, total), got {progress!r}")
+        if device not in backend.DEVICES:
+            raise ValueError(f"device: {device!r} is not a device; expected one of {list(backend.DEVICES)}")
         if initial is not None and not isinstance(initial, (int, float, np.ndarray, Volume)):
             raise ValueError(f"initial: expected None, a number, an array or a Volume, got {type(initial).__name__}")
         self.iterations = int(iterations)
@@ -203,6 +204,7 @@ class IterativeSolver(Solver):
         self.nonnegativity = bool(nonnegativity)
         self.channels = _check_channel_names(channels)
         self.dtype = str(dtype)
+        self.device = device
         self._progress = progress
 
     # ------------------------------------------------------------- contract
@@ -266,21 +268,19 @@ class IterativeSolver(Solver):
 
         shape = (data.n_positions, data.n_positions)
         proj = projector_for(data.angles.m_as("rad"), shape, self.projector, self.dtype)
-        xp = array_namespace(data.data)
+        xp = backend.namespace_for(self.device)
         x = self._initial_estimate(channels, shape, data.n_slices, xp)
         residual = self._setup(data, channels, proj, xp)
-        lam_c = xp.reshape(self.relaxation * safe_reciprocal(xp.asarray(proj.col_sums()), xp), (*shape, 1, 1))
+        lam_c = xp.reshape(self.relaxation * safe_reciprocal(xp.asarray(proj.col_sums()), xp), shape)
 
         report, close = _progress_reporter(self._progress, self.iterations)
         done = 0
+        projection = proj.forward(x) if self.iterations else None
         try:
             for iteration in range(1, self.iterations + 1):
-                u, norm = residual(x)
-                update = proj.adjoint(u)
-                update *= lam_c
-                x += update
-                if self.nonnegativity:
-                    clip_negative(x, xp)
+                u, norm = residual(projection)
+                last = iteration == self.iterations
+                projection = proj.update(x, u, lam_c, nonnegative=self.nonnegativity, project=not last)
                 done = iteration
                 report(done)
                 if callback is not None:
@@ -294,7 +294,7 @@ class IterativeSolver(Solver):
         parameters = {**self.parameters(), "channels": list(channels), "iterations_run": done, **self._record()}
         record = provenance.step("reconstruct", self.name, **parameters)
         return Volume(
-            data=np.ascontiguousarray(np.moveaxis(np.asarray(x), 2, 0)),
+            data=np.ascontiguousarray(np.moveaxis(backend.to_numpy(x), 2, 0)),
             channels=list(channels),
             pixel_size=data.pixel_size,
             quantity=quantity,

@@ -70,7 +70,7 @@ class HEBTSolver(IterativeSolver):
     ratios : dict of str to float or ResponseRatios, optional
         Response ratios r_A (eq. 15–16) per line; default: estimated from the
         data with :func:`edstomo.preprocessing.response_ratios`.
-    iterations, relaxation, initial, projector, nonnegativity, dtype, progress
+    iterations, relaxation, initial, projector, nonnegativity, dtype, progress, device
         See :class:`edstomo.solver_base.IterativeSolver`.
     channels : list of str, optional
         EDS lines to reconstruct (the HAADF signal must be explained by them);
@@ -97,8 +97,9 @@ class HEBTSolver(IterativeSolver):
         channels: Sequence[str] | None = None,
         dtype: str = "float32",
         progress: bool | Progress | None = False,
+        device: str = "cpu",
     ) -> None:
-        super().__init__(iterations, relaxation, initial, projector, nonnegativity, channels, dtype, progress)
+        super().__init__(iterations, relaxation, initial, projector, nonnegativity, channels, dtype, progress, device)
         self.alpha = _check_alpha(alpha)
         self.ratios = _check_ratios(ratios)
         self._fit: dict[str, Any] = {}
@@ -143,8 +144,8 @@ class HEBTSolver(IterativeSolver):
         eds_weight = -(1.0 - alpha) * inverse_rows  # turns W X_A − r_A I_A into (1−α) R (r_A I_A − W X_A)
         haadf_weight = -(alpha / k) * inverse_rows  # turns Σ W X − I_H into (α/k) R (I_H − Σ W X)
 
-        def residual(x: Any) -> tuple[Any, float]:
-            u = projector.forward(x)  # W X_A for every line and slice
+        def residual(projection: Any) -> tuple[Any, float]:
+            u = projection  # W X_A for every line and slice (overwritten with the residual)
             h = xp.sum(u, axis=2, keepdims=True)  # HAADF prediction Σ_A W X_A
             h -= haadf
             u -= eds

@@ -31,7 +31,7 @@ class SIRTSolver(IterativeSolver):
 
     Parameters
     ----------
-    iterations, relaxation, initial, projector, nonnegativity, dtype, progress
+    iterations, relaxation, initial, projector, nonnegativity, dtype, progress, device
         See :class:`edstomo.solver_base.IterativeSolver`.
     channels : list of str, optional
         Channels to reconstruct; default every EDS line.  ``["HAADF"]`` gives
@@ -62,8 +62,8 @@ class SIRTSolver(IterativeSolver):
         weights = -safe_reciprocal(xp.asarray(projector.row_sums()), xp)  # −R, so W x − b becomes R (b − W x)
         weights = xp.reshape(weights, (*projector.range_shape, 1, 1))
 
-        def residual(x: Any) -> tuple[Any, float]:
-            u = projector.forward(x)
+        def residual(projection: Any) -> tuple[Any, float]:
+            u = projection  # W x, no longer needed: overwritten with the residual
             u -= sinograms
             norm = float(xp.linalg.vector_norm(u))
             u *= weights
