@@ -216,3 +216,14 @@ def test_progress_printer_prints_finished_stages():
     printer("stage", 1, 3)
     printer("stage", 3, 3)
     assert stream.getvalue() == "stage: 3/3\n"
+
+
+def test_worked_example_runs(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "phantom_study.py"
+    runpy.run_path(str(example))["main"](tmp_path, seed=0)
+    printed = capsys.readouterr().out
+    assert "HEBT" in printed and "EDS-only SIRT: SSIM-structure of Ag best at n = " in printed
+    assert (tmp_path / "hebt_fractions.h5").is_file() and (tmp_path / "eds_fractions.h5").is_file()
