@@ -1,0 +1,502 @@
+"""The whole chain for real data: files → line maps → alignment → reconstruction → weight fractions.
+
+:func:`run_pipeline` runs, and times, these steps:
+
+1. ``load`` — :func:`~edstomo.microscope.loading.load_tilt_series` (line maps, metadata, angles);
+2. ``align`` — HAADF-to-EDS shifts, tilt-series shifts and tilt axis
+   (:mod:`~edstomo.microscope.alignment`), or a saved/hand-made alignment;
+3. ``preprocess`` — per-tilt normalisation (``"equal"``: the paper's equal
+   total per tilt; ``"slab"``: totals ∝ 1/cos θ, right for a section wider than
+   the field of view; ``"none"``) and an optional Gaussian filter of the EDS
+   sinograms (:mod:`edstomo.preprocessing`);
+4. ``physics`` — f_A and z_A at the data's beam energy (physics plugin, default ``mcxray``);
+5. ``reconstruct-eds`` — EDS-only SIRT (solver ``sirt``). The sinograms are
+   first padded along the positions by ``pad`` × positions on each side with
+   their edge values, and the volumes cropped back to the field of view: a
+   section wider than the field of view puts material into the tilted rays
+   that the field of view does not hold, and without room for it the
+   reconstruction piles it up at the grid's edges and corners;
+6. ``reconstruct-hebt`` — HEBT (solver ``hebt-sirt``), with response ratios
+   either from the physics (``ratios="physics"``: r_A = c·z_A/f_A, eq. 16,
+   one constant c fitted by least squares, so that HEBT maps quantify
+   consistently with eq. 18) or fitted freely (``"fit"``: non-negative least
+   squares, eq. 15, as the paper did);
+7. ``quantify`` — weight fractions by the ``eds`` and ``hebt`` quantifiers
+   (ESF threshold; when the volume curve has no plateau, as for a section
+   that fills the field of view, Otsu's threshold of the summed map instead,
+   with a note);
+8. ``compare`` — how far the EDS-only and HEBT results agree, per element;
+9. ``export`` and ``pictures`` when an output folder is given.
+
+Progress is reported as ``progress(stage, done, total)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import provenance
+from ..data import HAADF, CompositionMaps, TiltSeries, Volume
+from ..factors import PhysicsFactors
+from ..io import atomic_write_text
+from ..preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
+from ..registry import plugins
+from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
+from .loading import DEFAULT_LINES, load_tilt_series
+
+__all__ = [
+    "PipelineOptions",
+    "PipelineResult",
+    "compare_maps",
+    "crop_volume",
+    "normalise",
+    "pad_positions",
+    "physics_ratios",
+    "quantify_volumes",
+    "run_pipeline",
+]
+
+Progress = Callable[[str, int, int], None]
+
+NORMALISATIONS = ("equal", "slab", "none")
+RATIO_MODES = ("physics", "fit")
+HAADF_EDS_METHODS = ("none", "com", "xcorr")
+SERIES_METHODS = ("xcorr", "com", "none")
+AXIS_METHODS = ("auto", "none")
+
+
+@dataclass
+class PipelineOptions:
+    """Every choice of the pipeline, with defaults (stored in the provenance and ``summary.json``).
+
+    Loading: ``lines``, ``rebin``, ``crop`` (y0, y1, x0, x1 original pixels),
+    ``angles`` (deg, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
+    Gaussian applied to background-subtracted maps before clipping), ``background``,
+    ``integration_width``, ``background_windows`` and ``load_options`` (further
+    keywords of :func:`load_tilt_series`, e.g. ``probe_current``).
+    Alignment: ``haadf_eds`` (none/com/xcorr), ``series`` (xcorr/com/none),
+    ``axis`` (auto/none), ``alignment`` (a saved alignment file, used instead of estimating).
+    Preprocessing: ``normalise`` (equal/slab/none), ``sinogram_sigma`` (pixels; 0 for none).
+    Physics: ``physics`` (plugin name), ``physics_options``.
+    Reconstruction: ``eds_iterations``, ``hebt_iterations``, ``alpha``, ``ratios`` (physics/fit),
+    ``pad`` (fraction of the positions added on each side before reconstruction).
+    Quantification: ``threshold`` ("esf" or a number).
+    """
+
+    lines: Sequence[str] = DEFAULT_LINES
+    rebin: int = 2
+    crop: tuple[int, int, int, int] | None = None
+    angles: Sequence[float] | None = None
+    tilt_axis: str = "vertical"
+    smooth: float = 1.0
+    background: bool = True
+    integration_width: float = 2.0
+    background_windows: Mapping[str, Sequence[float]] | None = None
+    load_options: Mapping[str, Any] = field(default_factory=dict)
+    haadf_eds: str = "none"
+    series: str = "xcorr"
+    axis: str = "auto"
+    alignment: str | None = None
+    normalise: str = "equal"
+    sinogram_sigma: float = 0.0
+    physics: str = "mcxray"
+    physics_options: Mapping[str, Any] = field(default_factory=dict)
+    eds_iterations: int = 50
+    hebt_iterations: int = 100
+    alpha: float = 0.8
+    ratios: str = "physics"
+    pad: float = 0.25
+    threshold: float | str = "esf"
+
+    def __post_init__(self) -> None:
+        self.lines = list(self.lines)
+        choices = {
+            "normalise": NORMALISATIONS,
+            "ratios": RATIO_MODES,
+            "haadf_eds": HAADF_EDS_METHODS,
+            "series": SERIES_METHODS,
+            "axis": AXIS_METHODS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be one of {allowed}")
+        for name in ("eds_iterations", "hebt_iterations", "rebin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: {value!r} must be an integer >= 1")
+        if not (isinstance(self.pad, (int, float)) and 0 <= self.pad <= 2):
+            raise ValueError(f"pad: {self.pad!r} must be a fraction of the positions in [0, 2]")
+        if not (isinstance(self.sinogram_sigma, (int, float)) and self.sinogram_sigma >= 0):
+            raise ValueError(f"sinogram_sigma: {self.sinogram_sigma!r} must be a non-negative number of pixels")
+
+    def to_dict(self) -> dict[str, Any]:
+        return provenance.jsonable(asdict(self))
+
+
+@dataclass
+class PipelineResult:
+    """What the pipeline produced (all in memory; ``files`` lists what was written)."""
+
+    options: PipelineOptions
+    raw: TiltSeries
+    alignment: Alignment
+    series: TiltSeries
+    factors: PhysicsFactors
+    ratios: ResponseRatios
+    ratio_fits: dict[str, dict[str, Any]]
+    volumes: dict[str, Volume]
+    maps: dict[str, CompositionMaps]
+    comparison: dict[str, dict[str, float]]
+    findings: dict[str, Any]
+    timings: dict[str, float]
+    notes: list[str]
+    files: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
+        load = self.raw.provenance[0].get("parameters", {})
+        return provenance.jsonable(
+            {
+                "options": self.options.to_dict(),
+                "shape_raw": list(self.raw.shape),
+                "shape_aligned": list(self.series.shape),
+                "channels": self.series.channels,
+                "angles_deg": self.series.angles.m_as("deg").tolist(),
+                "angle_source": load.get("angle_source"),
+                "pixel_size": str(self.series.pixel_size),
+                "values": load.get("values"),
+                "line_windows": load.get("line_windows"),
+                "alignment": self.alignment.to_dict(),
+                "physics": self.factors.to_dict(),
+                "response_ratios": self.ratio_fits,
+                "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
+                "comparison_eds_vs_hebt": self.comparison,
+                "findings": self.findings,
+                "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+                "notes": self.notes,
+                "files": self.files,
+            }
+        )
+
+
+def normalise(series: TiltSeries, mode: str) -> TiltSeries:
+    """Per-tilt normalisation: ``"equal"`` totals, ``"slab"`` totals ∝ 1/cos θ, or ``"none"``."""
+    if mode not in NORMALISATIONS:
+        raise ValueError(f"normalise: {mode!r} must be one of {NORMALISATIONS}")
+    if mode == "none":
+        return series
+    if mode == "equal":
+        return normalise_tilts(series)
+    cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None]
+    equal = normalise_tilts(series.replace(data=series.data * cosines))
+    record = provenance.step("normalise_slab", None, note="totals made proportional to 1/cos(tilt)")
+    return equal.with_step(record, data=equal.data / cosines)
+
+
+def pad_positions(series: TiltSeries, width: int) -> TiltSeries:
+    """The series with ``width`` positions added on each side, repeating the edge values."""
+    if width == 0:
+        return series
+    data = np.pad(series.data, ((0, 0), (0, 0), (width, width), (0, 0)), mode="edge")
+    experiment = series.experiment
+    if experiment is not None:
+        scan = experiment.scan.model_copy(update={"positions": data.shape[2]})
+        experiment = experiment.model_copy(update={"scan": scan})
+    record = provenance.step("pad_positions", None, width=width, mode="edge")
+    return series.with_step(record, data=data, experiment=experiment)
+
+
+def crop_volume(volume: Volume, width: int, experiment: Any = None) -> Volume:
+    """The central part of a volume reconstructed from sinograms padded by ``width`` on each side."""
+    if width == 0:
+        return volume
+    n = volume.data.shape[2] - 2 * width
+    data = np.ascontiguousarray(volume.data[:, width : width + n, width : width + n, :])
+    record = provenance.step("crop_to_field", None, width=width, kept="nz and nx [width, width + positions)")
+    return volume.replace(data=data, experiment=experiment, provenance=[*volume.provenance, record])
+
+
+def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[str] | None = None) -> ResponseRatios:
+    """Response ratios r_A = c · z_A / f_A (eq. 16) with one constant c fitted to the HAADF signal.
+
+    ``c`` minimises ``‖I_H − c Σ_A (z_A/f_A) I_A‖²``; R² is computed as for
+    :func:`edstomo.preprocessing.response_ratios`.
+    """
+    if not series.has_haadf:
+        raise ValueError(f"series: response ratios need a {HAADF!r} channel; channels are {series.channels}")
+    names = list(lines) if lines is not None else series.lines
+    weights = factors.z_array(names) / factors.f_array(names)
+    target = np.asarray(series.channel(HAADF), dtype=np.float64).ravel()
+    model = sum(w * np.asarray(series.channel(n), dtype=np.float64).ravel() for w, n in zip(weights, names))
+    norm = float(model @ model)
+    if norm <= 0:
+        raise ValueError("series: the EDS lines hold no signal; response ratios are undefined")
+    constant = float(target @ model) / norm
+    if not constant > 0:
+        raise ValueError(f"series: the HAADF signal does not grow with the EDS signal (c = {constant:g})")
+    residual = target - constant * model
+    total = float(np.sum((target - target.mean()) ** 2))
+    r_squared = 1.0 - float(residual @ residual) / total if total > 0 else float("nan")
+    ratios = {n: float(constant * w) for n, w in zip(names, weights)}
+    record = provenance.step("response_ratios", None, model="r_A = c z_A / f_A", constant=constant, ratios=ratios)
+    return ResponseRatios(ratios, r_squared, float(np.linalg.norm(residual)), record)
+
+
+def quantify_volumes(
+    volumes: Mapping[str, Volume],
+    factors: PhysicsFactors,
+    threshold: float | str = "esf",
+    notes: list[str] | None = None,
+) -> dict[str, CompositionMaps]:
+    """Weight fractions of ``{"eds": ..., "hebt": ...}`` volumes by the quantifier of the same name.
+
+    With ``threshold="esf"``, a volume whose ESF fit finds no plateau is
+    thresholded at Otsu's threshold of its summed map Σ X_A/g_A instead, and a
+    note is added to ``notes``.
+    """
+    from skimage.filters import threshold_otsu
+
+    result = {}
+    for name, volume in volumes.items():
+        quantifier = plugins.quantifier(name)(factors, threshold=threshold)
+        try:
+            result[name] = quantifier.quantify(volume)
+        except ValueError as error:
+            if threshold != "esf" or not hasattr(quantifier, "summed"):
+                raise
+            otsu = float(threshold_otsu(quantifier.summed(volume)))
+            if notes is not None:
+                notes.append(f"{name}: ESF threshold failed ({error}); Otsu's threshold {otsu:.4g} used")
+            result[name] = plugins.quantifier(name)(factors, threshold=otsu).quantify(volume)
+    return result
+
+
+def _rich(values: np.ndarray, mask: np.ndarray, quantile: float) -> np.ndarray:
+    inside = values[mask]
+    if inside.size == 0 or not inside.max() > 0:
+        return np.zeros_like(mask)
+    return mask & (values >= np.quantile(inside, quantile))
+
+
+def compare_maps(a: CompositionMaps, b: CompositionMaps, quantile: float = 0.9) -> dict[str, dict[str, float]]:
+    """Agreement of two quantifications, per element, inside both particle masks.
+
+    Returns ``{element: {"pearson": r, "dice_rich": d, "mean_a": ..., "mean_b": ...}}``
+    where ``r`` is the Pearson correlation of the weight fractions and ``d`` the
+    Dice coefficient of the element-rich regions (fraction ≥ the ``quantile`` of
+    the element's fractions inside the mask). NaN when undefined (no voxel, or
+    a constant map).
+    """
+    mask = a.particle_mask & b.particle_mask
+    result = {}
+    for element in a.elements:
+        if element not in b.elements:
+            continue
+        x, y = a.fraction(element), b.fraction(element)
+        xs, ys = x[mask], y[mask]
+        pearson = float(np.corrcoef(xs, ys)[0, 1]) if xs.size > 1 and xs.std() > 0 and ys.std() > 0 else float("nan")
+        rich_a, rich_b = _rich(x, mask, quantile), _rich(y, mask, quantile)
+        size = rich_a.sum() + rich_b.sum()
+        dice = float(2 * (rich_a & rich_b).sum() / size) if size else float("nan")
+        result[element] = {
+            "pearson": pearson,
+            "dice_rich": dice,
+            "mean_a": float(xs.mean()) if xs.size else float("nan"),
+            "mean_b": float(ys.mean()) if ys.size else float("nan"),
+        }
+    return result
+
+
+def _findings(maps: CompositionMaps, quantile: float = 0.9) -> dict[str, Any]:
+    """Where each element is: mean fraction in the particle, and the centre and extent of its rich region."""
+    mask = maps.particle_mask
+    pixel = float(maps.pixel_size.m_as("nm"))
+    out: dict[str, Any] = {"particle_voxels": int(mask.sum()), "pixel_size_nm": pixel, "elements": {}}
+    total = max(int(mask.sum()), 1)
+    for element in maps.elements:
+        values = maps.fraction(element)
+        rich = _rich(values, mask, quantile)
+        entry: dict[str, Any] = {
+            "mean_weight_fraction": float(values[mask].mean()) if mask.any() else 0.0,
+            "max_weight_fraction": float(values[mask].max()) if mask.any() else 0.0,
+            "dominant_fraction_of_particle": float(
+                (maps.weight_fractions.argmax(axis=0) == maps.elements.index(element))[mask].sum() / total
+            ),
+        }
+        if rich.any():
+            centre = np.argwhere(rich).mean(axis=0)
+            entry["rich_region"] = {
+                "voxels": int(rich.sum()),
+                "mean_weight_fraction": float(values[rich].mean()),
+                "centre_nz_nx_slice": [round(float(c), 1) for c in centre],
+            }
+        out["elements"][element] = entry
+    return out
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str, progress: Progress | None) -> Any:
+    if progress is not None:
+        progress(stage, 0, 1)
+    start = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - start
+    if progress is not None:
+        progress(stage, 1, 1)
+
+
+def _solver_progress(stage: str, progress: Progress | None) -> Callable[[int, int], None] | bool:
+    if progress is None:
+        return False
+    return lambda done, total: progress(stage, done, total)
+
+
+def align(series: TiltSeries, options: PipelineOptions, notes: list[str]) -> Alignment:
+    """The alignment of ``series`` by the methods the options name (or loaded from ``options.alignment``)."""
+    if options.alignment is not None:
+        notes.append(f"alignment loaded from {options.alignment}")
+        return Alignment.load(options.alignment)
+    methods: dict[str, Any] = {"haadf_eds": options.haadf_eds, "series": options.series, "axis": options.axis}
+    haadf = None
+    if options.haadf_eds != "none" and series.has_haadf:
+        haadf = haadf_eds_shifts(series, options.haadf_eds)
+    shifts = np.zeros((series.n_tilts, 2))
+    if options.series != "none":
+        shifts = series_shifts(series, options.series, haadf_shifts=haadf)
+    alignment = Alignment(series.angles, series.pixel_size, shifts, haadf, methods=methods)
+    if options.axis == "auto":
+        shifted = apply_alignment(series, alignment)
+        axis_shift, rotation, record = estimate_tilt_axis(shifted)
+        methods["axis_estimate"] = {k: v for k, v in record.items() if k != "residual_curves"}
+        if not record.get("determined", False):
+            notes.append(record["note"])
+        alignment = alignment.replace(axis_shift=axis_shift, axis_rotation=rotation, methods=methods)
+    return alignment
+
+
+def run_pipeline(
+    source: str | Path | Sequence[str | Path],
+    options: PipelineOptions | None = None,
+    *,
+    out: str | Path | None = None,
+    pictures: bool = True,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Run the whole chain on microscope files (see the module docstring).
+
+    Parameters
+    ----------
+    source : folder, file or list of files
+        The tilt series (see :func:`~edstomo.microscope.loading.load_tilt_series`).
+    options : PipelineOptions, optional
+        Choices of every step; defaults otherwise.
+    out : folder, optional
+        Where to write the results (see :func:`edstomo.microscope.export.export_all`),
+        ``alignment.json``, figures and ``summary.json``; nothing is written when None.
+    pictures : bool
+        Draw the figures (needs matplotlib) when ``out`` is given.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    options = options or PipelineOptions()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    with _timed(timings, "load", progress):
+        raw = load_tilt_series(
+            source,
+            options.lines,
+            angles=options.angles,
+            rebin=options.rebin,
+            crop=options.crop,
+            tilt_axis=options.tilt_axis,
+            smooth=options.smooth,
+            background=options.background,
+            integration_width=options.integration_width,
+            background_windows=options.background_windows,
+            progress=progress,
+            **dict(options.load_options),
+        )
+    notes.extend(raw.provenance[0]["parameters"]["values"]["notes"])
+    with _timed(timings, "align", progress):
+        alignment = align(raw, options, notes)
+        series = apply_alignment(raw, alignment)
+    with _timed(timings, "preprocess", progress):
+        series = normalise(series, options.normalise)
+        if options.sinogram_sigma > 0:
+            series = gaussian_filter(series, options.sinogram_sigma)
+    with _timed(timings, "physics", progress):
+        factors = plugins.physics(options.physics)(**dict(options.physics_options)).compute(series.experiment)
+    lines = series.lines
+    width = round(options.pad * series.n_positions)
+    padded = pad_positions(series, width)
+    with _timed(timings, "reconstruct-eds", progress):
+        solver = plugins.solver("sirt")(
+            iterations=options.eds_iterations, progress=_solver_progress("reconstruct-eds", progress)
+        )
+        volumes = {"eds": crop_volume(solver.solve(padded.select(lines)), width, series.experiment)}
+    fits: dict[str, dict[str, Any]] = {}
+    if series.has_haadf:
+        with _timed(timings, "reconstruct-hebt", progress):
+            physical = physics_ratios(series, factors, lines)
+            fits["physics"] = {"ratios": physical.ratios, "r_squared": physical.r_squared}
+            try:
+                fitted = response_ratios(series, lines)
+                fits["fit"] = {"ratios": fitted.ratios, "r_squared": fitted.r_squared}
+            except ValueError as error:
+                fitted = None
+                fits["fit"] = {"error": str(error)}
+            ratios = physical if options.ratios == "physics" else fitted
+            if ratios is None or min(ratios.ratios.values()) <= 0:
+                raise ValueError(
+                    f"ratios: the free fit gives no usable response ratios ({fits['fit']}); use ratios='physics'"
+                )
+            hebt = plugins.solver("hebt-sirt")(
+                alpha=options.alpha,
+                ratios=ratios,
+                iterations=options.hebt_iterations,
+                progress=_solver_progress("reconstruct-hebt", progress),
+            )
+            volumes["hebt"] = crop_volume(hebt.solve(padded), width, series.experiment)
+    else:
+        ratios = ResponseRatios({}, float("nan"), float("nan"), {})
+        notes.append("no HAADF channel: HEBT skipped")
+    with _timed(timings, "quantify", progress):
+        maps = quantify_volumes(volumes, factors, options.threshold, notes)
+    with _timed(timings, "compare", progress):
+        comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
+        findings = {name: _findings(m) for name, m in maps.items()}
+    result = PipelineResult(
+        options, raw, alignment, series, factors, ratios, fits, volumes, maps, comparison, findings, timings, notes
+    )
+    if out is not None:
+        _write(result, Path(out), pictures, progress)
+    return result
+
+
+def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress | None) -> None:
+    from .export import export_all
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _timed(result.timings, "export", progress):
+        result.files.extend(export_all(result, out))
+        result.alignment.save(out / "alignment.json")
+        result.files.append(str(out / "alignment.json"))
+    if pictures:
+        from .pictures import pipeline_figures
+
+        with _timed(result.timings, "pictures", progress):
+            result.files.extend(str(p) for p in pipeline_figures(result, out / "figures"))
+    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
+    result.files.append(str(out / "summary.json"))
