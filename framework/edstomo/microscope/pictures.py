@@ -300,15 +300,19 @@ def _napari_colour(index: int) -> str:
 def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 80) -> list[Path]:
     """The standard figures of a pipeline run, written as PNG into ``folder``.
 
-    ``orthoslices_<method>.png`` (every element), ``composite_<method>.png``
-    (the first three of :data:`COMPOSITE_PREFERENCE` present, else the first three elements), ``volume_hebt.png``
-    (or ``volume_eds.png`` without HEBT) and ``tilts.png`` (the aligned HAADF and
-    line maps at three tilts).
+    ``tilts.png`` (the aligned HAADF and line maps at three tilts) always; with
+    weight fractions also ``orthoslices_<method>.png`` (every element),
+    ``composite_<method>.png`` (the first three of :data:`COMPOSITE_PREFERENCE`
+    present, else the first three elements) and ``volume_hebt.png`` (or
+    ``volume_eds.png`` without HEBT).
     """
     folder = Path(folder)
-    written: list[Path] = []
-    preferred = [e for e in COMPOSITE_PREFERENCE if e in result.maps["eds"].elements]
-    composite = preferred[:3] if len(preferred) >= 3 else result.maps["eds"].elements[:3]
+    written: list[Path] = [tilt_figure(result, folder / "tilts.png", dpi=dpi)]
+    if not result.maps:
+        return written
+    elements = next(iter(result.maps.values())).elements
+    preferred = [e for e in COMPOSITE_PREFERENCE if e in elements]
+    composite = preferred[:3] if len(preferred) >= 3 else elements[:3]
     for method, maps in result.maps.items():
         label = "EDS-only SIRT" if method == "eds" else "HEBT"
         written.append(
@@ -331,7 +335,6 @@ def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 8
             result.maps[best], composite, title=f"3D view ({best.upper()})", path=folder / f"volume_{best}.png", dpi=dpi
         )
     )
-    written.append(tilt_figure(result, folder / "tilts.png", dpi=dpi))
     return written
 
 

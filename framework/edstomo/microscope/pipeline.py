@@ -57,9 +57,11 @@ __all__ = [
     "PipelineResult",
     "compare_maps",
     "crop_volume",
+    "method_of",
     "normalise",
     "pad_positions",
     "physics_ratios",
+    "quantify_saved",
     "quantify_volumes",
     "run_pipeline",
 ]
@@ -343,14 +345,16 @@ def _findings(maps: CompositionMaps, quantile: float = 0.9) -> dict[str, Any]:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str, progress: Progress | None) -> Any:
-    if progress is not None:
-        progress(stage, 0, 1)
+def _timed(timings: dict[str, float], stage: str, progress: Progress | None, *, report: bool = True) -> Any:
+    """Time a stage; report it as one step unless the stage reports its own progress."""
+    report = report and progress is not None
+    if report:
+        progress(stage, 0, 1)  # type: ignore[misc]
     start = time.perf_counter()
     yield
     timings[stage] = time.perf_counter() - start
-    if progress is not None:
-        progress(stage, 1, 1)
+    if report:
+        progress(stage, 1, 1)  # type: ignore[misc]
 
 
 def _solver_progress(stage: str, progress: Progress | None) -> Callable[[int, int], None] | bool:
@@ -387,6 +391,7 @@ def run_pipeline(
     options: PipelineOptions | None = None,
     *,
     out: str | Path | None = None,
+    quantify: bool = True,
     pictures: bool = True,
     progress: Progress | None = None,
 ) -> PipelineResult:
@@ -401,6 +406,8 @@ def run_pipeline(
     out : folder, optional
         Where to write the results (see :func:`edstomo.microscope.export.export_all`),
         ``alignment.json``, figures and ``summary.json``; nothing is written when None.
+    quantify : bool
+        Quantify the volumes (steps 7 and 8); False stops after the reconstructions.
     pictures : bool
         Draw the figures (needs matplotlib) when ``out`` is given.
     progress : callable, optional
@@ -413,7 +420,7 @@ def run_pipeline(
     options = options or PipelineOptions()
     timings: dict[str, float] = {}
     notes: list[str] = []
-    with _timed(timings, "load", progress):
+    with _timed(timings, "load", progress, report=False):
         raw = load_tilt_series(
             source,
             options.lines,
@@ -441,14 +448,14 @@ def run_pipeline(
     lines = series.lines
     width = round(options.pad * series.n_positions)
     padded = pad_positions(series, width)
-    with _timed(timings, "reconstruct-eds", progress):
+    with _timed(timings, "reconstruct-eds", progress, report=False):
         solver = plugins.solver("sirt")(
             iterations=options.eds_iterations, progress=_solver_progress("reconstruct-eds", progress)
         )
         volumes = {"eds": crop_volume(solver.solve(padded.select(lines)), width, series.experiment)}
     fits: dict[str, dict[str, Any]] = {}
     if series.has_haadf:
-        with _timed(timings, "reconstruct-hebt", progress):
+        with _timed(timings, "reconstruct-hebt", progress, report=False):
             physical = physics_ratios(series, factors, lines)
             fits["physics"] = {"ratios": physical.ratios, "r_squared": physical.r_squared}
             try:
@@ -472,11 +479,15 @@ def run_pipeline(
     else:
         ratios = ResponseRatios({}, float("nan"), float("nan"), {})
         notes.append("no HAADF channel: HEBT skipped")
-    with _timed(timings, "quantify", progress):
-        maps = quantify_volumes(volumes, factors, options.threshold, notes)
-    with _timed(timings, "compare", progress):
-        comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
-        findings = {name: _findings(m) for name, m in maps.items()}
+    maps: dict[str, CompositionMaps] = {}
+    comparison: dict[str, dict[str, float]] = {}
+    findings: dict[str, Any] = {}
+    if quantify:
+        with _timed(timings, "quantify", progress):
+            maps = quantify_volumes(volumes, factors, options.threshold, notes)
+        with _timed(timings, "compare", progress):
+            comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
+            findings = {name: _findings(m) for name, m in maps.items()}
     result = PipelineResult(
         options, raw, alignment, series, factors, ratios, fits, volumes, maps, comparison, findings, timings, notes
     )
@@ -500,3 +511,94 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
             result.files.extend(str(p) for p in pipeline_figures(result, out / "figures"))
     atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
     result.files.append(str(out / "summary.json"))
+
+
+#: The quantifier that matches each solver's maps.
+QUANTIFIER_OF_SOLVER = {"sirt": "eds", "hebt-sirt": "hebt"}
+
+
+def method_of(volume: Volume) -> str:
+    """``"eds"`` or ``"hebt"``: the quantifier for a volume, from the solver in its provenance."""
+    for step in reversed(volume.provenance):
+        if step.get("action") == "reconstruct":
+            solver = step.get("plugin")
+            if solver in QUANTIFIER_OF_SOLVER:
+                return QUANTIFIER_OF_SOLVER[solver]
+            raise ValueError(f"volume: made by solver {solver!r}; known solvers are {list(QUANTIFIER_OF_SOLVER)}")
+    raise ValueError("volume: its provenance names no reconstruction step; cannot tell EDS-only from HEBT maps")
+
+
+def quantify_saved(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    physics: str = "mcxray",
+    physics_options: Mapping[str, Any] | None = None,
+    threshold: float | str = "esf",
+    pictures: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Quantify volumes saved by the pipeline (``volume_eds.h5``, ``volume_hebt.h5``) and write the maps.
+
+    The physics is computed for each volume's stored experiment. Writes
+    ``maps_<method>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
+    and ``quantify_summary.json`` into ``out``; returns that summary.
+    """
+    from ..io import load
+    from .export import save_hdf5, save_hspy, save_tiff
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    volumes: dict[str, Volume] = {}
+    factors: dict[str, PhysicsFactors] = {}
+    with _timed(timings, "load", progress):
+        for path in paths:
+            volume = load(path)
+            if not isinstance(volume, Volume):
+                raise ValueError(f"{path}: holds a {type(volume).__name__}, not a reconstructed Volume")
+            if volume.experiment is None:
+                raise ValueError(f"{path}: stores no experiment, so the physics factors cannot be computed")
+            method = method_of(volume)
+            if method in volumes:
+                raise ValueError(f"{path}: a second {method} volume; give one volume per method")
+            volumes[method] = volume
+    with _timed(timings, "physics", progress):
+        model = plugins.physics(physics)(**dict(physics_options or {}))
+        for method, volume in volumes.items():
+            factors[method] = model.compute(volume.experiment)
+    with _timed(timings, "quantify", progress):
+        maps = {}
+        for method, volume in volumes.items():
+            maps.update(quantify_volumes({method: volume}, factors[method], threshold, notes))
+    comparison = compare_maps(maps["eds"], maps["hebt"]) if {"eds", "hebt"} <= set(maps) else {}
+    files: list[str] = []
+    with _timed(timings, "export", progress):
+        for method, result in maps.items():
+            files.append(str(save_hdf5(result, out / f"maps_{method}.h5")))
+            files += [str(p) for p in save_hspy(result, out / "hspy", f"maps_{method}")]
+            files += [str(p) for p in save_tiff(result, out / "tiff", f"maps_{method}")]
+    if pictures:
+        from .pictures import composite_figure, orthoslice_figure
+
+        with _timed(timings, "pictures", progress):
+            for method, result in maps.items():
+                path = out / "figures" / f"orthoslices_{method}.png"
+                files.append(str(orthoslice_figure(result, title=f"Weight fractions, {method}", path=path)))
+                path = out / "figures" / f"composite_{method}.png"
+                files.append(str(composite_figure(result, result.elements[:3], title=method, path=path)))
+    summary = provenance.jsonable(
+        {
+            "inputs": [str(p) for p in paths],
+            "physics": {method: f.to_dict() for method, f in factors.items()},
+            "thresholds": {method: m.threshold for method, m in maps.items()},
+            "comparison_eds_vs_hebt": comparison,
+            "findings": {method: _findings(m) for method, m in maps.items()},
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "notes": notes,
+            "files": files,
+        }
+    )
+    atomic_write_text(out / "quantify_summary.json", json.dumps(summary, indent=2))
+    return summary
