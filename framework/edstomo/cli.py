@@ -267,6 +267,7 @@ def _numbers(text: str | None, name: str, count: int | None = None) -> list[floa
 def _pipeline_options(args: argparse.Namespace) -> object:
     from .microscope.loading import DEFAULT_LINES
     from .microscope.pipeline import PipelineOptions
+    from .units import ureg
 
     crop = _numbers(args.crop, "--crop", 4)
     load = {
@@ -279,7 +280,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         lines=[v.strip() for v in args.lines.split(",") if v.strip()] if args.lines else DEFAULT_LINES,
         rebin=args.rebin,
         crop=None if crop is None else tuple(int(v) for v in crop),
-        angles=_numbers(args.angles, "--angles"),
+        angles=None if args.angles is None else ureg.Quantity(_numbers(args.angles, "--angles"), "deg"),
         tilt_axis=args.tilt_axis,
         smooth=args.smooth,
         load_options={k: v for k, v in load.items() if v is not None},

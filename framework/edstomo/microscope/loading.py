@@ -299,9 +299,7 @@ def read_tilt_file(
     return results
 
 
-def _resolve_angles(
-    tilts: list[TiltImages], angles: Sequence[float] | Any | None, pattern: str
-) -> tuple[np.ndarray, str, list[str]]:
+def _resolve_angles(tilts: list[TiltImages], angles: Any, pattern: str) -> tuple[np.ndarray, str, list[str]]:
     """Tilt angles (deg), where they came from, and notes."""
     notes: list[str] = []
     count = len(tilts)
@@ -327,7 +325,7 @@ def _resolve_angles(
         return np.array(named, dtype=float), "file names", notes
     raise ValueError(
         f"angles: no tilt angles in the metadata and none in the file names of {missing[:3]}"
-        f"{' …' if len(missing) > 3 else ''}; give them with angles=[...] (deg)"
+        f"{' …' if len(missing) > 3 else ''}; give them with angles (a quantity in deg)"
     )
 
 
@@ -359,7 +357,7 @@ def load_tilt_series(
     source: str | Path | Sequence[str | Path],
     lines: Sequence[str] = DEFAULT_LINES,
     *,
-    angles: Sequence[float] | Any | None = None,
+    angles: Any = None,
     name_pattern: str = NAME_PATTERN,
     rebin: int = 1,
     crop: tuple[int, int, int, int] | None = None,
@@ -389,9 +387,10 @@ def load_tilt_series(
         stacked file, or an explicit list of files (one per tilt).
     lines : list of str
         X-ray lines to map (one per element); default :data:`DEFAULT_LINES`.
-    angles : list of float (deg) or Quantity, optional
-        Tilt angles in the order of ``source`` (before sorting); by default
-        from the metadata or file names (see the module docstring).
+    angles : Quantity or list of str, optional
+        Tilt angles with their unit (e.g. ``ureg.Quantity([-10, 0, 10], "deg")``)
+        in the order of ``source`` (before sorting); by default from the
+        metadata or file names (see the module docstring).
     name_pattern : str
         Regular expression with a group ``angle`` that finds the angle in a file name (stem).
     rebin : int

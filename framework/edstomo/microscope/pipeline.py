@@ -80,7 +80,7 @@ class PipelineOptions:
     """Every choice of the pipeline, with defaults (stored in the provenance and ``summary.json``).
 
     Loading: ``lines``, ``rebin``, ``crop`` (y0, y1, x0, x1 original pixels),
-    ``angles`` (deg, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
+    ``angles`` (a quantity, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
     Gaussian applied to background-subtracted maps before clipping), ``background``,
     ``integration_width``, ``background_windows`` and ``load_options`` (further
     keywords of :func:`load_tilt_series`, e.g. ``probe_current``).
@@ -96,7 +96,7 @@ class PipelineOptions:
     lines: Sequence[str] = DEFAULT_LINES
     rebin: int = 2
     crop: tuple[int, int, int, int] | None = None
-    angles: Sequence[float] | None = None
+    angles: Any = None
     tilt_axis: str = "vertical"
     smooth: float = 1.0
     background: bool = True
