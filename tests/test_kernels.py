@@ -23,6 +23,14 @@ numba = pytest.importorskip("numba")
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
 
 
+@pytest.fixture(autouse=True, params=["threads", "one-thread"])
+def parallel_threshold(request, monkeypatch):
+    """Run every test with the multithreaded path forced on (small test matrices) and with the default rule."""
+    if request.param == "threads":
+        monkeypatch.setattr(kernels, "PARALLEL_WORK", 0)
+    return request.param
+
+
 def _random_csr(n: int, m: int, density: float, dtype: type, seed: int) -> sp.csr_array:
     rng = np.random.default_rng(seed)
     matrix = sp.random_array((n, m), density=density, format="csr", dtype=np.float64, rng=rng)
@@ -62,15 +70,29 @@ def test_tile_order_rejects_a_bad_tile():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
-def test_thread_bounds_split_rows_by_nonzeros(threads):
+def test_blocks_split_rows_and_columns_by_nonzeros(threads):
     matrix = _random_csr(200, 50, 0.1, np.float64, 0)
-    order = np.random.default_rng(1).permutation(200)
-    bounds = kernels._thread_bounds(matrix.indptr, order, threads)
-    assert bounds[0] == 0 and bounds[-1] == 200 and len(bounds) == threads + 1
-    assert np.all(np.diff(bounds) >= 0)
-    counts = np.diff(matrix.indptr)[order]
-    per_thread = [counts[a:b].sum() for a, b in itertools.pairwise(bounds)]
-    assert max(per_thread) - min(per_thread) <= 2 * counts.max()
+    compiled = _compiled(matrix, np.random.default_rng(1).permutation(200))
+    for bounds, counts, total in (
+        (compiled._rows(threads), np.diff(matrix.indptr)[compiled.order], 200),
+        (compiled._cols(threads), np.bincount(matrix.indices, minlength=50), 50),
+    ):
+        assert bounds[0] == 0 and bounds[-1] == total and len(bounds) == threads + 1
+        assert np.all(np.diff(bounds) >= 0)
+        per_thread = [counts[a:b].sum() for a, b in itertools.pairwise(bounds)]
+        assert max(per_thread) - min(per_thread) <= 2 * counts.max()
+
+
+def test_unsorted_rows_are_rejected():
+    matrix = _random_csr(6, 9, 0.6, np.float64, 2)
+    row = next(r for r in range(6) if matrix.indptr[r + 1] - matrix.indptr[r] >= 2)
+    indices = matrix.indices.copy()
+    start = matrix.indptr[row]
+    indices[start], indices[start + 1] = indices[start + 1], indices[start]
+    with pytest.raises(ValueError, match="indices must increase strictly within each row"):
+        kernels.CompiledCSR(matrix.indptr, indices, matrix.data, matrix.shape, np.arange(6))
+    with pytest.raises(ValueError, match="order has shape"):
+        kernels.CompiledCSR(matrix.indptr, matrix.indices, matrix.data, matrix.shape, np.arange(5))
 
 
 # ------------------------------------------------------------ equality, adjoint
@@ -142,32 +164,31 @@ def test_a_batch_column_does_not_depend_on_the_rest_of_the_batch(dtype):
     u = rng.standard_normal((110, 41)).astype(dtype)
     scale = rng.uniform(0.1, 1.0, 150).astype(dtype)
     full_x = x.copy()
-    full_p = compiled.update(u, full_x, scale, clip=True)
+    compiled.update(u, full_x, scale, clip=True)
     for cols in (slice(0, 1), slice(3, 20), slice(17, 41)):
         part_x = np.ascontiguousarray(x[:, cols])
-        part_p = compiled.update(np.ascontiguousarray(u[:, cols]), part_x, scale, clip=True)
+        compiled.update(np.ascontiguousarray(u[:, cols]), part_x, scale, clip=True)
         np.testing.assert_array_equal(part_x, full_x[:, cols])
-        np.testing.assert_array_equal(part_p, full_p[:, cols])
         np.testing.assert_array_equal(compiled.gather(np.ascontiguousarray(u[:, cols])), compiled.gather(u)[:, cols])
         np.testing.assert_array_equal(compiled.scatter(np.ascontiguousarray(x[:, cols])), compiled.scatter(x)[:, cols])
 
 
-def test_results_agree_for_any_thread_count():
-    matrix = _random_csr(300, 200, 0.05, np.float64, 9)
-    compiled = _compiled(matrix, np.arange(300))
+def test_results_are_the_same_bits_for_any_thread_count(monkeypatch):
+    """Every output value is summed by one thread in one order, whatever the number of threads."""
+    matrix = _random_csr(300, 200, 0.05, np.float32, 9)
+    compiled = _compiled(matrix, kernels.tile_order(15, 20, 4))
     rng = np.random.default_rng(10)
-    x, y = rng.standard_normal((300, 6)), rng.standard_normal((200, 6))
-    before = numba.get_num_threads()
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = rng.standard_normal((200, 6)).astype(np.float32)
     results = []
-    try:
-        for threads in sorted({1, before}):
-            numba.set_num_threads(threads)
-            results.append((compiled.gather(y), compiled.scatter(x)))
-    finally:
-        numba.set_num_threads(before)
-    for gathered, scattered in results[1:]:
-        np.testing.assert_array_equal(gathered, results[0][0])  # each row is summed by one thread
-        np.testing.assert_allclose(scattered, results[0][1], rtol=1e-13, atol=1e-13)
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS), numba.config.NUMBA_NUM_THREADS}):
+        monkeypatch.setattr(compiled, "_threads", lambda batch, n=threads: n)
+        estimate = x.copy()
+        compiled.update(y, estimate, np.full(300, 0.3, dtype=np.float32), clip=False)
+        results.append((compiled.gather(y), compiled.scatter(x), estimate))
+    for result in results[1:]:
+        for actual, expected in zip(result, results[0]):
+            np.testing.assert_array_equal(actual, expected)
 
 
 def test_concurrent_calls_from_python_threads_are_correct():
@@ -268,3 +289,22 @@ def test_describe_names_threads_and_numba():
     info = kernels.describe()
     assert info["numba"] == numba.__version__
     assert info["threads"] == numba.get_num_threads()
+
+
+def test_small_products_use_one_thread_and_large_ones_all(monkeypatch):
+    matrix = _random_csr(50, 40, 0.2, np.float64, 14)
+    compiled = _compiled(matrix)
+    monkeypatch.setattr(kernels, "PARALLEL_WORK", matrix.nnz * 8)
+    assert compiled._threads(7) == 1
+    assert compiled._threads(8) == numba.get_num_threads()
+
+
+def test_narrow_batches_go_to_scipy_and_agree():
+    proj = ParallelBeamProjector(np.deg2rad([-40.0, 10.0, 75.0]), (14, 14), dtype="float64", kernel="numba")
+    narrow = np.zeros((196, kernels.MIN_BATCH - 1))
+    wide = np.zeros((196, kernels.MIN_BATCH))
+    assert not proj._use_compiled(narrow) and proj._use_compiled(wide)
+    vol = np.random.default_rng(15).standard_normal((14, 14, kernels.MIN_BATCH))
+    together = proj.forward(vol)
+    for column in range(kernels.MIN_BATCH):
+        np.testing.assert_allclose(proj.forward(vol[..., column]), together[..., column], rtol=1e-12, atol=1e-12)

@@ -1,34 +1,36 @@
 """Compiled, multithreaded sparse products for the projector (optional: needs numba).
 
 The projector stores one CSR matrix ``A`` of shape ``(N, M)``: ``A = Wᵀ``, one
-row per pixel, one column per detector bin and angle (see
-:mod:`edstomo.projector`).  Dense operands are C-ordered ``(rows, batch)``
-arrays whose batch axis (slices × channels) is contiguous, so every non-zero
-``a_pk`` of the matrix updates one contiguous row of ``batch`` values: the
+row per pixel, one column per detector bin and angle, column indices sorted
+within each row (see :mod:`edstomo.projector`).  Dense operands are C-ordered
+``(rows, batch)`` arrays whose batch axis (slices × channels) is contiguous, so
+every non-zero ``a_pk`` updates one contiguous row of ``batch`` values: the
 inner loops are vectorised by LLVM and the matrix is read once per product.
 
-Three products run over that storage, all multithreaded with numba
-(``parallel=True``, one contiguous block of pixel rows per thread):
+Three kernels run over that storage, multithreaded with numba (``parallel=True``):
 
-``gather``     ``A y`` (= ``Wᵀ y``, the back projection): each thread writes its
-               own pixel rows; four non-zeros are folded into each pass over the
-               output row, which quarters the loads and stores of the accumulator.
-``scatter``    ``Aᵀ x`` (= ``W x``, the forward projection): each pixel row of
-               ``x`` is read once and added into the sinogram rows it touches;
-               thread 0 adds into the output and every other thread into a
-               private sinogram, summed at the end (no atomics, no races).
-``update``     the fused SIRT step ``x ← P(x + s ⊙ A u)`` followed by ``Aᵀ x``:
-               per pixel, gather, update (scale, add, optional clip at 0) and
-               scatter while the pixel's matrix row is still in cache, so the
-               back projection is never stored.
+``gather``     ``A y`` (= ``Wᵀ y``, the back projection).  The pixel rows are
+               split into one block per thread (equal non-zeros); each output
+               row is summed by one thread, four non-zeros per pass over the
+               row, which quarters the loads and stores of the accumulator.
+``scatter``    ``Aᵀ x`` (= ``W x``, the forward projection).  The *sinogram*
+               rows are split into one block of bins per thread; every thread
+               walks all pixel rows and adds each into the bins of its block
+               (found by binary search in the sorted row), so no two threads
+               write one row and no private copies or reductions are needed.
+``update``     the SIRT step ``x ← P(x + s ⊙ A u)`` in place: the gather of one
+               pixel row is followed at once by its update (scale, add,
+               optional clip at 0), so the back projection is never stored.
 
 Pixels are visited in small square tiles (:func:`tile_order`): the sinogram
-rows touched by one tile fit in the core's L2 cache, for every angle.
+rows touched by one tile fit in a core's L2 cache, for every angle.
 
-Arithmetic is deterministic: the result for one batch column does not depend
-on the batch size or on the other columns (no reassociation across columns;
-only multiply-add contraction is allowed), so a volume solved in slice chunks
-equals the volume solved at once, bit for bit, for a given thread count.
+The arithmetic is deterministic and independent of the thread count: every
+output value is accumulated by one thread, in the same order (pixel tiles,
+then the row's non-zeros), and only multiply-add contraction is allowed (no
+reassociation), so one batch column does not depend on the batch size or the
+other columns either.  A volume solved in slice chunks therefore equals the
+volume solved at once, bit for bit.
 
 All functions compile on first use and are cached on disk (``cache=True``).
 :data:`HAVE_NUMBA` is False when numba is not installed; the projector then
@@ -47,7 +49,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the 'speed' extra
     numba = None
 
-__all__ = ["HAVE_NUMBA", "CompiledCSR", "describe", "tile_order"]
+__all__ = ["HAVE_NUMBA", "MIN_BATCH", "PARALLEL_WORK", "CompiledCSR", "describe", "tile_order"]
 
 HAVE_NUMBA: bool = numba is not None
 """Whether the compiled kernels are available (numba importable)."""
@@ -55,9 +57,17 @@ HAVE_NUMBA: bool = numba is not None
 DEFAULT_TILE = 8
 """Edge of the square pixel tiles visited in turn, in pixels (see :func:`tile_order`)."""
 
+MIN_BATCH = 4
+"""Smallest batch for which the compiled products beat scipy.sparse: with fewer columns the
+vectorised inner loops are all overhead (the projector then uses scipy)."""
+
+PARALLEL_WORK = 4_000_000
+"""Multiply-adds (non-zeros × batch) below which a product runs on one thread: a parallel
+region costs tens of microseconds, and milliseconds when another process holds a core."""
+
 _LOCK = threading.Lock()
 """Serialises kernel launches: numba's parallel regions must not be entered from two
-Python threads at once (the 'workqueue' layer aborts), and each launch already uses
+Python threads at once (its 'workqueue' layer aborts), and each launch already uses
 every core."""
 
 
@@ -84,149 +94,100 @@ def tile_order(nz: int, nx: int, tile: int = DEFAULT_TILE) -> np.ndarray:
     return np.argsort(key, kind="stable").astype(np.int64)
 
 
-def _thread_bounds(indptr: np.ndarray, order: np.ndarray, threads: int) -> np.ndarray:
-    """Split ``order`` into ``threads`` contiguous blocks with about equal non-zeros."""
-    counts = np.diff(indptr)[order]
+def _balanced_bounds(counts: np.ndarray, blocks: int) -> np.ndarray:
+    """Split ``len(counts)`` items into ``blocks`` contiguous ranges of about equal total count."""
     cumulative = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
-    targets = cumulative[-1] * np.arange(threads + 1) / threads
+    targets = cumulative[-1] * np.arange(blocks + 1) / blocks
     bounds = np.searchsorted(cumulative, targets, side="left").astype(np.int64)
-    bounds[0], bounds[-1] = 0, len(order)
+    bounds[0], bounds[-1] = 0, len(counts)
     return bounds
 
 
 if HAVE_NUMBA:
     _JIT = {"parallel": True, "cache": True, "fastmath": {"contract"}, "nogil": True}
 
+    @numba.njit(inline="always")
+    def _gather_row(indices, data, k, end, y, o):  # pragma: no cover - compiled
+        """``o += Σ_k data[k] * y[indices[k]]`` over one CSR row, four non-zeros per pass."""
+        n_batch = o.shape[0]
+        while k + 4 <= end:
+            w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
+            r0, r1, r2, r3 = y[indices[k]], y[indices[k + 1]], y[indices[k + 2]], y[indices[k + 3]]
+            for b in range(n_batch):
+                o[b] += ((w0 * r0[b] + w1 * r1[b]) + w2 * r2[b]) + w3 * r3[b]
+            k += 4
+        while k < end:
+            w0 = data[k]
+            r0 = y[indices[k]]
+            for b in range(n_batch):
+                o[b] += w0 * r0[b]
+            k += 1
+
     @numba.njit(**_JIT)
-    def _gather(indptr, indices, data, y, out, order, bounds):  # pragma: no cover - compiled
+    def _gather(indptr, indices, data, y, out, order, rows):  # pragma: no cover - compiled
         n_batch = out.shape[1]
-        for t in numba.prange(len(bounds) - 1):
-            for q in range(bounds[t], bounds[t + 1]):
+        for t in numba.prange(len(rows) - 1):
+            for q in range(rows[t], rows[t + 1]):
                 p = order[q]
                 o = out[p]
                 for b in range(n_batch):
                     o[b] = 0
-                k = indptr[p]
-                end = indptr[p + 1]
-                while k + 4 <= end:
-                    w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
-                    r0, r1, r2, r3 = y[indices[k]], y[indices[k + 1]], y[indices[k + 2]], y[indices[k + 3]]
-                    for b in range(n_batch):
-                        o[b] += ((w0 * r0[b] + w1 * r1[b]) + w2 * r2[b]) + w3 * r3[b]
-                    k += 4
-                while k < end:
-                    w0 = data[k]
-                    r0 = y[indices[k]]
-                    for b in range(n_batch):
-                        o[b] += w0 * r0[b]
-                    k += 1
+                _gather_row(indices, data, indptr[p], indptr[p + 1], y, o)
 
-    @numba.njit(inline="always")
-    def _scatter_row(indices, data, k, end, xp_row, o_all):  # pragma: no cover - compiled
-        n_batch = xp_row.shape[0]
-        while k + 2 <= end:
-            w0, w1 = data[k], data[k + 1]
-            o0, o1 = o_all[indices[k]], o_all[indices[k + 1]]
-            for b in range(n_batch):
-                v = xp_row[b]
-                o0[b] += w0 * v
-                o1[b] += w1 * v
-            k += 2
-        if k < end:
-            w0 = data[k]
-            o0 = o_all[indices[k]]
-            for b in range(n_batch):
-                o0[b] += w0 * xp_row[b]
-
-    @numba.njit(inline="always")
-    def _reduce(out, partial):  # pragma: no cover - compiled
+    @numba.njit(**_JIT)
+    def _scatter(indptr, indices, data, x, out, order, cols):  # pragma: no cover - compiled
         n_batch = out.shape[1]
-        for m in numba.prange(out.shape[0]):
-            o = out[m]
-            for t in range(partial.shape[0]):
-                s = partial[t, m]
-                for b in range(n_batch):
-                    o[b] += s[b]
-
-    @numba.njit(**_JIT)
-    def _scatter(indptr, indices, data, x, out, partial, order, bounds):  # pragma: no cover - compiled
-        for t in numba.prange(len(bounds) - 1):
-            target = out if t == 0 else partial[t - 1]
-            target[:] = 0
-            for q in range(bounds[t], bounds[t + 1]):
+        for t in numba.prange(len(cols) - 1):
+            first, last = cols[t], cols[t + 1]
+            out[first:last] = 0
+            for q in range(len(order)):
                 p = order[q]
-                _scatter_row(indices, data, indptr[p], indptr[p + 1], x[p], target)
-        _reduce(out, partial)
+                start = indptr[p]
+                row = indices[start : indptr[p + 1]]
+                k = start + np.searchsorted(row, first)
+                end = start + np.searchsorted(row, last)
+                v = x[p]
+                while k + 2 <= end:
+                    w0, w1 = data[k], data[k + 1]
+                    o0, o1 = out[indices[k]], out[indices[k + 1]]
+                    for b in range(n_batch):
+                        o0[b] += w0 * v[b]
+                        o1[b] += w1 * v[b]
+                    k += 2
+                if k < end:
+                    w0 = data[k]
+                    o0 = out[indices[k]]
+                    for b in range(n_batch):
+                        o0[b] += w0 * v[b]
 
     @numba.njit(**_JIT)
-    def _update(indptr, indices, data, u, x, scale, clip, out, partial, order, bounds):  # pragma: no cover
+    def _update(indptr, indices, data, u, x, scale, clip, order, rows):  # pragma: no cover - compiled
         n_batch = x.shape[1]
-        for t in numba.prange(len(bounds) - 1):
-            target = out if t == 0 else partial[t - 1]
-            target[:] = 0
+        for t in numba.prange(len(rows) - 1):
             g = np.empty(n_batch, dtype=x.dtype)
-            for q in range(bounds[t], bounds[t + 1]):
+            for q in range(rows[t], rows[t + 1]):
                 p = order[q]
                 for b in range(n_batch):
                     g[b] = 0
-                k = indptr[p]
-                end = indptr[p + 1]
-                while k + 4 <= end:
-                    w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
-                    r0, r1, r2, r3 = u[indices[k]], u[indices[k + 1]], u[indices[k + 2]], u[indices[k + 3]]
-                    for b in range(n_batch):
-                        g[b] += ((w0 * r0[b] + w1 * r1[b]) + w2 * r2[b]) + w3 * r3[b]
-                    k += 4
-                while k < end:
-                    w0 = data[k]
-                    r0 = u[indices[k]]
-                    for b in range(n_batch):
-                        g[b] += w0 * r0[b]
-                    k += 1
+                _gather_row(indices, data, indptr[p], indptr[p + 1], u, g)
                 s = scale[p]
-                row = x[p]
+                v = x[p]
                 if clip:
                     for b in range(n_batch):
-                        v = row[b] + s * g[b]
-                        row[b] = v if v > 0 else 0
+                        value = v[b] + s * g[b]
+                        v[b] = value if value > 0 else 0
                 else:
                     for b in range(n_batch):
-                        row[b] = row[b] + s * g[b]
-                _scatter_row(indices, data, indptr[p], indptr[p + 1], row, target)
-        _reduce(out, partial)
+                        v[b] = v[b] + s * g[b]
 
-    @numba.njit(**_JIT)
-    def _update_only(indptr, indices, data, u, x, scale, clip, order, bounds):  # pragma: no cover - compiled
-        n_batch = x.shape[1]
-        for t in numba.prange(len(bounds) - 1):
-            g = np.empty(n_batch, dtype=x.dtype)
-            for q in range(bounds[t], bounds[t + 1]):
-                p = order[q]
-                for b in range(n_batch):
-                    g[b] = 0
-                k = indptr[p]
-                end = indptr[p + 1]
-                while k + 4 <= end:
-                    w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
-                    r0, r1, r2, r3 = u[indices[k]], u[indices[k + 1]], u[indices[k + 2]], u[indices[k + 3]]
-                    for b in range(n_batch):
-                        g[b] += ((w0 * r0[b] + w1 * r1[b]) + w2 * r2[b]) + w3 * r3[b]
-                    k += 4
-                while k < end:
-                    w0 = data[k]
-                    r0 = u[indices[k]]
-                    for b in range(n_batch):
-                        g[b] += w0 * r0[b]
-                    k += 1
-                s = scale[p]
-                row = x[p]
-                if clip:
-                    for b in range(n_batch):
-                        v = row[b] + s * g[b]
-                        row[b] = v if v > 0 else 0
-                else:
-                    for b in range(n_batch):
-                        row[b] = row[b] + s * g[b]
+
+def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether the column indices increase strictly within every CSR row."""
+    if len(indices) < 2:
+        return True
+    rising = np.diff(indices) > 0
+    rising[indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < len(indices))] - 1] = True  # row boundaries
+    return bool(rising.all())
 
 
 class CompiledCSR:
@@ -235,8 +196,8 @@ class CompiledCSR:
     Parameters
     ----------
     indptr, indices, data : ndarray
-        The CSR arrays of ``A`` (``data`` float32 or float64; the dense operands
-        must have the same dtype).
+        The CSR arrays of ``A``; column indices strictly increasing within each
+        row; ``data`` float32 or float64 (the dense operands must have the same dtype).
     shape : (int, int)
         ``(N, M)``.
     order : ndarray of int64, shape ``(N,)``
@@ -245,8 +206,10 @@ class CompiledCSR:
     Notes
     -----
     Every method takes and returns C-ordered 2-D arrays ``(rows, batch)`` of the
-    matrix dtype; callers (the projector) check shapes and types.  The thread
-    count is numba's current one (``numba.get_num_threads()``).
+    matrix dtype; callers (the projector) check shapes and types.  Products of
+    at least :data:`PARALLEL_WORK` multiply-adds use numba's thread count
+    (``numba.get_num_threads()``), smaller ones one thread; the results are
+    the same bits either way.
     """
 
     def __init__(
@@ -254,46 +217,59 @@ class CompiledCSR:
     ) -> None:
         if not HAVE_NUMBA:
             raise ImportError("the compiled kernels need numba: pip install 'edstomo[speed]'")
-        self.indptr, self.indices, self.data = indptr, indices, data
         self.shape = (int(shape[0]), int(shape[1]))
+        if len(indptr) != self.shape[0] + 1:
+            raise ValueError(f"indptr has {len(indptr)} entries, expected {self.shape[0] + 1} for shape {shape}")
+        if not _rows_sorted(indptr, indices):
+            raise ValueError("indices must increase strictly within each row (a canonical CSR matrix)")
+        self.indptr, self.indices, self.data = indptr, indices, data
         self.order = np.ascontiguousarray(order, dtype=np.int64)
         if self.order.shape != (self.shape[0],):
             raise ValueError(f"order has shape {self.order.shape}, expected ({self.shape[0]},)")
-        self._bounds: dict[int, np.ndarray] = {}
+        self._row_blocks: dict[int, np.ndarray] = {}
+        self._col_blocks: dict[int, np.ndarray] = {}
 
-    def _split(self) -> np.ndarray:
-        threads = int(numba.get_num_threads())
-        if threads not in self._bounds:
-            self._bounds[threads] = _thread_bounds(self.indptr, self.order, threads)
-        return self._bounds[threads]
+    def _threads(self, batch: int) -> int:
+        return 1 if len(self.data) * batch < PARALLEL_WORK else int(numba.get_num_threads())
 
-    def _partial(self, bounds: np.ndarray, batch: int) -> np.ndarray:
-        """Private sinograms of threads 1 … T-1, shape ``(T-1, M, batch)``."""
-        return np.empty((len(bounds) - 2, self.shape[1], batch), dtype=self.data.dtype)
+    def _rows(self, threads: int) -> np.ndarray:
+        """Blocks of ``order`` (pixel rows) with about equal non-zeros, one per thread."""
+        if threads not in self._row_blocks:
+            self._row_blocks[threads] = _balanced_bounds(np.diff(self.indptr)[self.order], threads)
+        return self._row_blocks[threads]
 
-    def gather(self, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def _cols(self, threads: int) -> np.ndarray:
+        """Blocks of columns (sinogram rows) with about equal non-zeros, one per thread."""
+        if threads not in self._col_blocks:
+            self._col_blocks[threads] = _balanced_bounds(np.bincount(self.indices, minlength=self.shape[1]), threads)
+        return self._col_blocks[threads]
+
+    def _run(self, kernel: Any, threads: int, *arguments: Any) -> None:
+        """``kernel(indptr, indices, data, *arguments)`` with numba limited to ``threads`` threads."""
+        with _LOCK:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                kernel(self.indptr, self.indices, self.data, *arguments)
+            finally:
+                numba.set_num_threads(previous)
+
+    def gather(self, y: np.ndarray) -> np.ndarray:
         """``A @ y`` for ``y`` of shape ``(M, batch)``; returns ``(N, batch)``."""
-        if out is None:
-            out = np.empty((self.shape[0], y.shape[1]), dtype=self.data.dtype)
-        with _LOCK:
-            _gather(self.indptr, self.indices, self.data, y, out, self.order, self._split())
+        out = np.empty((self.shape[0], y.shape[1]), dtype=self.data.dtype)
+        threads = self._threads(y.shape[1])
+        self._run(_gather, threads, y, out, self.order, self._rows(threads))
         return out
 
-    def scatter(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def scatter(self, x: np.ndarray) -> np.ndarray:
         """``Aᵀ @ x`` for ``x`` of shape ``(N, batch)``; returns ``(M, batch)``."""
-        if out is None:
-            out = np.empty((self.shape[1], x.shape[1]), dtype=self.data.dtype)
-        with _LOCK:
-            bounds = self._split()
-            _scatter(
-                self.indptr, self.indices, self.data, x, out, self._partial(bounds, x.shape[1]), self.order, bounds
-            )
+        out = np.empty((self.shape[1], x.shape[1]), dtype=self.data.dtype)
+        threads = self._threads(x.shape[1])
+        self._run(_scatter, threads, x, out, self.order, self._cols(threads))
         return out
 
-    def update(
-        self, u: np.ndarray, x: np.ndarray, scale: np.ndarray, *, clip: bool, project: bool = True
-    ) -> np.ndarray | None:
-        """The fused step ``x ← P(x + scale ⊙ (A @ u))`` in place, then ``Aᵀ @ x``.
+    def update(self, u: np.ndarray, x: np.ndarray, scale: np.ndarray, *, clip: bool) -> None:
+        """The step ``x ← P(x + scale ⊙ (A @ u))``, in place, without storing ``A @ u``.
 
         Parameters
         ----------
@@ -305,22 +281,9 @@ class CompiledCSR:
             Per-row step (e.g. relaxation × inverse column sums).
         clip : bool
             Set negative values of the updated ``x`` to 0 (``P``).
-        project : bool
-            Return ``Aᵀ @ x`` of the updated ``x`` (else None and no scatter).
-
-        Returns
-        -------
-        ndarray of shape ``(M, batch)`` or None
         """
-        with _LOCK:
-            bounds = self._split()
-            if not project:
-                _update_only(self.indptr, self.indices, self.data, u, x, scale, clip, self.order, bounds)
-                return None
-            out = np.empty((self.shape[1], x.shape[1]), dtype=self.data.dtype)
-            partial = self._partial(bounds, x.shape[1])
-            _update(self.indptr, self.indices, self.data, u, x, scale, clip, out, partial, self.order, bounds)
-        return out
+        threads = self._threads(x.shape[1])
+        self._run(_update, threads, u, x, scale, clip, self.order, self._rows(threads))
 
 
 def describe() -> dict[str, Any]:

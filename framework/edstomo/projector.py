@@ -438,11 +438,11 @@ class ParallelBeamProjector:
     def update(self, volume: Any, residual: Any, scale: Any, *, nonnegative: bool = True, project: bool = True) -> Any:
         """One SIRT-family step in place, ``x ← P(x + s ⊙ Wᵀ u)``, then ``W x`` of the new estimate.
 
-        Fuses the back projection, the update, the non-negativity clip and the
-        next forward projection: with the compiled kernels each pixel's matrix
-        row is read once per iteration and the back projection is never stored
-        (see :meth:`edstomo.kernels.CompiledCSR.update`); the other paths
-        (scipy, CuPy) compute the same steps one after the other.
+        With the compiled kernels the back projection, the update and the clip
+        are one pass over the pixels that never stores the back projection
+        (:meth:`edstomo.kernels.CompiledCSR.update`), followed by the forward
+        projection; the other paths (scipy, CuPy) run the same steps one after
+        the other.
 
         Parameters
         ----------
@@ -491,8 +491,8 @@ class ParallelBeamProjector:
         if math.prod(steps.shape) != n:
             raise ValueError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
         steps = steps.reshape(n)
-        if self._compiled is not None and not backend.is_gpu_array(x2d):
-            projection = self._compiled.update(u2d, x2d, steps, clip=bool(nonnegative), project=project)
+        if not backend.is_gpu_array(x2d) and self._use_compiled(x2d):
+            self._compiled.update(u2d, x2d, steps, clip=bool(nonnegative))
         else:
             xp = backend.namespace(x2d)
             step = self._rmatvec(u2d)
@@ -500,7 +500,7 @@ class ParallelBeamProjector:
             x2d += step
             if nonnegative:
                 xp.maximum(x2d, 0, out=x2d)
-            projection = self._matvec(x2d) if project else None
+        projection = self._matvec(x2d) if project else None
         return None if projection is None else projection.reshape(self.range_shape + batch)
 
     def row_sums(self) -> np.ndarray:
@@ -548,11 +548,12 @@ class ParallelBeamProjector:
         pixel row of ``x2d`` is read once and scattered into the (smaller)
         sinogram (a row gather with W in CSR would re-read the large volume
         from memory at every angle).  ``"numba"``: :meth:`CompiledCSR.scatter`
-        on all cores; ``"scipy"``: W as CSC (one core); CuPy: on the GPU.
+        on all cores (batches of at least ``kernels.MIN_BATCH`` columns);
+        ``"scipy"`` and narrow batches: W as CSC (one core); CuPy: on the GPU.
         """
         if backend.is_gpu_array(x2d):
             return self._gpu_matrix().T @ x2d
-        if self._compiled is not None:
+        if self._use_compiled(x2d):
             return self._compiled.scatter(x2d)
         return self._matrix_csc @ x2d
 
@@ -560,9 +561,17 @@ class ParallelBeamProjector:
         """``Wᵀ @ y2d`` for a C-ordered ``(M, batch)`` array of ``dtype`` (CSR row gather)."""
         if backend.is_gpu_array(y2d):
             return self._gpu_matrix() @ y2d
-        if self._compiled is not None:
+        if self._use_compiled(y2d):
             return self._compiled.gather(y2d)
         return self._matrix_t @ y2d
+
+    def _use_compiled(self, array2d: Any) -> bool:
+        """Whether a NumPy ``(rows, batch)`` operand goes to the compiled kernels.
+
+        Batches narrower than :data:`edstomo.kernels.MIN_BATCH` (e.g. one 2-D
+        slice) run faster in scipy.sparse.
+        """
+        return self._compiled is not None and array2d.shape[1] >= kernels.MIN_BATCH
 
 
 class _AdjointProjector:
