@@ -318,7 +318,8 @@ def compare_maps(a: CompositionMaps, b: CompositionMaps, quantile: float = 0.9) 
 
 
 def _findings(maps: CompositionMaps, quantile: float = 0.9) -> dict[str, Any]:
-    """Where each element is: mean fraction in the particle, and the centre and extent of its rich region."""
+    """Where each element is: mean and largest fraction in the particle, the share of the particle
+    where it dominates, its rich region (fractions in the top decile), and which elements go together."""
     mask = maps.particle_mask
     pixel = float(maps.pixel_size.m_as("nm"))
     out: dict[str, Any] = {"particle_voxels": int(mask.sum()), "pixel_size_nm": pixel, "elements": {}}
@@ -341,7 +342,21 @@ def _findings(maps: CompositionMaps, quantile: float = 0.9) -> dict[str, Any]:
                 "centre_nz_nx_slice": [round(float(c), 1) for c in centre],
             }
         out["elements"][element] = entry
+    out["correlations"] = _correlations(maps)
     return out
+
+
+def _correlations(maps: CompositionMaps) -> dict[str, float]:
+    """Pearson correlation of every pair of elements' weight fractions inside the particle (which go together)."""
+    mask = maps.particle_mask
+    values = maps.weight_fractions[:, mask]
+    pairs = {}
+    for i, first in enumerate(maps.elements):
+        for j in range(i + 1, len(maps.elements)):
+            a, b = values[i], values[j]
+            defined = a.size > 1 and a.std() > 0 and b.std() > 0
+            pairs[f"{first}-{maps.elements[j]}"] = float(np.corrcoef(a, b)[0, 1]) if defined else float("nan")
+    return pairs
 
 
 @contextmanager
