@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data import CompositionMaps
+from .alignment import centre_of_mass
 
 if TYPE_CHECKING:
     from .pipeline import PipelineResult
@@ -67,15 +68,23 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def plane_indices(maps: CompositionMaps) -> tuple[int, int, int]:
-    """Default cut positions ``(z, x, slice)``: the depth and slice holding most particle voxels, the middle x."""
-    mask = maps.particle_mask
-    nz, nx, ny = mask.shape
-    if not mask.any():
+def plane_indices(maps: CompositionMaps, element: str | None = None) -> tuple[int, int, int]:
+    """Default cut positions ``(z, x, slice)`` of the orthoslices.
+
+    Without ``element``: the depth holding most particle voxels (the mid-plane
+    of a section) and the particle's centre of mass across and along the tilt
+    axis. With ``element``: the depth, x and slice where that element's weight
+    fraction is concentrated (its largest sums), so the planes cut its rich regions.
+    """
+    weights = maps.particle_mask.astype(float) if element is None else maps.fraction(element)
+    nz, nx, ny = weights.shape
+    if not weights.any():
         return nz // 2, nx // 2, ny // 2
-    z = int(np.argmax(mask.sum(axis=(1, 2))))
-    y = int(np.argmax(mask.sum(axis=(0, 1))))
-    return z, nx // 2, y
+    z = int(np.argmax(weights.sum(axis=(1, 2))))
+    if element is None:
+        _, x, y = centre_of_mass(weights)
+        return z, int(np.rint(x)), int(np.rint(y))
+    return z, int(np.argmax(weights.sum(axis=(0, 2)))), int(np.argmax(weights.sum(axis=(0, 1))))
 
 
 def _planes(volume: np.ndarray, cut: tuple[int, int, int]) -> dict[str, np.ndarray]:
@@ -191,9 +200,12 @@ def composite_figure(
     path: str | Path | None = None,
     dpi: int = 80,
 ) -> Any:
-    """Colour composite of a few elements' weight fractions on the three orthoslice planes."""
+    """Colour composite of a few elements' weight fractions on the three orthoslice planes.
+
+    The planes cut through the first element's rich region unless ``cut`` is given.
+    """
     plt = _pyplot()
-    cut = cut or plane_indices(maps)
+    cut = cut or plane_indices(maps, elements[0])
     planes = [_planes(maps.fraction(e), cut) for e in elements]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
     for ax, label in zip(axes, planes[0]):
