@@ -49,17 +49,13 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the 'speed' extra
     numba = None
 
-__all__ = ["HAVE_NUMBA", "MIN_BATCH", "PARALLEL_WORK", "CompiledCSR", "describe", "tile_order"]
+__all__ = ["HAVE_NUMBA", "PARALLEL_WORK", "CompiledCSR", "describe", "tile_order"]
 
 HAVE_NUMBA: bool = numba is not None
 """Whether the compiled kernels are available (numba importable)."""
 
 DEFAULT_TILE = 8
 """Edge of the square pixel tiles visited in turn, in pixels (see :func:`tile_order`)."""
-
-MIN_BATCH = 4
-"""Smallest batch for which the compiled products beat scipy.sparse: with fewer columns the
-vectorised inner loops are all overhead (the projector then uses scipy)."""
 
 PARALLEL_WORK = 4_000_000
 """Multiply-adds (non-zeros × batch) below which a product runs on one thread: a parallel
@@ -108,8 +104,24 @@ if HAVE_NUMBA:
 
     @numba.njit(inline="always")
     def _gather_row(indices, data, k, end, y, o):  # pragma: no cover - compiled
-        """``o += Σ_k data[k] * y[indices[k]]`` over one CSR row, four non-zeros per pass."""
+        """``o += Σ_k data[k] * y[indices[k]]`` over one CSR row, four non-zeros per pass.
+
+        A batch of one takes a scalar loop with the very same operations (same bits).
+        """
         n_batch = o.shape[0]
+        if n_batch == 1:
+            acc = o[0]
+            while k + 4 <= end:
+                acc += (
+                    (data[k] * y[indices[k], 0] + data[k + 1] * y[indices[k + 1], 0])
+                    + data[k + 2] * y[indices[k + 2], 0]
+                ) + data[k + 3] * y[indices[k + 3], 0]
+                k += 4
+            while k < end:
+                acc += data[k] * y[indices[k], 0]
+                k += 1
+            o[0] = acc
+            return
         while k + 4 <= end:
             w0, w1, w2, w3 = data[k], data[k + 1], data[k + 2], data[k + 3]
             r0, r1, r2, r3 = y[indices[k]], y[indices[k + 1]], y[indices[k + 2]], y[indices[k + 3]]
@@ -142,11 +154,19 @@ if HAVE_NUMBA:
             out[first:last] = 0
             for q in range(len(order)):
                 p = order[q]
-                start = indptr[p]
-                row = indices[start : indptr[p + 1]]
-                k = start + np.searchsorted(row, first)
-                end = start + np.searchsorted(row, last)
+                k = indptr[p]
+                end = indptr[p + 1]
+                if len(cols) > 2:  # several blocks: this block's part of the (sorted) row
+                    row = indices[k:end]
+                    end = k + np.searchsorted(row, last)
+                    k = k + np.searchsorted(row, first)
                 v = x[p]
+                if n_batch == 1:
+                    value = v[0]
+                    while k < end:
+                        out[indices[k], 0] += data[k] * value
+                        k += 1
+                    continue
                 while k + 2 <= end:
                     w0, w1 = data[k], data[k + 1]
                     o0, o1 = out[indices[k]], out[indices[k + 1]]
@@ -179,6 +199,11 @@ if HAVE_NUMBA:
                 else:
                     for b in range(n_batch):
                         v[b] = v[b] + s * g[b]
+
+
+def _unsigned(index: np.ndarray) -> np.ndarray:
+    """A uint32 view of an int32 index array (other index types are returned as they are)."""
+    return index.view(np.uint32) if index.dtype == np.int32 else index
 
 
 def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
@@ -222,7 +247,9 @@ class CompiledCSR:
             raise ValueError(f"indptr has {len(indptr)} entries, expected {self.shape[0] + 1} for shape {shape}")
         if not _rows_sorted(indptr, indices):
             raise ValueError("indices must increase strictly within each row (a canonical CSR matrix)")
-        self.indptr, self.indices, self.data = indptr, indices, data
+        # Unsigned views of the (non-negative) indices: numba then skips its negative-index
+        # wraparound test on every access, which halves the cost of narrow products.
+        self.indptr, self.indices, self.data = _unsigned(indptr), _unsigned(indices), data
         self.order = np.ascontiguousarray(order, dtype=np.int64)
         if self.order.shape != (self.shape[0],):
             raise ValueError(f"order has shape {self.order.shape}, expected ({self.shape[0]},)")

@@ -491,7 +491,7 @@ class ParallelBeamProjector:
         if math.prod(steps.shape) != n:
             raise ValueError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
         steps = steps.reshape(n)
-        if not backend.is_gpu_array(x2d) and self._use_compiled(x2d):
+        if self._compiled is not None and not backend.is_gpu_array(x2d):
             self._compiled.update(u2d, x2d, steps, clip=bool(nonnegative))
         else:
             xp = backend.namespace(x2d)
@@ -548,12 +548,11 @@ class ParallelBeamProjector:
         pixel row of ``x2d`` is read once and scattered into the (smaller)
         sinogram (a row gather with W in CSR would re-read the large volume
         from memory at every angle).  ``"numba"``: :meth:`CompiledCSR.scatter`
-        on all cores (batches of at least ``kernels.MIN_BATCH`` columns);
-        ``"scipy"`` and narrow batches: W as CSC (one core); CuPy: on the GPU.
+        on all cores; ``"scipy"``: W as CSC (one core); CuPy: on the GPU.
         """
         if backend.is_gpu_array(x2d):
             return self._gpu_matrix().T @ x2d
-        if self._use_compiled(x2d):
+        if self._compiled is not None:
             return self._compiled.scatter(x2d)
         return self._matrix_csc @ x2d
 
@@ -561,17 +560,9 @@ class ParallelBeamProjector:
         """``Wᵀ @ y2d`` for a C-ordered ``(M, batch)`` array of ``dtype`` (CSR row gather)."""
         if backend.is_gpu_array(y2d):
             return self._gpu_matrix() @ y2d
-        if self._use_compiled(y2d):
+        if self._compiled is not None:
             return self._compiled.gather(y2d)
         return self._matrix_t @ y2d
-
-    def _use_compiled(self, array2d: Any) -> bool:
-        """Whether a NumPy ``(rows, batch)`` operand goes to the compiled kernels.
-
-        Batches narrower than :data:`edstomo.kernels.MIN_BATCH` (e.g. one 2-D
-        slice) run faster in scipy.sparse.
-        """
-        return self._compiled is not None and array2d.shape[1] >= kernels.MIN_BATCH
 
 
 class _AdjointProjector:
