@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import edstomo as et
@@ -180,3 +181,43 @@ def test_worker_processes_give_the_same_result(series, series_file, tmp_path):
     )
     expected = et.plugins.solver("sirt")(iterations=5).solve(series)
     np.testing.assert_array_equal(et.load(out).data, expected.data)
+
+
+# ------------------------------------------------------------------ command line
+def test_cli_solve_writes_the_in_process_volume(series, series_file, tmp_path, capsys):
+    from edstomo.cli import main
+
+    out = tmp_path / "hebt.h5"
+    options = ["--solver", "hebt-sirt", "--iterations", "6", "--alpha", "0.7", "--ratios", "Ag_La=800,Au_Ma=1000"]
+    code = main(["solve", str(series_file), "--out", str(out), *options, "--chunk-slices", "5", "--no-progress"])
+    assert code == 0
+    assert "wrote" in capsys.readouterr().out
+    expected = et.plugins.solver("hebt-sirt")(iterations=6, alpha=0.7, ratios=RATIOS).solve(series)
+    np.testing.assert_array_equal(et.load(out).data, expected.data)
+
+
+def test_cli_solve_fits_hebt_ratios_to_the_whole_series(series, series_file, tmp_path, capsys):
+    from edstomo.cli import main
+    from edstomo.preprocessing import response_ratios
+
+    out = tmp_path / "hebt.h5"
+    assert main(["solve", str(series_file), "--out", str(out), "--solver", "hebt-sirt", "--iterations", "3"]) == 0
+    fit = response_ratios(series)
+    assert "response ratios fitted to the whole series" in capsys.readouterr().out
+    expected = et.plugins.solver("hebt-sirt")(iterations=3, ratios=fit.ratios).solve(series)
+    np.testing.assert_array_equal(et.load(out).data, expected.data)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--solver", "hebt-sirt", "--ratios", "Ag_La:800"], "--ratios.*LINE=VALUE"),
+        (["--alpha", "0.5"], "--alpha.*'sirt' solver has no such option"),
+        (["--chunk-slices", "0"], "chunk_slices"),
+    ],
+)
+def test_cli_solve_errors(series_file, tmp_path, capsys, extra, message):
+    from edstomo.cli import main
+
+    assert main(["solve", str(series_file), "--out", str(tmp_path / "v.h5"), "--no-progress", *extra]) == 2
+    assert re.search(message, capsys.readouterr().err)

@@ -407,6 +407,102 @@ def _run_quantify(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- solve -------------------------------------------------------------------
+def _add_solve(sub: argparse._SubParsersAction) -> None:
+    from .distributed import add_distributed_arguments
+
+    p = sub.add_parser(
+        "solve",
+        help="reconstruct a saved tilt series (HDF5) slice chunk by slice chunk on a Dask cluster",
+        description="Reconstruct the tilt series in an edstomo HDF5 file (from 'edstomo simulate', or the "
+        "tilt_series_aligned.h5 of 'edstomo reconstruct') with one solver. The slices are solved in chunks "
+        "of --chunk-slices on a Dask cluster (a local one unless --scheduler names a running scheduler); each "
+        "task reads its slices from the file and writes its maps to disk, so the volume never has to fit in "
+        "memory. The input and output folders must be visible to every worker.",
+    )
+    p.add_argument("series", help="edstomo tilt-series HDF5 file")
+    p.add_argument("--out", required=True, help="output volume HDF5 file")
+    p.add_argument("--solver", default="sirt", help="solver plugin, e.g. sirt or hebt-sirt (default: sirt)")
+    p.add_argument("--iterations", type=int, default=100, help="iterations (default: 100)")
+    p.add_argument("--relaxation", type=float, default=1.0, help="relaxation in (0, 2) (default: 1)")
+    p.add_argument("--channels", help="comma-separated channels to reconstruct (default: the solver's)")
+    p.add_argument("--alpha", type=float, help="hebt-sirt: weight of the HAADF term in [0, 1) (default: 0.8)")
+    p.add_argument(
+        "--ratios",
+        help="hebt-sirt: response ratios as LINE=VALUE,… (default: fitted once to the whole tilt series)",
+    )
+    add_distributed_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="do not show progress")
+    p.set_defaults(func=_run_solve)
+
+
+def _solver_options(args: argparse.Namespace, model: type) -> dict[str, object]:
+    """Keyword options of the solver from the command line; hebt-sirt's ratios fitted when not given."""
+    import inspect
+
+    options: dict[str, object] = {"iterations": args.iterations, "relaxation": args.relaxation}
+    if args.channels:
+        options["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
+    if args.alpha is not None:
+        options["alpha"] = args.alpha
+    accepted = inspect.signature(model.__init__).parameters
+    if "ratios" in accepted:
+        if args.ratios:
+            ratios: dict[str, float] = {}
+            for item in args.ratios.split(","):
+                line, sep, value = item.partition("=")
+                try:
+                    ratios[line.strip()] = float(value)
+                except ValueError:
+                    sep = ""
+                if not (sep and line.strip()):
+                    raise ValueError(f"--ratios: {item!r} is not of the form LINE=VALUE, e.g. Ag_La=805")
+            options["ratios"] = ratios
+        else:
+            from .data import TiltSeries
+            from .preprocessing import response_ratios
+
+            series = TiltSeries.load(args.series)
+            fit = response_ratios(series, options.get("channels"))  # type: ignore[arg-type]
+            print(f"response ratios fitted to the whole series: {fit.ratios} (R² = {fit.r_squared:.3f})")
+            options["ratios"] = fit.ratios
+    for key in options:
+        if key not in accepted:
+            raise ValueError(f"--{key}: the {args.solver!r} solver has no such option")
+    return options
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    from .distributed import solve_file
+
+    model = plugins.solver(args.solver)
+    solver = model(**_solver_options(args, model))
+    if args.no_progress:
+        progress: object = None
+    else:
+        try:
+            import tqdm  # noqa: F401  (a bar when tqdm is installed)
+
+            progress = True
+        except ImportError:
+            from functools import partial
+
+            from .study import ProgressPrinter
+
+            progress = partial(ProgressPrinter(), "solve")
+    out = solve_file(
+        solver,
+        args.series,
+        args.out,
+        chunk_slices=args.chunk_slices,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    print(f"wrote {out}: {args.solver} maps, slices solved in chunks of {args.chunk_slices}")
+    return 0
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_simulate,
     _add_plugins,
@@ -414,6 +510,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_study,
     _add_reconstruct,
     _add_quantify,
+    _add_solve,
 ]
 
 
