@@ -13,3 +13,25 @@ HyperSpy, exSpy and RosettaSciIO are the optional extra ``microscope``
 (``pip install "edstomo[microscope]"``); they are imported only when a file is
 read or written, like matplotlib for pictures.
 """
+
+from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
+from .linemaps import extract_line_maps
+from .loading import DEFAULT_LINES, load_tilt_series
+from .metadata import MetadataWarning
+from .pipeline import PipelineOptions, PipelineResult, quantify_saved, run_pipeline
+
+__all__ = [
+    "DEFAULT_LINES",
+    "Alignment",
+    "MetadataWarning",
+    "PipelineOptions",
+    "PipelineResult",
+    "apply_alignment",
+    "estimate_tilt_axis",
+    "extract_line_maps",
+    "haadf_eds_shifts",
+    "load_tilt_series",
+    "quantify_saved",
+    "run_pipeline",
+    "series_shifts",
+]
