@@ -217,3 +217,35 @@ def test_no_angle_anywhere_is_an_error(tmp_path):
 )
 def test_angle_from_name(name, angle):
     assert angle_from_name(name) == angle
+
+
+def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path):
+    """Under 0.1 count per pixel per line, one line absent: no NaN, no division warning, fractions sum to 1."""
+    from edstomo.microscope.pipeline import PipelineOptions, run_pipeline
+
+    rng = np.random.default_rng(11)
+    shape = (16, 16)
+    rows, cols = np.indices(shape)
+    blob = ((rows - 8) ** 2 + (cols - 7) ** 2 < 20).astype(float)
+    counts = {"Fe_Ka": 0.08 * blob, "Si_Ka": 0.05 * blob + 0.01, "Ni_Ka": np.zeros(shape)}
+    write_tilts(tmp_path / "low", [-30.0, -15.0, 0.0, 15.0, 30.0], counts=counts, background=0.002, rng=rng)
+    options = PipelineOptions(lines=["Fe_Ka", "Si_Ka", "Ni_Ka"], rebin=1, eds_iterations=10, physics="table")
+    options.physics_options = {
+        "dataset": None,
+        "values": {
+            "Fe_Ka": {"sigma_ion": "318 b", "omega": 0.336, "p": 0.892},
+            "Si_Ka": {"sigma_ion": "1747 b", "omega": 0.0485, "p": 0.983},
+            "Ni_Ka": {"sigma_ion": "259 b", "omega": 0.401, "p": 0.891},
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetadataWarning)
+        warnings.simplefilter("error", RuntimeWarning)  # e.g. division by zero or invalid value
+        result = run_pipeline(tmp_path / "low", options, out=tmp_path / "out", pictures=False)
+    load = result.raw.provenance[0]["parameters"]
+    assert load["clipped_pixels"]["Ni_Ka"] > 0  # background noise only: clipped, and the clipping recorded
+    maps = result.maps["eds"]
+    assert np.all(np.isfinite(maps.weight_fractions))
+    np.testing.assert_allclose(maps.weight_fractions.sum(axis=0)[maps.mask], 1.0)
+    assert "hebt" not in result.maps and any("HEBT skipped" in note for note in result.notes)
+    assert (tmp_path / "out" / "maps_eds.h5").is_file()

@@ -189,16 +189,26 @@ class PipelineResult:
         )
 
 
-def normalise(series: TiltSeries, mode: str) -> TiltSeries:
-    """Per-tilt normalisation: ``"equal"`` totals, ``"slab"`` totals ∝ 1/cos θ, or ``"none"``."""
+def normalise(series: TiltSeries, mode: str, notes: list[str] | None = None) -> TiltSeries:
+    """Per-tilt normalisation: ``"equal"`` totals, ``"slab"`` totals ∝ 1/cos θ, or ``"none"``.
+
+    A channel with no signal at some tilt (possible at very low counts) cannot be
+    scaled there; it is left as it is and a note is added to ``notes``.
+    """
     if mode not in NORMALISATIONS:
         raise ValueError(f"normalise: {mode!r} must be one of {NORMALISATIONS}")
     if mode == "none":
         return series
+    empty = [c for c in series.channels if np.any(series.channel(c).sum(axis=(1, 2)) <= 0)]
+    channels = [c for c in series.channels if c not in empty]
+    if empty and notes is not None:
+        notes.append(f"normalise: {empty} have a tilt without signal and were not normalised")
+    if not channels:
+        return series
     if mode == "equal":
-        return normalise_tilts(series)
+        return normalise_tilts(series, channels)
     cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None]
-    equal = normalise_tilts(series.replace(data=series.data * cosines))
+    equal = normalise_tilts(series.replace(data=series.data * cosines), channels)
     record = provenance.step("normalise_slab", None, note="totals made proportional to 1/cos(tilt)")
     return equal.with_step(record, data=equal.data / cosines)
 
@@ -455,7 +465,7 @@ def run_pipeline(
         alignment = align(raw, options, notes)
         series = apply_alignment(raw, alignment)
     with _timed(timings, "preprocess", progress):
-        series = normalise(series, options.normalise)
+        series = normalise(series, options.normalise, notes)
         if options.sinogram_sigma > 0:
             series = gaussian_filter(series, options.sinogram_sigma)
     with _timed(timings, "physics", progress):
