@@ -283,7 +283,7 @@ def view3d(maps: CompositionMaps, elements: Sequence[str] | None = None, backend
         for index, element in enumerate(elements):
             grid = pyvista.ImageData(dimensions=maps.shape, spacing=(spacing,) * 3)
             grid.point_data[element] = maps.fraction(element).ravel(order="F")
-            plotter.add_volume(grid, scalars=element, cmap=[COLOURS[index]], opacity="linear")
+            plotter.add_volume(grid, scalars=element, cmap=_COLOUR_MAPS[index % 6], opacity="linear")
         plotter.show()
         return plotter
     if backend == "napari":
@@ -307,6 +307,10 @@ def view3d(maps: CompositionMaps, elements: Sequence[str] | None = None, backend
 
 def _napari_colour(index: int) -> str:
     return ("red", "green", "blue", "yellow", "magenta", "cyan")[index % 6]
+
+
+#: matplotlib colour maps in the order of :data:`COLOURS` (for pyvista volumes).
+_COLOUR_MAPS = ("Reds", "Greens", "Blues", "YlOrBr", "RdPu", "GnBu")
 
 
 def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 80) -> list[Path]:
