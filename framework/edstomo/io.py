@@ -71,10 +71,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield temporary_path
         with open(temporary_path, "rb+") as stream:
             os.fsync(stream.fileno())
+        os.chmod(temporary_path, 0o666 & ~_umask())  # mkstemp makes owner-only files; use the usual mode
         os.replace(temporary_path, path)
     except BaseException:
         temporary_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
