@@ -55,6 +55,16 @@ FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's file-creation mask, read once at import (reading it means setting it).
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
@@ -71,17 +81,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield temporary_path
         with open(temporary_path, "rb+") as stream:
             os.fsync(stream.fileno())
-        os.chmod(temporary_path, 0o666 & ~_umask())  # mkstemp makes owner-only files; use the usual mode
+        os.chmod(temporary_path, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; use the usual mode
         os.replace(temporary_path, path)
     except BaseException:
         temporary_path.unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
