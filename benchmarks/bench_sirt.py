@@ -93,6 +93,39 @@ def machine() -> dict[str, Any]:
     return info
 
 
+# ------------------------------------------------------------------------ quiet
+def _busy_fraction(seconds: float = 0.5) -> float:
+    """Share of all CPU time used by any process over ``seconds`` (this one is asleep meanwhile)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+QUIET = {"waits": 0, "timeouts": 0}
+
+
+def wait_for_quiet(threshold: float = 0.1, timeout: float = 120.0) -> None:
+    """Wait until other processes use less than ``threshold`` of the CPUs (Linux; no-op elsewhere).
+
+    Timings on a shared machine are only comparable when nothing else runs;
+    the run reports how often the wait timed out.
+    """
+    if not Path("/proc/stat").exists():
+        return
+    QUIET["waits"] += 1
+    start = time.monotonic()
+    while _busy_fraction() >= threshold:
+        if time.monotonic() - start > timeout:
+            QUIET["timeouts"] += 1
+            return
+
+
 # ---------------------------------------------------------------------- phantoms
 def phantom(n: int, slices: int, element: int = 0) -> np.ndarray:
     """A core–shell disk (one slice) or sphere, shape (n, n, slices), float32.
@@ -162,6 +195,7 @@ def edstomo_solve(series: Any, solver: str, iterations: int, **options: Any) -> 
     stamps: list[float] = []
     cls = et.plugins.solver(solver)
     cls(iterations=1, **options).solve(series)  # build and cache the projector, load the kernels
+    wait_for_quiet()
     volume = cls(iterations=iterations, **options).solve(series, callback=lambda s: stamps.append(time.perf_counter()))
     return volume.data, statistics.median(np.diff(stamps))
 
@@ -183,6 +217,7 @@ def edstomo_steps(series: Any, iterations: int = 8) -> dict[str, float]:
         c = (1.0 / np.maximum(proj.col_sums(), 1e-6)).reshape(proj.domain_shape)
         x = np.zeros((n, n, sino.shape[2]), dtype=np.float32)
         projection = proj.forward(x)
+        wait_for_quiet()
         stamps = []
         for _ in range(iterations):
             u = r * (sino - projection)
@@ -198,9 +233,7 @@ def edstomo_steps(series: Any, iterations: int = 8) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------ ASTRA
-def astra_sirt(
-    sino: np.ndarray, iterations: int, slices: list[int], threads: int
-) -> tuple[np.ndarray, float] | None:
+def astra_sirt(sino: np.ndarray, iterations: int, slices: list[int], threads: int) -> tuple[np.ndarray, float] | None:
     """ASTRA CPU SIRT (strip, MinConstraint 0) of the given slices; (volume, seconds per iteration).
 
     Returns None when astra-toolbox is not installed.
@@ -233,6 +266,7 @@ def astra_sirt(
         astra.projector.delete(projector)
 
     pool = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    wait_for_quiet()
     for thread in pool:
         thread.start()
     for thread in pool:
@@ -291,7 +325,7 @@ def _peak_mb() -> float:
 
 def worker(method: str, data_file: str, iterations: int) -> None:
     """Subprocess: peak memory of one method above the warmed-up interpreter (prints JSON)."""
-    import edstomo as et  # noqa: F401  (imports are part of the interpreter's own memory)
+    import edstomo as et  # importing is part of the interpreter's own memory
 
     tiny = tilt_series(np.ones((1, len(ANGLES_DEG), 8, 2), dtype=np.float32), None, LINES[:1])
     et.plugins.solver("sirt")(iterations=2).solve(tiny)  # load the compiled kernels
@@ -340,9 +374,10 @@ def run_case(case: str, iterations: int, astra_slices: int, timing_iterations: i
     hebt_iterations = min(iterations, 20)
     _, t_hebt = edstomo_solve(tilt_series(eds, haadf, LINES), "hebt-sirt", hebt_iterations, alpha=0.8, ratios=RATIOS)
 
-    picked = list(range(slices)) if astra_slices <= 0 or astra_slices >= slices else [
-        int(round(i)) for i in np.linspace(0, slices - 1, astra_slices)
-    ]
+    if astra_slices <= 0 or astra_slices >= slices:
+        picked = list(range(slices))
+    else:
+        picked = np.rint(np.linspace(0, slices - 1, astra_slices)).astype(int).tolist()
     astra_err = astra_time = None
     agree = None
     astra = astra_sirt(eds[0], iterations, picked, threads)
@@ -424,7 +459,9 @@ def main() -> None:
     parser.add_argument("--case", choices=["a", "b", "all"], default="all")
     parser.add_argument("--iterations", type=int, default=100, help="iterations for the error column (100)")
     parser.add_argument("--astra-slices", type=int, default=16, help="case (b): slices for ASTRA's error (0 = all)")
-    parser.add_argument("--timing-iterations", type=int, default=5, help="case (b): ASTRA iterations timed on all slices")
+    parser.add_argument(
+        "--timing-iterations", type=int, default=5, help="case (b): ASTRA iterations timed on all slices"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurements")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -433,12 +470,17 @@ def main() -> None:
         worker(args.worker, args.data, args.iterations)
         return
     info = machine()
-    print(f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, NumPy {info['numpy']}, "
-          f"astra-toolbox {info['astra']}, kernels {info['kernels']}; load average before {info['load average']}")  # fmt: skip
+    print(
+        f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, NumPy {info['numpy']}, "
+        f"astra-toolbox {info['astra']}, kernels {info['kernels']}; load average before {info['load average']}"
+    )
     print()
     for case in ("a", "b") if args.case == "all" else (args.case,):
         print("\n".join(run_case(case, args.iterations, args.astra_slices, args.timing_iterations, not args.no_memory)))
-    print(f"load average after: {os.getloadavg()}")
+    print(
+        f"load average after: {os.getloadavg()}; waited for a quiet machine {QUIET['waits']} times, "
+        f"{QUIET['timeouts']} waits timed out (their timings may include other processes' load)"
+    )
 
 
 if __name__ == "__main__":

@@ -307,48 +307,44 @@ class ParallelBeamProjector:
     def _build(self) -> None:
         """Assemble Wᵀ as CSR (pixel-major storage) and the row and column sums of W.
 
-        The entries of each angle are kept compactly (32-bit indices when they
-        fit, weights in ``dtype``) and then written straight into their CSR
-        slots (a counting sort on the pixel), so the build needs about twice
-        the final matrix in memory; the sums are accumulated in float64.
-        Within a pixel row the bins are in increasing order (sorted indices);
-        no (bin, pixel) pair occurs twice.
+        Two passes over the angles: the first counts the entries of each pixel
+        row and accumulates the sums (in float64), the second computes the
+        entries again and writes them straight into their CSR slots (a counting
+        sort on the pixel).  Only the final matrix and one angle's entries are
+        in memory at any time.  Within a pixel row the bins increase (sorted
+        indices); no (bin, pixel) pair occurs twice.
         """
         nz, nx = self.shape
-        builder = _ENTRIES[self.model]
         n_rows, n_cols = self.n_angles * self.n_det, nz * nx
-        wide = max(n_rows, n_cols) >= np.iinfo(np.int32).max
-        small = np.int64 if wide else np.int32
+
+        def entries(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            k, pixel, w = _ENTRIES[self.model](float(self.angles[a]), nz, nx, self.n_det, self.det_spacing)
+            return k + a * self.n_det, pixel, w
+
         row_sums = np.zeros(n_rows)
         col_sums = np.zeros(n_cols)
         counts = np.zeros(n_cols, dtype=np.int64)
-        chunks = []
-        for a, theta in enumerate(self.angles):
-            k, pixel, w = builder(float(theta), nz, nx, self.n_det, self.det_spacing)
-            bins = k + a * self.n_det
-            per_pixel = np.bincount(pixel, minlength=n_cols)
-            counts += per_pixel
+        for a in range(self.n_angles):
+            bins, pixel, w = entries(a)
+            counts += np.bincount(pixel, minlength=n_cols)
             row_sums += np.bincount(bins, weights=w, minlength=n_rows)
             col_sums += np.bincount(pixel, weights=w, minlength=n_cols)
-            order = np.lexsort((bins, pixel))
-            chunks.append(
-                (pixel[order].astype(small), bins[order].astype(small), w[order].astype(self.dtype), per_pixel)
-            )
         nnz = int(counts.sum())
-        index = np.int64 if wide or nnz >= np.iinfo(np.int32).max else np.int32
+        index = np.int32 if max(n_rows, n_cols, nnz) < np.iinfo(np.int32).max else np.int64
         indptr = np.zeros(n_cols + 1, dtype=index)
         np.cumsum(counts, out=indptr[1:])
         indices = np.empty(nnz, dtype=index)
         data = np.empty(nnz, dtype=self.dtype)
         free = indptr[:-1].astype(np.int64)  # next free slot of each pixel row
-        while chunks:
-            pixel, bins, w, per_pixel = chunks.pop(0)
-            if len(pixel):
-                first = np.searchsorted(pixel, pixel, side="left")  # start of each pixel's run (sorted)
-                slots = free[pixel] + (np.arange(len(pixel)) - first)
-                indices[slots] = bins
-                data[slots] = w
-            free += per_pixel
+        for a in range(self.n_angles):
+            bins, pixel, w = entries(a)
+            order = np.lexsort((bins, pixel))
+            pixel = pixel[order]
+            first = np.searchsorted(pixel, pixel, side="left")  # start of each pixel's run
+            slots = free[pixel] + (np.arange(len(pixel)) - first)
+            indices[slots] = bins[order]
+            data[slots] = w[order]
+            free += np.bincount(pixel, minlength=n_cols)
         self._row_sums = row_sums.astype(self.dtype)
         self._col_sums = col_sums.astype(self.dtype)
         self._matrix_t = sp.csr_array((data, indices, indptr), shape=(n_cols, n_rows))
