@@ -208,9 +208,9 @@ def edstomo_steps(series: Any, iterations: int = 8) -> dict[str, float]:
     n = sino.shape[1]
     results = {}
     for label, kernel, fused in (
-        ("scipy.sparse CSR/CSC, unfused (1 core)", "scipy", False),
-        ("compiled kernels, unfused (all cores)", "numba", False),
-        ("compiled kernels, fused update (all cores)", "numba", True),
+        ("scipy.sparse: CSR gather, CSC scatter, NumPy update", "scipy", False),
+        ("compiled kernels for both products, NumPy update", "numba", False),
+        ("compiled update (back projection + update + clip) + forward", "numba", True),
     ):
         proj = ParallelBeamProjector(np.deg2rad(ANGLES_DEG), (n, n), kernel=kernel)
         r = (1.0 / np.maximum(proj.row_sums(), 1e-6)).reshape(proj.range_shape)[..., None]
