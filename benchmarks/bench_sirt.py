@@ -477,6 +477,9 @@ def main() -> None:
     print()
     for case in ("a", "b") if args.case == "all" else (args.case,):
         print("\n".join(run_case(case, args.iterations, args.astra_slices, args.timing_iterations, not args.no_memory)))
+    from edstomo import kernels
+
+    print(f"compiled kernels after the runs: {kernels.describe()}")
     print(
         f"load average after: {os.getloadavg()}; waited for a quiet machine {QUIET['waits']} times, "
         f"{QUIET['timeouts']} waits timed out (their timings may include other processes' load)"
