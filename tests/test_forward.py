@@ -107,9 +107,7 @@ def test_mismatched_elements_and_grids_are_errors(paper_experiment, paper_factor
     with pytest.raises(ValueError, match="no physics factors for lines"):
         plugins.forward("thin-film")(other, paper_factors)
     model = plugins.forward("thin-film")(paper_experiment, paper_factors)
-    small = paper_experiment.model_copy(
-        update={"scan": paper_experiment.scan.model_copy(update={"positions": 50})}
-    )
+    small = paper_experiment.model_copy(update={"scan": paper_experiment.scan.model_copy(update={"positions": 50})})
     with pytest.raises(ValueError, match=r"phantom grid \(97, 97, 1\) does not match"):
         plugins.forward("thin-film")(small, paper_factors).simulate(paper_truth, seed=0)
     only_ag = paper_truth.replace(weight_fractions=paper_truth.weight_fractions[:1], elements=["Ag"])

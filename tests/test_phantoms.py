@@ -37,8 +37,10 @@ def test_core_shell_area_and_mass_are_right():
     pixel_area = 1.5**2
     rho_au = truth.partial_density()[1, ..., 0]
     # partial density of Au integrated over the slice = sum over regions of area * C_Au * rho_region
-    rho = {name: 1 / sum(c / element_density(e) for e, c in comp.items())
-           for name, comp in {"core": {"Au": 0.8, "Ag": 0.2}, "shell": {"Au": 0.2, "Ag": 0.8}}.items()}
+    rho = {
+        name: 1 / sum(c / element_density(e) for e, c in comp.items())
+        for name, comp in {"core": {"Au": 0.8, "Ag": 0.2}, "shell": {"Au": 0.2, "Ag": 0.8}}.items()
+    }
     core_area, outer_area = np.pi * 30**2, np.pi * 55**2
     expected = core_area * 0.8 * rho["core"] + (outer_area - core_area) * 0.2 * rho["shell"]
     assert rho_au.sum() * pixel_area == pytest.approx(expected, rel=2e-4)

@@ -36,7 +36,7 @@ def test_none_keeps_the_direct_cross_sections():
 
 
 def test_coster_kronig_stays_within_a_shell():
-    for (i, j) in transfer_probabilities(79, "coster-kronig"):
+    for i, j in transfer_probabilities(79, "coster-kronig"):
         assert i[0] == j[0] and i != "K"
 
 

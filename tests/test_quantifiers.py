@@ -143,8 +143,10 @@ def test_haadf_channel_is_an_error(paper_factors):
 
 
 def test_hebt_needs_elastic_cross_sections(paper_experiment):
-    values = {"Ag_La": {"sigma_ion": "2440 b", "omega": 0.057, "p": 0.816},
-              "Au_Ma": {"sigma_ion": "7460 b", "omega": 0.030, "p": 0.999}}
+    values = {
+        "Ag_La": {"sigma_ion": "2440 b", "omega": 0.057, "p": 0.816},
+        "Au_Ma": {"sigma_ion": "7460 b", "omega": 0.030, "p": 0.999},
+    }
     factors = plugins.physics("table")(dataset=None, values=values).compute(paper_experiment)
     maps = Volume(data=np.ones((2, 5, 5, 1)), channels=LINES, pixel_size="1.5 nm")
     with pytest.raises(ValueError, match="elastic cross-section"):

@@ -86,8 +86,16 @@ def test_third_party_plugin_template_installs_and_is_discovered(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-            "--target", str(target), str(ROOT / "examples" / "plugin-template"),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "plugin-template"),
         ],
         check=True,
     )
@@ -104,6 +112,9 @@ def test_third_party_plugin_template_installs_and_is_discovered(tmp_path):
     assert origin.startswith("edstomo-toy-metric")
     listing = subprocess.run(
         [sys.executable, "-m", "edstomo.cli", "plugins", "--kind", "metric"],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     assert "max-abs-error" in listing

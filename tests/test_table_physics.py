@@ -29,8 +29,15 @@ def test_yuan2020_table2_gives_the_paper_factors():
 
 
 def test_factor_formula_is_eq_7_and_14():
-    p = LineParameters("Ag_La", sigma_ion="2440 b", omega=0.057, p=0.816, epsilon=0.5,
-                       atomic_weight="107.8682 g/mol", sigma_ela="9.9e6 b")
+    p = LineParameters(
+        "Ag_La",
+        sigma_ion="2440 b",
+        omega=0.057,
+        p=0.816,
+        epsilon=0.5,
+        atomic_weight="107.8682 g/mol",
+        sigma_ela="9.9e6 b",
+    )
     assert p.f.m_as("b*mol/g") == pytest.approx(2440 * 0.057 * 0.816 * 0.5 / 107.8682, rel=1e-14)
     assert p.z.m_as("b*mol/g") == pytest.approx(9.9e6 / 107.8682, rel=1e-14)
     assert p.f.to("cm**2*mol/g").m == pytest.approx(p.f.m * 1e-24)

@@ -62,8 +62,7 @@ def convert(folder: Path) -> dict:
         "formula": {
             "U <= 16": "sigma = 4 pi a0^2 (U-1)/U^2 [a1 + a2 U + a3/(1+U) + a4/(1+U)^3 + a5/(1+U)^5]^2",
             "U > 16": (
-                "sigma = 4 pi a0^2 U/(U+b-) (A/beta^2) {[ln(X^2) - beta^2](1 + g1/X) + g2 "
-                "+ g3 (1-beta^2)^(1/4) + g4/X}"
+                "sigma = 4 pi a0^2 U/(U+b-) (A/beta^2) {[ln(X^2) - beta^2](1 + g1/X) + g2 + g3 (1-beta^2)^(1/4) + g4/X}"
             ),
             "definitions": "U = E/E_i; beta^2 = E(E+2mc^2)/(E+mc^2)^2; X = sqrt(E(E+2mc^2))/mc^2",
         },

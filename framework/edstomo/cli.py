@@ -218,7 +218,7 @@ def _run_study(args: argparse.Namespace) -> int:
     print(f"{args.name}: finished in {time.perf_counter() - start:.1f} s; results in {args.out}")
     for group, values in summary.items():
         print(f"[{group}]")
-        for key, value in (values.items() if isinstance(values, dict) else [("value", values)]):
+        for key, value in values.items() if isinstance(values, dict) else [("value", values)]:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             print(f"  {key:<20} {shown}")
     return 0

@@ -369,7 +369,5 @@ def yuan2020_phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: f
         tilts=TiltScheme(start="-75 deg", stop="75 deg", step="5 deg"),
         scan=Scan(positions=97, pixel_size="1.5 nm"),
         haadf=HAADFDetector(electrons_per_pixel="1e5 e", inner_angle="94 mrad", outer_angle="611 mrad"),
-        eds=EDSDetector(
-            probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle
-        ),
+        eds=EDSDetector(probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle),
     )

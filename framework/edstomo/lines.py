@@ -115,9 +115,7 @@ def parse_line(name: str) -> XrayLine:
     symbol, family = name.split("_")
     z = atomic_number(symbol)
     if family not in LINE_FAMILIES:
-        raise LineError(
-            f"line: {name!r} has unknown family {family!r}; known families: {', '.join(LINE_FAMILIES)}"
-        )
+        raise LineError(f"line: {name!r} has unknown family {family!r}; known families: {', '.join(LINE_FAMILIES)}")
     shell, transitions = LINE_FAMILIES[family]
     emitted = []
     for transition in transitions:

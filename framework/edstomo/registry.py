@@ -69,9 +69,7 @@ class Registry:
             raise TypeError(f"plugin {cls.__qualname__} has no 'name' class attribute")
         existing = self._plugins[kind].get(name)
         if existing is not None and existing.cls is not cls:
-            raise ValueError(
-                f"{kind} plugin {name!r} from {origin} clashes with the one from {existing.origin}"
-            )
+            raise ValueError(f"{kind} plugin {name!r} from {origin} clashes with the one from {existing.origin}")
         self._plugins[kind][name] = PluginInfo(kind, name, cls.summary(), origin, cls)
         return cls
 
@@ -88,9 +86,7 @@ class Registry:
                 kind, _, name = point.name.partition(".")
                 self.register(cls, origin)
                 if (kind, name) != (cls.kind, cls.name):
-                    warnings.warn(
-                        f"entry point {point.name!r} names a {cls.kind} plugin {cls.name!r}", stacklevel=2
-                    )
+                    warnings.warn(f"entry point {point.name!r} names a {cls.kind} plugin {cls.name!r}", stacklevel=2)
             except Exception as error:  # a broken third-party plugin must not break edstomo
                 warnings.warn(f"plugin entry point {point.name!r} from {origin} failed to load: {error}", stacklevel=2)
 

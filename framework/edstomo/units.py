@@ -85,23 +85,19 @@ def _parse(value: Any, unit: str, name: str) -> pint.Quantity:
             quantity = ureg.Quantity(value)
         except Exception as error:  # pint raises several kinds of parse errors
             raise UnitError(
-                f"{name}: cannot read {value!r} as a quantity ({error}); "
-                f"expected a quantity in {unit}, e.g. '1 {unit}'"
+                f"{name}: cannot read {value!r} as a quantity ({error}); expected a quantity in {unit}, e.g. '1 {unit}'"
             ) from None
         if not isinstance(quantity, pint.Quantity) or quantity.unitless:
             raise UnitError(f"{name}: {value!r} has no unit; expected a quantity in {unit}")
         return quantity
     if isinstance(value, dict) and set(value) == {"magnitude", "units"}:
         return ureg.Quantity(np.asarray(value["magnitude"], dtype=float), value["units"])
-    if isinstance(value, (list, tuple)) and value and all(
-        isinstance(item, (str, pint.Quantity)) for item in value
-    ):
+    if isinstance(value, (list, tuple)) and value and all(isinstance(item, (str, pint.Quantity)) for item in value):
         items = [as_quantity(item, unit, name) for item in value]
         first = items[0].units
         return ureg.Quantity(np.array([item.m_as(first) for item in items]), first)
     raise UnitError(
-        f"{name}: {value!r} has no unit; expected a quantity in {unit} "
-        f"(write e.g. '{_example(value)} {unit}')"
+        f"{name}: {value!r} has no unit; expected a quantity in {unit} (write e.g. '{_example(value)} {unit}')"
     )
 
 

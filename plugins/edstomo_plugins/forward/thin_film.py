@@ -50,9 +50,7 @@ class ThinFilmForward(ForwardModel):
         exp = self.experiment
         na = avogadro()
         eds = na * exp.eds_electrons_per_pixel.to("e").magnitude * exp.eds.solid_angle.to("sr") / (4 * np.pi * ureg.sr)
-        scales = {
-            line: float((eds * self.factors.f[line].to(FACTOR_UNIT)).m_as("cm**2/g")) for line in exp.lines
-        }
+        scales = {line: float((eds * self.factors.f[line].to(FACTOR_UNIT)).m_as("cm**2/g")) for line in exp.lines}
         if exp.haadf is not None:
             haadf = na * exp.haadf_electrons_per_pixel.to("e").magnitude
             for line in exp.lines:

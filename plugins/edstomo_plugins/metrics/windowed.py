@@ -12,9 +12,7 @@ def _skimage_metrics() -> ModuleType:
     try:
         from skimage import metrics
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the 'ssim' and 'psnr' metrics need scikit-image: pip install 'edstomo[images]'"
-        ) from error
+        raise ImportError("the 'ssim' and 'psnr' metrics need scikit-image: pip install 'edstomo[images]'") from error
     return metrics
 
 

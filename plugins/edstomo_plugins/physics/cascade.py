@@ -74,9 +74,7 @@ def _auger_macros() -> dict[str, list[tuple[tuple[str, str], int]]]:
 
 def _auger(z: int, i: str, j: str) -> float:
     rates = sum(
-        holes.count(j) * _safe(xraylib.AugerRate, z, macro)
-        for holes, macro in _auger_macros().get(i, [])
-        if j in holes
+        holes.count(j) * _safe(xraylib.AugerRate, z, macro) for holes, macro in _auger_macros().get(i, []) if j in holes
     )
     return 0.0 if rates == 0 else _safe(xraylib.AugerYield, z, getattr(xraylib, f"{i}_SHELL")) * rates
 

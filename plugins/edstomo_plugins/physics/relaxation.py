@@ -92,9 +92,7 @@ class RelaxationSource(ABC):
         total = sum(rates.values())
         family = sum(rates.get(t, 0.0) for t in transitions)
         if not (total > 0 and family > 0):
-            raise ValueError(
-                f"transitions: {self.name} has no radiative rate for {'+'.join(transitions)} of Z = {z}"
-            )
+            raise ValueError(f"transitions: {self.name} has no radiative rate for {'+'.join(transitions)} of Z = {z}")
         return family / total
 
     def transition_weights(self, z: int, shell: str, transitions: tuple[str, ...]) -> dict[str, float]:

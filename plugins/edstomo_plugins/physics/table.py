@@ -64,8 +64,7 @@ class TablePhysics(PhysicsModel):
         entry = self._table.get(line)
         if entry is None:
             raise ValueError(
-                f"line: {line!r} is not in the table ({self.dataset or 'user values'}); "
-                f"it has {sorted(self._table)}"
+                f"line: {line!r} is not in the table ({self.dataset or 'user values'}); it has {sorted(self._table)}"
             )
         missing = {"sigma_ion", "omega", "p"} - set(entry)
         if missing:

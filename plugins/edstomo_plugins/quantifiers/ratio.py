@@ -109,8 +109,6 @@ class RatioQuantifier(Quantifier):
             raise ValueError(f"maps: channels {maps.channels} give two lines of one element")
         missing = [line for line in maps.channels if line not in self.factors.parameters]
         if missing:
-            raise ValueError(
-                f"maps: lines {missing} have no physics factors; the factors cover {self.factors.lines}"
-            )
+            raise ValueError(f"maps: lines {missing} have no physics factors; the factors cover {self.factors.lines}")
         factors = self.factor_values(maps.channels)
         return np.clip(maps.data, 0.0, None) / factors[:, None, None, None]

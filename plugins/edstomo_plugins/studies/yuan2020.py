@@ -237,9 +237,9 @@ class Yuan2020PhantomStudy(Study):
         series = forward.simulate(truth, noise="poisson", seed=self.seed)
         filtered = gaussian_filter(series, self.sigma)
         ratios = response_ratios(filtered, list(LINES))
-        haadf = plugins.solver("sirt")(
-            iterations=HAADF_ITERATIONS, channels=[HAADF], projector=self.projector
-        ).solve(series)
+        haadf = plugins.solver("sirt")(iterations=HAADF_ITERATIONS, channels=[HAADF], projector=self.projector).solve(
+            series
+        )
         result = LevelResult(level, experiment, truth, regions, series, filtered, ratios, haadf)
         recorder = _Recorder(table, level, truth, regions["core"] | regions["shell"])
 
@@ -270,9 +270,9 @@ class Yuan2020PhantomStudy(Study):
                 snapshot = recorder.record("hebt-sirt", alpha, state.iteration, maps, hebt_quantifier)
                 result.hebt[(alpha, state.iteration)] = snapshot
 
-            plugins.solver("hebt-sirt")(
-                alpha=alpha, ratios=ratios, iterations=last, projector=self.projector
-            ).solve(filtered, callback=hebt_callback)
+            plugins.solver("hebt-sirt")(alpha=alpha, ratios=ratios, iterations=last, projector=self.projector).solve(
+                filtered, callback=hebt_callback
+            )
         result.esf = hebt_quantifier.esf(result.headline.raw)
         result.seconds = time.perf_counter() - start
         return result
@@ -300,9 +300,9 @@ class Yuan2020PhantomStudy(Study):
         summary = {
             "eds_best_n_Ag": best_n["Ag"],
             "eds_best_n_Au": best_n["Au"],
-            "eds_ssim_quant_Ag": float(table.best("ssim_structure", **eds, maps="quantified", element="Ag")[
-                "ssim_structure"
-            ]),
+            "eds_ssim_quant_Ag": float(
+                table.best("ssim_structure", **eds, maps="quantified", element="Ag")["ssim_structure"]
+            ),
             "hebt_ssim_quant_Ag": float(headline_rows[0]["ssim_structure"]),
             "core_wt_Au": 100.0 * float(quantified.fraction("Au")[core].mean()),
             "shell_wt_Ag": 100.0 * float(quantified.fraction("Ag")[shell].mean()),
@@ -389,9 +389,7 @@ class _Recorder:
             else:
                 values = self._values(quantified.fraction(element), self.truth.fraction(element))
                 threshold = quantified.threshold
-            self.table.add(
-                **keys, element=element, maps="quantified", threshold=threshold, mask_dice=overlap, **values
-            )
+            self.table.add(**keys, element=element, maps="quantified", threshold=threshold, mask_dice=overlap, **values)
         return Snapshot(maps, quantified)
 
     def _values(self, estimate: np.ndarray, reference: np.ndarray) -> dict[str, float]:

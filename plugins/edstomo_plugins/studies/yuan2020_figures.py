@@ -168,63 +168,113 @@ def write_figures(
         ]
 
     truth = result.truth
-    add(lambda: _map_grid(
-        folder / "fig01_phantom.png",
-        [(element, [("weight fraction", slice0(truth.fraction(element)))]) for element in _ELEMENTS],
-        "Figure 1: phantom weight fractions", shared=True,
-    ))
+    add(
+        lambda: _map_grid(
+            folder / "fig01_phantom.png",
+            [(element, [("weight fraction", slice0(truth.fraction(element)))]) for element in _ELEMENTS],
+            "Figure 1: phantom weight fractions",
+            shared=True,
+        )
+    )
     add(lambda: _sinograms(folder / "fig02_sinograms.png", result))
     eds = [(f"n = {n}", result.eds[n]) for n in FIGURE_EDS_N if n in result.eds]
     if eds:
         add(lambda: _map_grid(folder / "fig03_eds_maps.png", raw_rows(eds), "Figure 3: EDS-only SIRT maps X_A", False))
-        add(lambda: _map_grid(
-            folder / "fig05_eds_quantified.png", quantified_rows(eds),
-            "Figure 5: EDS-only quantified weight fractions (eq. 12)", shared=True,
-        ))
+        add(
+            lambda: _map_grid(
+                folder / "fig05_eds_quantified.png",
+                quantified_rows(eds),
+                "Figure 5: EDS-only quantified weight fractions (eq. 12)",
+                shared=True,
+            )
+        )
     eds_criteria = {"level": level, "method": "eds-sirt"}
-    add(lambda: _curves(
-        folder / "fig04_eds_metrics.png", table, {**eds_criteria, "maps": "raw"}, "n",
-        [("ssim_structure", "SSIM structure"), ("mse_scaled", "MSE (scaled)")],
-        "Figure 4: EDS-only SIRT, raw maps X_A", log_x=True,
-    ))
-    add(lambda: _curves(
-        folder / "fig06_eds_quantified_metrics.png", table, {**eds_criteria, "maps": "quantified"}, "n",
-        [("ssim_structure", "SSIM structure"), ("mse", "MSE")],
-        "Figure 6: EDS-only SIRT, quantified maps", log_x=True,
-    ))
-    add(lambda: _map_grid(
-        folder / "fig07_haadf.png",
-        [("HAADF", [(f"SIRT n = {HAADF_ITERATIONS}", slice0(result.haadf.channel("HAADF")))])],
-        "Figure 7: HAADF-only reconstruction", shared=False,
-    ))
+    add(
+        lambda: _curves(
+            folder / "fig04_eds_metrics.png",
+            table,
+            {**eds_criteria, "maps": "raw"},
+            "n",
+            [("ssim_structure", "SSIM structure"), ("mse_scaled", "MSE (scaled)")],
+            "Figure 4: EDS-only SIRT, raw maps X_A",
+            log_x=True,
+        )
+    )
+    add(
+        lambda: _curves(
+            folder / "fig06_eds_quantified_metrics.png",
+            table,
+            {**eds_criteria, "maps": "quantified"},
+            "n",
+            [("ssim_structure", "SSIM structure"), ("mse", "MSE")],
+            "Figure 6: EDS-only SIRT, quantified maps",
+            log_x=True,
+        )
+    )
+    add(
+        lambda: _map_grid(
+            folder / "fig07_haadf.png",
+            [("HAADF", [(f"SIRT n = {HAADF_ITERATIONS}", slice0(result.haadf.channel("HAADF")))])],
+            "Figure 7: HAADF-only reconstruction",
+            shared=False,
+        )
+    )
     hebt_criteria = {"level": level, "method": "hebt-sirt"}
     groups = [(f"n = {n}", {"n": n}) for n in ns if n >= 100] or [(f"n = {n}", {"n": n}) for n in ns]
-    add(lambda: _curves(
-        folder / "fig08_hebt_metrics.png", table, {**hebt_criteria, "maps": "raw"}, "alpha",
-        [("ssim_structure", "SSIM structure"), ("mse_scaled", "MSE (scaled)")],
-        "Figure 8: HEBT raw maps against α", groups, _eds_best(table, level, "raw"),
-    ))
-    by_alpha = [(f"α = {a:g}, n = {HEADLINE_N}", result.hebt[(a, HEADLINE_N)])
-                for a in FIGURE_HEBT_ALPHAS if (a, HEADLINE_N) in result.hebt]
-    by_n = [(f"α = {FIGURE_HEBT_FIXED_ALPHA:g}, n = {n}", result.hebt[(FIGURE_HEBT_FIXED_ALPHA, n)])
-            for n in FIGURE_HEBT_N if (FIGURE_HEBT_FIXED_ALPHA, n) in result.hebt]
+    add(
+        lambda: _curves(
+            folder / "fig08_hebt_metrics.png",
+            table,
+            {**hebt_criteria, "maps": "raw"},
+            "alpha",
+            [("ssim_structure", "SSIM structure"), ("mse_scaled", "MSE (scaled)")],
+            "Figure 8: HEBT raw maps against α",
+            groups,
+            _eds_best(table, level, "raw"),
+        )
+    )
+    by_alpha = [
+        (f"α = {a:g}, n = {HEADLINE_N}", result.hebt[(a, HEADLINE_N)])
+        for a in FIGURE_HEBT_ALPHAS
+        if (a, HEADLINE_N) in result.hebt
+    ]
+    by_n = [
+        (f"α = {FIGURE_HEBT_FIXED_ALPHA:g}, n = {n}", result.hebt[(FIGURE_HEBT_FIXED_ALPHA, n)])
+        for n in FIGURE_HEBT_N
+        if (FIGURE_HEBT_FIXED_ALPHA, n) in result.hebt
+    ]
     if by_alpha:
         add(lambda: _map_grid(folder / "fig09_hebt_alpha_maps.png", raw_rows(by_alpha), "Figure 9: HEBT maps", False))
-        add(lambda: _map_grid(
-            folder / "fig11_hebt_alpha_quantified.png", quantified_rows(by_alpha),
-            "Figure 11: HEBT quantified weight fractions (eq. 18)", shared=True,
-        ))
+        add(
+            lambda: _map_grid(
+                folder / "fig11_hebt_alpha_quantified.png",
+                quantified_rows(by_alpha),
+                "Figure 11: HEBT quantified weight fractions (eq. 18)",
+                shared=True,
+            )
+        )
     if by_n:
         add(lambda: _map_grid(folder / "fig10_hebt_n_maps.png", raw_rows(by_n), "Figure 10: HEBT maps", False))
-        add(lambda: _map_grid(
-            folder / "fig12_hebt_n_quantified.png", quantified_rows(by_n),
-            "Figure 12: HEBT quantified weight fractions (eq. 18)", shared=True,
-        ))
-    add(lambda: _curves(
-        folder / "fig13_hebt_quantified_metrics.png", table, {**hebt_criteria, "maps": "quantified"}, "alpha",
-        [("ssim_structure", "SSIM structure"), ("mse", "MSE")],
-        "Figure 13: HEBT quantified maps against α", groups, _eds_best(table, level, "quantified"),
-    ))
+        add(
+            lambda: _map_grid(
+                folder / "fig12_hebt_n_quantified.png",
+                quantified_rows(by_n),
+                "Figure 12: HEBT quantified weight fractions (eq. 18)",
+                shared=True,
+            )
+        )
+    add(
+        lambda: _curves(
+            folder / "fig13_hebt_quantified_metrics.png",
+            table,
+            {**hebt_criteria, "maps": "quantified"},
+            "alpha",
+            [("ssim_structure", "SSIM structure"), ("mse", "MSE")],
+            "Figure 13: HEBT quantified maps against α",
+            groups,
+            _eds_best(table, level, "quantified"),
+        )
+    )
     if result.esf is not None:
         add(lambda: _esf(folder / "esf_threshold.png", result))
     written = []
