@@ -46,7 +46,7 @@ import numpy as np
 from . import provenance
 from .data import TiltSeries
 from .interfaces import Solver
-from .io import FORMAT, atomic_path, load, save
+from .io import atomic_path, load, open_file, save
 from .units import ureg
 
 __all__ = [
@@ -81,27 +81,13 @@ def slice_chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_slices, n_slices)) for start in range(0, n_slices, chunk_slices)]
 
 
-def _open_series(path: str | Path) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: {str(path)!r} does not exist")
-    try:
-        file = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"path: {str(path)!r} is not a readable HDF5 file ({error})") from None
-    if file.attrs.get("format") != FORMAT or file.attrs.get("object") != "TiltSeries":
-        file.close()
-        raise ValueError(f"path: {str(path)!r} is not an edstomo tilt-series file")
-    return file
-
-
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def series_shape(path: str | Path) -> tuple[int, int, int, int]:
     """Shape ``(channels, tilts, positions, slices)`` of the tilt series in an edstomo file (no data read)."""
-    with _open_series(path) as file:
+    with open_file(path, "TiltSeries") as file:
         return tuple(int(n) for n in file["data"].shape)  # type: ignore[return-value]
 
 
@@ -112,7 +98,7 @@ def read_chunk(path: str | Path, start: int, stop: int) -> TiltSeries:
     """
     from .experiment import Experiment
 
-    with _open_series(path) as file:
+    with open_file(path, "TiltSeries") as file:
         n_slices = file["data"].shape[3]
         if not 0 <= start < stop <= n_slices:
             raise ValueError(f"slices: range {start}:{stop} is not inside the series' {n_slices} slices")

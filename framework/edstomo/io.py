@@ -162,10 +162,23 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         file.attrs["threshold"] = float(maps.threshold)
 
 
-def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
-    """Load an object saved by :func:`save`; errors name the file and what is wrong with it."""
-    from .experiment import Experiment
+def open_file(path: str | Path, expected: str | None = None) -> h5py.File:
+    """Open an edstomo HDF5 file for reading, after checking that it is one.
 
+    Parameters
+    ----------
+    path
+        The file.
+    expected
+        ``"TiltSeries"``, ``"Volume"`` or ``"CompositionMaps"`` to require that
+        object, or None for any.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the file: missing, not HDF5, not an edstomo file, a newer format
+        version, or another object than ``expected``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
@@ -173,14 +186,24 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
         file = h5py.File(path, "r")
     except OSError as error:
         raise ValueError(f"path: {str(path)!r} is not a readable HDF5 file ({error})") from None
-    with file:
-        if file.attrs.get("format") != FORMAT:
-            raise ValueError(f"path: {str(path)!r} is not an edstomo file (no format='edstomo' attribute)")
-        version = int(file.attrs["format_version"])
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"path: {str(path)!r} has format version {version}; this edstomo reads up to {FORMAT_VERSION}"
-            )
+    problem = None
+    if file.attrs.get("format") != FORMAT:
+        problem = "is not an edstomo file (no format='edstomo' attribute)"
+    elif int(file.attrs["format_version"]) > FORMAT_VERSION:
+        problem = f"has format version {int(file.attrs['format_version'])}; this edstomo reads up to {FORMAT_VERSION}"
+    elif expected is not None and file.attrs.get("object") != expected:
+        problem = f"holds a {file.attrs.get('object')}, not a {expected}"
+    if problem is not None:
+        file.close()
+        raise ValueError(f"path: {str(path)!r} {problem}")
+    return file
+
+
+def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+    """Load an object saved by :func:`save`; errors name the file and what is wrong with it."""
+    from .experiment import Experiment
+
+    with open_file(path) as file:
         experiment = Experiment.from_json(_text(file["experiment"])) if "experiment" in file else None
         steps = json.loads(_text(file["provenance"]))["steps"]
         pixel_size = ureg.Quantity(file.attrs["pixel_size"])
