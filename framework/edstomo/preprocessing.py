@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import scipy.ndimage
 import scipy.optimize
 
@@ -204,17 +203,12 @@ class ResponseRatios:
         ``‖I_H − Σ r_A I_A‖₂`` over all tilts, positions and slices.
     record : dict
         Provenance step of the estimate.
-    standard_errors : dict of str to float
-        Standard error of each r_A, ``s·√[(XᵀX)⁻¹]_AA`` with ``s² = SS_res / (m − k)``
-        (m measurements, k lines). When the EDS sinograms are nearly collinear
-        (similar maps), R² stays high while these grow: read both.
     """
 
     ratios: dict[str, float]
     r_squared: float
     residual_norm: float
     record: dict[str, Any] = field(repr=False)
-    standard_errors: dict[str, float] = field(default_factory=dict)
 
     @property
     def lines(self) -> list[str]:
@@ -281,17 +275,5 @@ def response_ratios(series: TiltSeries, lines: Sequence[str] | None = None) -> R
     ss_res = float(residual @ residual)
     fitted = {n: float(v) for n, v in zip(names, ratios)}
     r_squared = 1.0 - ss_res / total
-    errors = dict(zip(names, _standard_errors(r, ss_res, design.shape[0]).tolist()))
-    record = provenance.step(
-        "response_ratios", None, lines=names, ratios=fitted, r_squared=r_squared, standard_errors=errors
-    )
-    return ResponseRatios(fitted, r_squared, float(np.sqrt(ss_res)), record, errors)
-
-
-def _standard_errors(r: np.ndarray, ss_res: float, measurements: int) -> np.ndarray:
-    """Least-squares standard errors from the QR factor R of the design (NaN if undetermined)."""
-    k = r.shape[1]
-    if measurements <= k or np.any(np.abs(np.diag(r)) == 0):
-        return np.full(k, np.nan)
-    inverse = scipy.linalg.solve_triangular(r, np.eye(k))
-    return np.sqrt(ss_res / (measurements - k) * np.sum(inverse**2, axis=1))
+    record = provenance.step("response_ratios", None, lines=names, ratios=fitted, r_squared=r_squared)
+    return ResponseRatios(fitted, r_squared, float(np.sqrt(ss_res)), record)

@@ -326,7 +326,6 @@ class Yuan2020PhantomStudy(Study):
                 "eds_dose_divisor": 1.0 if level == "paper" else self.low_dose_divisor,
                 "experiment": experiment.to_dict(),
                 "response_ratios": result.ratios.ratios,
-                "response_ratio_standard_errors": result.ratios.standard_errors,
                 "response_ratios_eq16": dict(zip(LINES, expected.tolist())),
                 "r_squared": result.ratios.r_squared,
                 "esf_threshold": None if result.esf is None else result.esf.threshold,
