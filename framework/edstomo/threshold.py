@@ -20,6 +20,12 @@ centres ``m_b < t < m_p``. Because the model is fitted to the exact counts,
 refining the list of trial thresholds changes the fit, and so the threshold,
 only by the (small) change of a least-squares fit to a finer sampling of the
 same curve; it does not jump.
+
+A map whose curve has no plateau (one population only, e.g. a section that
+fills the field of view, or a particle and background that overlap) has no ESF
+threshold: :func:`esf_threshold` raises :class:`NoPlateauError`, or, with
+``fallback="otsu"``, returns Otsu's threshold of S (:func:`otsu_threshold`)
+and says so in :attr:`EsfFit.method` and :attr:`EsfFit.note`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ from numpy.typing import ArrayLike
 from scipy.optimize import least_squares, minimize_scalar
 from scipy.special import erfc
 
-__all__ = ["EsfFit", "esf_threshold", "trial_thresholds", "volume_curve"]
+__all__ = [
+    "FALLBACKS",
+    "EsfFit",
+    "NoPlateauError",
+    "esf_threshold",
+    "otsu_threshold",
+    "trial_thresholds",
+    "volume_curve",
+]
 
 _SQRT2 = np.sqrt(2.0)
 _PLATEAU = 0.5
@@ -43,6 +57,23 @@ Steps = Sequence[float]
 
 _GRID = 2001
 """Points at which the fitted slope is scanned between the step centres before refinement."""
+
+FALLBACKS: tuple[str, ...] = ("otsu",)
+"""Thresholds :func:`esf_threshold` can fall back to when the volume curve has no plateau."""
+
+
+class NoPlateauError(ValueError):
+    """The volume curve V(t) has no plateau between a background and a particle step (no ESF threshold).
+
+    ``reason`` says what the fit found; the message adds what to do about it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"summed: {reason}; give the threshold explicitly, or fallback='otsu'")
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return type(self), (self.reason,)
 
 
 def trial_thresholds(summed: ArrayLike, count: int = 200) -> np.ndarray:
@@ -83,6 +114,11 @@ class EsfFit:
     amplitudes, centres, widths : tuple of float
         The two fitted steps, background first: heights (voxels), centres and
         widths (units of S).
+    method : str
+        Which method chose :attr:`threshold`: ``"esf"``, or the fallback
+        (``"otsu"``) when the curve has no plateau.
+    note : str
+        Why the fallback was used (the ESF failure); empty for ``"esf"``.
     """
 
     threshold: float
@@ -91,6 +127,8 @@ class EsfFit:
     amplitudes: tuple[float, float]
     centres: tuple[float, float]
     widths: tuple[float, float]
+    method: str = "esf"
+    note: str = ""
 
     def model(self, t: ArrayLike) -> np.ndarray:
         """The fitted V(t) (voxels) at thresholds ``t``."""
@@ -106,7 +144,7 @@ class EsfFit:
         return self.model(self.trials)
 
 
-def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200) -> EsfFit:
+def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200, *, fallback: str | None = None) -> EsfFit:
     """Find the particle threshold of a summed map by the ESF method.
 
     Parameters
@@ -116,18 +154,27 @@ def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200) -> EsfFit:
     trials
         Number of evenly spaced trial thresholds over the range of S, or an
         explicit increasing list of them (units of S, at least 8).
+    fallback : {None, "otsu"}
+        What to do when the V(t) curve has no plateau: raise
+        :class:`NoPlateauError` (None, the default), or use Otsu's threshold of
+        S (``"otsu"``, recorded in the result's ``method`` and ``note``).
 
     Returns
     -------
     EsfFit
-        The threshold, the curve V(t) at the trials, and the fitted model.
+        The threshold, the curve V(t) at the trials, the fitted model, and
+        which method chose the threshold.
 
     Raises
     ------
+    NoPlateauError
+        If the V(t) curve has no plateau between a background and a particle
+        step and ``fallback`` is None.
     ValueError
-        If S is not finite, is constant, or its V(t) curve has no plateau
-        between a background and a particle step.
+        If S is empty, not finite or constant, or ``trials`` or ``fallback`` is invalid.
     """
+    if fallback is not None and fallback not in FALLBACKS:
+        raise ValueError(f"fallback: {fallback!r} must be None (raise when there is no plateau) or one of {FALLBACKS}")
     values = _finite_values(summed)
     if isinstance(trials, (int, np.integer)):
         grid = trial_thresholds(values, int(trials))
@@ -140,8 +187,53 @@ def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200) -> EsfFit:
         raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
     volumes = volume_curve(values, grid)
     amplitudes, centres, widths = _fit(values, grid, volumes, lo, hi)
-    threshold = _flattest(amplitudes, centres, widths)
+    try:
+        threshold = _flattest(amplitudes, centres, widths)
+    except NoPlateauError as error:
+        if fallback is None:
+            raise
+        threshold = otsu_threshold(values)
+        note = f"ESF: {error.reason}; Otsu's threshold of the summed map used instead"
+        return EsfFit(threshold, grid, volumes, amplitudes, centres, widths, method=fallback, note=note)
     return EsfFit(threshold, grid, volumes, amplitudes, centres, widths)
+
+
+def otsu_threshold(summed: ArrayLike, bins: int = 256) -> float:
+    """Otsu's threshold of a summed map: the value that maximises the between-class variance.
+
+    Uses :func:`skimage.filters.threshold_otsu` when scikit-image is installed,
+    otherwise the same computation in NumPy: a histogram of ``bins`` equal bins
+    over the range of S, and the centre of the last bin of the lower class.
+
+    Parameters
+    ----------
+    summed
+        The factor-normalised summed map S (any shape).
+    bins
+        Number of histogram bins (at least 2).
+
+    Returns
+    -------
+    float
+        The threshold, in the units of S (voxels with S > threshold are the particle).
+
+    Raises
+    ------
+    ValueError
+        If S is empty, not finite or constant, or ``bins`` < 2.
+    """
+    if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins: {bins!r} must be an integer >= 2 (histogram bins)")
+    values = _finite_values(summed)
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
+    try:
+        from skimage.filters import threshold_otsu
+    except ImportError:
+        index, edges = _otsu_bin(values, int(bins))
+        return float(0.5 * (edges[index] + edges[index + 1]))
+    return float(threshold_otsu(values, nbins=int(bins)))
 
 
 # ----- internals ---------------------------------------------------------------------------------------------
@@ -198,7 +290,17 @@ def _fit(
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's two-class threshold of the values (maximum between-class variance)."""
+    """The upper edge of the last lower-class bin of Otsu's split (the fit's starting split)."""
+    index, edges = _otsu_bin(values, bins)
+    return float(edges[index + 1])
+
+
+def _otsu_bin(values: np.ndarray, bins: int) -> tuple[int, np.ndarray]:
+    """Otsu's split of a histogram of the values: the index of the last lower-class bin, and the bin edges.
+
+    The split maximises the between-class variance w₀ w₁ (μ₀ − μ₁)² over the
+    ``bins − 1`` places between bins (Otsu 1979).
+    """
     counts, edges = np.histogram(values, bins=bins)
     centres = 0.5 * (edges[:-1] + edges[1:])
     weight0 = np.cumsum(counts)[:-1]
@@ -207,14 +309,14 @@ def _otsu(values: np.ndarray, bins: int = 256) -> float:
     mean0 = sum0 / np.maximum(weight0, 1)
     mean1 = (np.sum(counts * centres) - sum0) / np.maximum(weight1, 1)
     between = weight0 * weight1 * (mean0 - mean1) ** 2
-    return float(edges[1:-1][int(np.argmax(between))])
+    return int(np.argmax(between)), edges
 
 
 def _flattest(amplitudes: Steps, centres: Steps, widths: Steps) -> float:
     """The t of smallest |dV/dt| of the fitted model between the two step centres."""
     lo, hi = centres
     if not hi > lo:
-        raise ValueError("summed: the fitted volume curve has one step only; no particle plateau was found")
+        raise NoPlateauError("the fitted volume curve has one step only; no particle plateau was found")
     grid = np.linspace(lo, hi, _GRID)
     magnitude = -_slope(grid, amplitudes, centres, widths)
     best = int(np.argmin(magnitude))
@@ -229,9 +331,8 @@ def _flattest(amplitudes: Steps, centres: Steps, widths: Steps) -> float:
     flattest = -_slope(np.array([threshold]), amplitudes, centres, widths)[0]
     steepest = min(-_slope(np.array(centres), amplitudes, centres, widths))
     if flattest > _PLATEAU * steepest:
-        raise ValueError(
-            "summed: the volume curve has no plateau between a background and a particle step "
-            f"(flattest slope {flattest:.3g} is {flattest / steepest:.0%} of the steps' slope); "
-            "give the threshold explicitly"
+        raise NoPlateauError(
+            "the volume curve has no plateau between a background and a particle step "
+            f"(flattest slope {flattest:.3g} is {flattest / steepest:.0%} of the steps' slope)"
         )
     return threshold

@@ -10,7 +10,10 @@ removes K and ρ::
     C_A = 0                                outside
 
 The threshold on S is found by the ESF method (:mod:`edstomo.threshold`) or
-given by the user.
+given by the user. When S has no ESF plateau the quantifier raises, or, with
+``fallback="otsu"``, thresholds at Otsu's threshold of S; the provenance step
+``quantify`` records which method chose the threshold (``threshold_method``)
+and why (``threshold_note``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from edstomo.data import HAADF, CompositionMaps, Volume
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Quantifier
 from edstomo.lines import element_of
-from edstomo.threshold import EsfFit, esf_threshold
+from edstomo.threshold import FALLBACKS, EsfFit, esf_threshold
 
 
 class RatioQuantifier(Quantifier):
@@ -38,12 +41,18 @@ class RatioQuantifier(Quantifier):
         the units of the summed map S = Σ X_A / g_A (map units per b·mol/g).
     trials
         Number of trial thresholds of the ESF method (at least 8).
+    fallback
+        With ``threshold="esf"``: None (default) raises when the summed map's
+        volume curve has no plateau; ``"otsu"`` uses Otsu's threshold of S then.
+        Unused with a given threshold.
     """
 
     #: Symbol of the factor in messages (``"f_A"`` or ``"z_A"``).
     factor_symbol: str = "g_A"
 
-    def __init__(self, factors: PhysicsFactors, threshold: float | str = "esf", trials: int = 200):
+    def __init__(
+        self, factors: PhysicsFactors, threshold: float | str = "esf", trials: int = 200, fallback: str | None = None
+    ):
         super().__init__(factors, threshold)
         if threshold != "esf" and threshold < 0:
             raise ValueError(
@@ -52,10 +61,15 @@ class RatioQuantifier(Quantifier):
             )
         if not (isinstance(trials, (int, np.integer)) and trials >= 8):
             raise ValueError(f"trials: {trials!r} must be an integer >= 8 (number of ESF trial thresholds)")
+        if fallback is not None and fallback not in FALLBACKS:
+            raise ValueError(
+                f"fallback: {fallback!r} must be None (raise when ESF finds no plateau) or one of {FALLBACKS}"
+            )
         self.trials = int(trials)
+        self.fallback = fallback
 
     def parameters(self) -> dict[str, object]:
-        return {"threshold": self.threshold, "trials": self.trials}
+        return {"threshold": self.threshold, "trials": self.trials, "fallback": self.fallback}
 
     @abstractmethod
     def factor_values(self, lines: list[str]) -> np.ndarray:
@@ -67,24 +81,27 @@ class RatioQuantifier(Quantifier):
 
     def esf(self, maps: Volume) -> EsfFit:
         """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
-        return esf_threshold(self.summed(maps), self.trials)
+        return esf_threshold(self.summed(maps), self.trials, fallback=self.fallback)
 
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
         summed = normalised.sum(axis=0)
         if self.threshold == "esf":
-            threshold = esf_threshold(summed, self.trials).threshold
+            fit = esf_threshold(summed, self.trials, fallback=self.fallback)
+            threshold, method, note = fit.threshold, fit.method, fit.note
         else:
-            threshold = float(self.threshold)
+            threshold, method, note = float(self.threshold), "given", ""
         mask = summed > threshold
         safe = np.where(mask, summed, 1.0)
         fractions = np.where(mask[None], normalised / safe[None], 0.0)
         record = provenance.step(
             "quantify",
             self.name,
-            threshold_method="esf" if self.threshold == "esf" else "given",
+            threshold_method=method,
+            threshold_note=note,
             threshold=threshold,
             trials=self.trials,
+            fallback=self.fallback,
             factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
             factor_unit="b*mol/g",
         )
