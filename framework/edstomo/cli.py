@@ -227,6 +227,8 @@ def _run_study(args: argparse.Namespace) -> int:
 # ----- reconstruct / quantify (real microscope data) ----------------------------
 def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by 'reconstruct' and 'quantify' (see edstomo.microscope.pipeline.PipelineOptions)."""
+    from .distributed import add_distributed_arguments
+
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--lines", help="comma-separated X-ray lines (default: C,O,Mg,Si,S,Fe,Ni Ka and Pt_La)")
     p.add_argument("--rebin", type=int, default=2, help="spatial rebinning factor, sum of N x N pixels (default: 2)")
@@ -250,6 +252,21 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-current", help="probe current with its unit, replacing the metadata or assumption")
     p.add_argument("--solid-angle", help="EDS solid angle with its unit (default assumed: 0.7 sr)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
+    add_distributed_arguments(p, optional=True)
+
+
+def _dask_options(args: argparse.Namespace) -> object:
+    """DaskOptions when --scheduler, --chunk-slices or --workers is given; None: solve in this process."""
+    from .distributed import DEFAULT_CHUNK_SLICES
+    from .microscope.pipeline import DaskOptions
+
+    if args.scheduler is None and args.chunk_slices is None and args.workers is None:
+        return None
+    return DaskOptions(
+        scheduler=args.scheduler,
+        chunk_slices=DEFAULT_CHUNK_SLICES if args.chunk_slices is None else args.chunk_slices,
+        workers=1 if args.workers is None else args.workers,
+    )
 
 
 def _numbers(text: str | None, name: str, count: int | None = None) -> list[float] | None:
@@ -316,7 +333,8 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="reconstruct EDS-only (SIRT) and HEBT volumes from microscope files (.bcf/.emd/.hspy)",
         description="Load a tilt series (a folder, a stacked file or one file per tilt), make background-"
         "subtracted line maps, align, and reconstruct EDS-only SIRT and HEBT volumes; writes the tilt series, "
-        "alignment.json, volume_eds.h5 and volume_hebt.h5 (and .tif) and summary.json to --out.",
+        "alignment.json, volume_eds.h5 and volume_hebt.h5 (and .tif) and summary.json to --out. With --scheduler, "
+        "--chunk-slices or --workers the reconstructions run in slice chunks on a Dask cluster (same results).",
     )
     p.add_argument("source", nargs="+", help="folder of tilt files, a stacked file, or one file per tilt")
     _microscope_arguments(p)
@@ -335,6 +353,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
         quantify=False,
         pictures=not args.no_figures,
         progress=ProgressPrinter(),
+        dask=_dask_options(args),  # type: ignore[arg-type]
     )
     _print_run(result, args.out)
     return 0
@@ -375,6 +394,12 @@ def _run_quantify(args: argparse.Namespace) -> int:
 
     threshold: float | str = "esf" if args.threshold is None else float(args.threshold)
     saved = _saved_volumes(args.source)
+    dask = _dask_options(args)
+    if saved is not None and dask is not None:
+        raise ValueError(
+            "--scheduler/--chunk-slices/--workers: the source holds reconstructed volumes; "
+            "quantifying them solves nothing (give the microscope files to reconstruct on Dask)"
+        )
     if saved is not None:
         summary = quantify_saved(
             saved,
@@ -396,6 +421,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
             out=args.out,
             pictures=not args.no_figures,
             progress=ProgressPrinter(),
+            dask=dask,  # type: ignore[arg-type]
         )
         _print_run(result, args.out)
         summary = result.summary()

@@ -272,24 +272,33 @@ def solve_file(
     return out
 
 
-def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
+def add_distributed_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
     """Add ``--scheduler ADDRESS``, ``--chunk-slices N`` and ``--workers N`` to a command-line parser.
 
     Read them back with ``args.scheduler`` (None: local cluster),
     ``args.chunk_slices`` and ``args.workers``, and pass them to :func:`solve_file`.
+    With ``optional=True`` (a command that solves in its own process unless
+    told otherwise) all three default to None, so that a command can tell
+    whether any was given; a missing ``chunk_slices`` or ``workers`` then
+    means :data:`DEFAULT_CHUNK_SLICES` and 1.
     """
+    when = "; any of these options solves on Dask instead of in this process" if optional else ""
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="Dask scheduler to run on, e.g. tcp://host:8786 (default: a local cluster for this run)",
+        help=f"Dask scheduler to run on, e.g. tcp://host:8786 (default: a local cluster for this run){when}",
     )
     parser.add_argument(
         "--chunk-slices",
         type=int,
-        default=DEFAULT_CHUNK_SLICES,
+        default=None if optional else DEFAULT_CHUNK_SLICES,
         metavar="N",
         help=f"slices per task (default: {DEFAULT_CHUNK_SLICES})",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes of the local cluster (default: 1)"
+        "--workers",
+        type=int,
+        default=None if optional else 1,
+        metavar="N",
+        help="worker processes of the local cluster (default: 1)",
     )

@@ -2,7 +2,8 @@
 
 :func:`run_pipeline` runs, and times, these steps:
 
-1. ``load`` — :func:`~edstomo.microscope.loading.load_tilt_series` (line maps, metadata, angles);
+1. ``load`` — :func:`~edstomo.microscope.loading.load_tilt_series` (line maps, metadata, angles),
+   skipped when the line maps are given as a :class:`~edstomo.data.TiltSeries`;
 2. ``align`` — HAADF-to-EDS shifts, tilt-series shifts and tilt axis
    (:mod:`~edstomo.microscope.alignment`), or a saved/hand-made alignment;
 3. ``preprocess`` — per-tilt normalisation (``"equal"``: the paper's equal
@@ -21,10 +22,14 @@
    one constant c fitted by least squares, so that HEBT maps quantify
    consistently with eq. 18) or fitted freely (``"fit"``: non-negative least
    squares, eq. 15, as the paper did);
+   with ``dask=DaskOptions(...)`` both reconstructions run in slice chunks on
+   a Dask cluster instead of in this process (same results, see
+   :class:`DaskOptions`);
 7. ``quantify`` — weight fractions by the ``eds`` and ``hebt`` quantifiers
-   (ESF threshold; when the volume curve has no plateau, as for a section
-   that fills the field of view, Otsu's threshold of the summed map instead,
-   with a note);
+   (ESF threshold, with the quantifiers' ``fallback="otsu"``: when the volume
+   curve has no plateau, as for a section that fills the field of view,
+   Otsu's threshold of the summed map instead, recorded in the provenance and
+   in a note);
 8. ``compare`` — how far the EDS-only and HEBT results agree, per element;
 9. ``export`` and ``pictures`` when an output folder is given.
 
@@ -39,20 +44,23 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from .. import provenance
 from ..data import HAADF, CompositionMaps, TiltSeries, Volume
+from ..distributed import DEFAULT_CHUNK_SLICES, solve_file
 from ..factors import PhysicsFactors
-from ..io import atomic_write_text
+from ..interfaces import Solver
+from ..io import atomic_write_text, load
 from ..preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from ..registry import plugins
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .loading import DEFAULT_LINES, load_tilt_series
 
 __all__ = [
+    "DaskOptions",
     "PipelineOptions",
     "PipelineResult",
     "compare_maps",
@@ -143,6 +151,42 @@ class PipelineOptions:
         return provenance.jsonable(asdict(self))
 
 
+@dataclass(frozen=True)
+class DaskOptions:
+    """Run the reconstructions in slice chunks on a Dask cluster (:func:`edstomo.distributed.solve_file`).
+
+    The pipeline then writes the padded, preprocessed tilt series the solvers
+    see to ``tilt_series_padded.h5`` in the output folder, solves it chunk by
+    chunk with the same solvers and the response ratios fitted once to the
+    whole series, and reads the volumes back: the results equal those of the
+    in-process run.  The output folder must be visible to every worker.
+
+    Attributes
+    ----------
+    scheduler : str, optional
+        Address of a running Dask scheduler; None starts a ``LocalCluster``.
+    chunk_slices : int
+        Slices per task.
+    workers : int
+        Workers of the local cluster.
+    processes : bool
+        Local workers as processes (True) or threads of this process.
+    """
+
+    scheduler: str | None = None
+    chunk_slices: int = DEFAULT_CHUNK_SLICES
+    workers: int = 1
+    processes: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_slices", "workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: {value!r} must be a positive integer")
+        if self.scheduler is not None and not (isinstance(self.scheduler, str) and self.scheduler):
+            raise ValueError(f"scheduler: {self.scheduler!r} must be a scheduler address such as tcp://host:8786")
+
+
 @dataclass
 class PipelineResult:
     """What the pipeline produced (all in memory; ``files`` lists what was written)."""
@@ -164,7 +208,7 @@ class PipelineResult:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
-        load = self.raw.provenance[0].get("parameters", {})
+        load = _load_parameters(self.raw)
         return provenance.jsonable(
             {
                 "options": self.options.to_dict(),
@@ -187,6 +231,11 @@ class PipelineResult:
                 "files": self.files,
             }
         )
+
+
+def _load_parameters(series: TiltSeries) -> dict[str, Any]:
+    """The parameters of the series' ``load`` provenance step ({} for a series not loaded from files)."""
+    return next((step.get("parameters", {}) for step in series.provenance if step.get("action") == "load"), {})
 
 
 def normalise(series: TiltSeries, mode: str, notes: list[str] | None = None) -> TiltSeries:
@@ -270,24 +319,18 @@ def quantify_volumes(
 ) -> dict[str, CompositionMaps]:
     """Weight fractions of ``{"eds": ..., "hebt": ...}`` volumes by the quantifier of the same name.
 
-    With ``threshold="esf"``, a volume whose ESF fit finds no plateau is
-    thresholded at Otsu's threshold of its summed map Σ X_A/g_A instead, and a
-    note is added to ``notes``.
+    With ``threshold="esf"`` the quantifiers fall back to Otsu's threshold of
+    the summed map Σ X_A/g_A when the ESF fit finds no plateau
+    (``fallback="otsu"``); the maps' provenance records it, and a note is
+    added to ``notes``.
     """
-    from skimage.filters import threshold_otsu
-
     result = {}
     for name, volume in volumes.items():
-        quantifier = plugins.quantifier(name)(factors, threshold=threshold)
-        try:
-            result[name] = quantifier.quantify(volume)
-        except ValueError as error:
-            if threshold != "esf" or not hasattr(quantifier, "summed"):
-                raise
-            otsu = float(threshold_otsu(quantifier.summed(volume)))
-            if notes is not None:
-                notes.append(f"{name}: ESF threshold failed ({error}); Otsu's threshold {otsu:.4g} used")
-            result[name] = plugins.quantifier(name)(factors, threshold=otsu).quantify(volume)
+        maps = plugins.quantifier(name)(factors, threshold=threshold, fallback="otsu").quantify(volume)
+        chosen = maps.provenance[-1]["parameters"]
+        if notes is not None and chosen["threshold_method"] == "otsu":
+            notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
+        result[name] = maps
     return result
 
 
@@ -388,6 +431,57 @@ def _solver_progress(stage: str, progress: Progress | None) -> Callable[[int, in
     return lambda done, total: progress(stage, done, total)
 
 
+def _solve(
+    solver: Solver,
+    padded: TiltSeries,
+    method: str,
+    progress: Progress | None,
+    chunked: tuple[DaskOptions, Path] | None = None,
+) -> Volume:
+    """``solver.solve(padded)``: in this process, or with ``chunked = (dask, file of padded)`` on Dask.
+
+    On Dask the volume is written beside the tilt-series file, read back and
+    removed (the pipeline exports the cropped volume).
+    """
+    stage = f"reconstruct-{method}"
+    if chunked is None:
+        return solver.solve(padded)
+    dask, source = chunked
+    path = source.parent / f"volume_{method}_padded.h5"
+    solve_file(
+        solver,
+        source,
+        path,
+        chunk_slices=dask.chunk_slices,
+        scheduler=dask.scheduler,
+        workers=dask.workers,
+        processes=dask.processes,
+        progress=_solver_progress(stage, progress),
+    )
+    try:
+        return cast(Volume, load(path))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _load(source: str | Path | Sequence[str | Path], options: PipelineOptions, progress: Progress | None) -> TiltSeries:
+    """Line maps of the files in ``source``, with the options' loading choices."""
+    return load_tilt_series(
+        source,
+        options.lines,
+        angles=options.angles,
+        rebin=options.rebin,
+        crop=options.crop,
+        tilt_axis=options.tilt_axis,
+        smooth=options.smooth,
+        background=options.background,
+        integration_width=options.integration_width,
+        background_windows=options.background_windows,
+        progress=progress,
+        **dict(options.load_options),
+    )
+
+
 def align(series: TiltSeries, options: PipelineOptions, notes: list[str]) -> Alignment:
     """The alignment of ``series`` by the methods the options name (or loaded from ``options.alignment``)."""
     if options.alignment is not None:
@@ -412,20 +506,24 @@ def align(series: TiltSeries, options: PipelineOptions, notes: list[str]) -> Ali
 
 
 def run_pipeline(
-    source: str | Path | Sequence[str | Path],
+    source: str | Path | Sequence[str | Path] | TiltSeries,
     options: PipelineOptions | None = None,
     *,
     out: str | Path | None = None,
     quantify: bool = True,
     pictures: bool = True,
     progress: Progress | None = None,
+    dask: DaskOptions | None = None,
 ) -> PipelineResult:
     """Run the whole chain on microscope files (see the module docstring).
 
     Parameters
     ----------
-    source : folder, file or list of files
-        The tilt series (see :func:`~edstomo.microscope.loading.load_tilt_series`).
+    source : folder, file, list of files, or TiltSeries
+        The tilt series files (see :func:`~edstomo.microscope.loading.load_tilt_series`),
+        or line maps already loaded: a :class:`TiltSeries` of line channels
+        (and ``HAADF`` for HEBT) with its experiment; the loading options are
+        then not used.
     options : PipelineOptions, optional
         Choices of every step; defaults otherwise.
     out : folder, optional
@@ -437,30 +535,30 @@ def run_pipeline(
         Draw the figures (needs matplotlib) when ``out`` is given.
     progress : callable, optional
         ``progress(stage, done, total)``.
+    dask : DaskOptions, optional
+        Reconstruct in slice chunks on a Dask cluster (needs ``out``, which
+        then also receives ``tilt_series_padded.h5``); default: in this process.
 
     Returns
     -------
     PipelineResult
     """
     options = options or PipelineOptions()
+    if dask is not None and not isinstance(dask, DaskOptions):
+        raise TypeError(f"dask: expected DaskOptions or None, got {type(dask).__name__}")
+    if dask is not None and out is None:
+        raise ValueError("out: solving on a Dask cluster needs an output folder for the tilt series and volumes")
     timings: dict[str, float] = {}
     notes: list[str] = []
-    with _timed(timings, "load", progress, report=False):
-        raw = load_tilt_series(
-            source,
-            options.lines,
-            angles=options.angles,
-            rebin=options.rebin,
-            crop=options.crop,
-            tilt_axis=options.tilt_axis,
-            smooth=options.smooth,
-            background=options.background,
-            integration_width=options.integration_width,
-            background_windows=options.background_windows,
-            progress=progress,
-            **dict(options.load_options),
-        )
-    notes.extend(raw.provenance[0]["parameters"]["values"]["notes"])
+    files: list[str] = []
+    if isinstance(source, TiltSeries):
+        if source.experiment is None:
+            raise ValueError("source: the given TiltSeries has no experiment; the physics needs its beam energy")
+        raw = source
+    else:
+        with _timed(timings, "load", progress, report=False):
+            raw = _load(source, options, progress)
+    notes.extend(_load_parameters(raw).get("values", {}).get("notes", []))
     with _timed(timings, "align", progress):
         alignment = align(raw, options, notes)
         series = apply_alignment(raw, alignment)
@@ -473,11 +571,23 @@ def run_pipeline(
     lines = series.lines
     width = round(options.pad * series.n_positions)
     padded = pad_positions(series, width)
+    chunked = None
+    if dask is not None:
+        with _timed(timings, "solver-input", progress):
+            folder = Path(out)  # type: ignore[arg-type]
+            folder.mkdir(parents=True, exist_ok=True)
+            chunked = (dask, padded.save(folder / "tilt_series_padded.h5"))
+            files.append(str(chunked[1]))
+        where = dask.scheduler or f"a local cluster of {dask.workers} worker(s)"
+        notes.append(f"reconstructions solved on Dask ({where}) in chunks of {dask.chunk_slices} slices")
     with _timed(timings, "reconstruct-eds", progress, report=False):
         solver = plugins.solver("sirt")(
-            iterations=options.eds_iterations, progress=_solver_progress("reconstruct-eds", progress)
+            iterations=options.eds_iterations,
+            channels=lines,
+            progress=_solver_progress("reconstruct-eds", progress) if dask is None else False,
         )
-        volumes = {"eds": crop_volume(solver.solve(padded.select(lines)), width, series.experiment)}
+        volume = _solve(solver, padded, "eds", progress, chunked)
+        volumes = {"eds": crop_volume(volume, width, series.experiment)}
     fits: dict[str, dict[str, Any]] = {}
     if series.has_haadf:
         with _timed(timings, "reconstruct-hebt", progress, report=False):
@@ -498,9 +608,10 @@ def run_pipeline(
                 alpha=options.alpha,
                 ratios=ratios,
                 iterations=options.hebt_iterations,
-                progress=_solver_progress("reconstruct-hebt", progress),
+                progress=_solver_progress("reconstruct-hebt", progress) if dask is None else False,
             )
-            volumes["hebt"] = crop_volume(hebt.solve(padded), width, series.experiment)
+            volume = _solve(hebt, padded, "hebt", progress, chunked)
+            volumes["hebt"] = crop_volume(volume, width, series.experiment)
     else:
         ratios = ResponseRatios({}, float("nan"), float("nan"), {})
         notes.append("no HAADF channel: HEBT skipped")
@@ -514,7 +625,20 @@ def run_pipeline(
             comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
             findings = {name: _findings(m) for name, m in maps.items()}
     result = PipelineResult(
-        options, raw, alignment, series, factors, ratios, fits, volumes, maps, comparison, findings, timings, notes
+        options,
+        raw,
+        alignment,
+        series,
+        factors,
+        ratios,
+        fits,
+        volumes,
+        maps,
+        comparison,
+        findings,
+        timings,
+        notes,
+        files,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)

@@ -1,0 +1,170 @@
+"""The real-data pipeline on a Dask cluster gives the in-process volumes and maps (synthetic tilt series).
+
+The series is a two-element particle (Fe-rich core, S-rich shell) projected at
+7 tilts, 16 positions and 9 slices, with a HAADF channel made from the lines'
+response ratios, so both reconstructions (EDS-only SIRT and HEBT) run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import edstomo as et
+import numpy as np
+import pytest
+from edstomo.cli import main
+from edstomo.data import TiltSeries
+from edstomo.microscope import pipeline
+from edstomo.microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
+from edstomo.projector import ParallelBeamProjector
+
+pytest.importorskip("distributed")
+
+LINES = ["Fe_Ka", "S_Ka"]
+ANGLES = np.arange(-60.0, 61.0, 20.0)
+POSITIONS, SLICES = 16, 9
+PHYSICS = {
+    "dataset": None,
+    "values": {
+        "Fe_Ka": {"sigma_ion": "318 b", "omega": 0.336, "p": 0.892, "sigma_ela": "2.1e6 b"},
+        "S_Ka": {"sigma_ion": "1213 b", "omega": 0.077, "p": 0.955, "sigma_ela": "1.1e6 b"},
+    },
+}
+OPTIONS = dict(
+    series="none", axis="none", physics="table", physics_options=PHYSICS, eds_iterations=15, hebt_iterations=20
+)
+
+
+@pytest.fixture(scope="module")
+def series() -> TiltSeries:
+    z, x = np.meshgrid(np.arange(POSITIONS) - 7.5, np.arange(POSITIONS) - 7.5, indexing="ij")
+    fe = np.zeros((POSITIONS, POSITIONS, SLICES))
+    s = np.zeros_like(fe)
+    for k in range(SLICES):
+        radius = 5.5 - 0.4 * abs(k - SLICES // 2)
+        disk, core = x**2 + z**2 <= radius**2, x**2 + z**2 <= (radius / 2) ** 2
+        fe[:, :, k] = np.where(core, 40.0, 8.0) * disk
+        s[:, :, k] = np.where(core, 5.0, 30.0) * disk
+    projector = ParallelBeamProjector(np.deg2rad(ANGLES), (POSITIONS, POSITIONS), dtype="float64")
+    eds = np.stack([projector.forward(fe), projector.forward(s)])
+    haadf = 900.0 * eds[0] + 400.0 * eds[1]
+    experiment = et.Experiment(
+        beam_energy="200 keV",
+        lines=LINES,
+        tilts=et.ureg.Quantity(ANGLES, "deg"),
+        scan=et.Scan(positions=POSITIONS, pixel_size="2 nm", slices=SLICES),
+        eds=et.EDSDetector(probe_current="1 nA", dwell_time="1 ms", solid_angle="0.7 sr"),
+    )
+    return TiltSeries(
+        np.concatenate([haadf[None], eds]),
+        ["HAADF", *LINES],
+        et.ureg.Quantity(ANGLES, "deg"),
+        "2 nm",
+        experiment=experiment,
+    )
+
+
+@pytest.fixture(scope="module")
+def in_process(series):
+    return run_pipeline(series, PipelineOptions(**OPTIONS), pictures=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker LocalCluster of threads, given to the pipeline by its scheduler address."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local:
+        yield local
+
+
+def _assert_same_results(a, b):
+    assert set(a.volumes) == set(b.volumes) == {"eds", "hebt"}
+    for method in a.volumes:
+        assert a.volumes[method].channels == b.volumes[method].channels
+        np.testing.assert_array_equal(a.volumes[method].data, b.volumes[method].data)
+        np.testing.assert_array_equal(a.maps[method].weight_fractions, b.maps[method].weight_fractions)
+        assert a.maps[method].threshold == b.maps[method].threshold
+
+
+def test_a_local_two_worker_cluster_gives_the_in_process_volumes(series, in_process, tmp_path):
+    dask = DaskOptions(chunk_slices=4, workers=2, processes=False)
+    chunked = run_pipeline(series, PipelineOptions(**OPTIONS), out=tmp_path, pictures=False, dask=dask)
+    _assert_same_results(chunked, in_process)
+    assert in_process.volumes["eds"].data.max() > 0 and in_process.maps["hebt"].mask.any()
+    # HEBT ran with the ratios fitted once to the whole series, not per chunk
+    hebt = next(s for s in chunked.volumes["hebt"].provenance if s["action"] == "reconstruct")
+    assert hebt["parameters"]["ratios_used"] == pytest.approx(chunked.ratios.ratios, rel=1e-15)
+    assert "ratios_estimated" not in hebt["parameters"]
+    steps = [s["action"] for s in chunked.volumes["eds"].provenance]
+    assert steps[-3:] == ["reconstruct", "distributed", "crop_to_field"]
+    assert chunked.volumes["eds"].provenance[-2]["parameters"]["chunks"] == 3  # 9 slices in chunks of 4
+    # the solver input is kept; the padded intermediate volumes are not
+    padded = et.load(tmp_path / "tilt_series_padded.h5")
+    width = round(0.25 * POSITIONS)
+    assert padded.shape == (3, len(ANGLES), POSITIONS + 2 * width, SLICES)
+    assert str(tmp_path / "tilt_series_padded.h5") in chunked.files
+    assert not list(tmp_path.glob("volume_*_padded.h5"))
+    np.testing.assert_array_equal(et.load(tmp_path / "volume_hebt.h5").data, in_process.volumes["hebt"].data)
+    assert any("Dask" in note for note in chunked.notes)
+
+
+def test_a_running_scheduler_gives_the_in_process_volumes(series, in_process, cluster, tmp_path):
+    dask = DaskOptions(scheduler=cluster.scheduler_address, chunk_slices=2)
+    chunked = run_pipeline(series, PipelineOptions(**OPTIONS), out=tmp_path, pictures=False, dask=dask)
+    _assert_same_results(chunked, in_process)
+    assert chunked.volumes["hebt"].provenance[-2]["parameters"]["chunks"] == 5
+
+
+def test_dask_needs_an_output_folder_and_valid_options(series):
+    with pytest.raises(ValueError, match="out: solving on a Dask cluster needs an output folder"):
+        run_pipeline(series, PipelineOptions(**OPTIONS), dask=DaskOptions())
+    with pytest.raises(ValueError, match="chunk_slices: 0 must be a positive integer"):
+        DaskOptions(chunk_slices=0)
+    with pytest.raises(ValueError, match="workers: 1.5 must be a positive integer"):
+        DaskOptions(workers=1.5)
+    with pytest.raises(TypeError, match="dask: expected DaskOptions"):
+        run_pipeline(series, PipelineOptions(**OPTIONS), dask={"workers": 2})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ([], None),
+        (["--chunk-slices", "8"], DaskOptions(chunk_slices=8)),
+        (["--workers", "2"], DaskOptions(workers=2)),
+        (["--scheduler", "tcp://h:8786"], DaskOptions(scheduler="tcp://h:8786")),
+    ],
+)
+def test_command_line_dask_options_reach_the_pipeline(monkeypatch, tmp_path, arguments, expected):
+    seen = {}
+
+    def recorder(source, options, **keywords):
+        seen.update(keywords)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", recorder)
+    for command in ("reconstruct", "quantify"):
+        seen.clear()
+        assert main([command, str(tmp_path), "--out", str(tmp_path / "out"), *arguments]) == 2
+        assert seen["dask"] == expected
+
+
+@pytest.mark.filterwarnings("ignore::edstomo_plugins.physics.elastic.ModelRangeWarning")  # mcxray at 200 keV
+def test_quantifying_saved_volumes_with_dask_options_is_an_error(in_process, tmp_path, capsys):
+    in_process.volumes["eds"].save(tmp_path / "volume_eds.h5")
+    assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--scheduler", "tcp://h:8786"]) == 2
+    assert "quantifying them solves nothing" in capsys.readouterr().err
+    assert not Path(tmp_path / "q" / "quantify_summary.json").exists()
+    assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--no-figures"]) == 0
+    summary = json.loads((tmp_path / "q" / "quantify_summary.json").read_text())
+    assert list(summary["thresholds"]) == ["eds"]
+
+
+def test_the_pipeline_thresholds_with_the_quantifiers_otsu_fallback(in_process):
+    for method, maps in in_process.maps.items():
+        step = maps.provenance[-1]["parameters"]
+        assert step["fallback"] == "otsu" and step["threshold"] == maps.threshold
+        noted = [note for note in in_process.notes if note.startswith(f"{method}: ESF")]
+        assert bool(noted) == (step["threshold_method"] == "otsu")
