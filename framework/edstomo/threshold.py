@@ -201,9 +201,9 @@ def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200, *, fallback:
 def otsu_threshold(summed: ArrayLike, bins: int = 256) -> float:
     """Otsu's threshold of a summed map: the value that maximises the between-class variance.
 
-    Uses :func:`skimage.filters.threshold_otsu` when scikit-image is installed,
-    otherwise the same computation in NumPy: a histogram of ``bins`` equal bins
-    over the range of S, and the centre of the last bin of the lower class.
+    A histogram of ``bins`` equal bins over the range of S; the threshold is the
+    centre of the last bin of the lower class (the convention, and the value, of
+    :func:`skimage.filters.threshold_otsu`).
 
     Parameters
     ----------
@@ -228,12 +228,8 @@ def otsu_threshold(summed: ArrayLike, bins: int = 256) -> float:
     lo, hi = float(values.min()), float(values.max())
     if not hi > lo:
         raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
-    try:
-        from skimage.filters import threshold_otsu
-    except ImportError:
-        index, edges = _otsu_bin(values, int(bins))
-        return float(0.5 * (edges[index] + edges[index + 1]))
-    return float(threshold_otsu(values, nbins=int(bins)))
+    index, edges = _otsu_bin(values, int(bins))
+    return float(0.5 * (edges[index] + edges[index + 1]))
 
 
 # ----- internals ---------------------------------------------------------------------------------------------
