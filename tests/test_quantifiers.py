@@ -160,6 +160,7 @@ def test_hebt_needs_elastic_cross_sections(paper_experiment):
         ({"threshold": -1.0}, r"threshold: -1.0 must be >= 0"),
         ({"threshold": "otsu"}, "must be 'esf' or a finite number"),
         ({"threshold": float("nan")}, "must be 'esf' or a finite number"),
+        ({"threshold": True}, "must be 'esf' or a finite number"),
         ({"trials": 3}, r"trials: 3 must be an integer >= 8"),
     ],
 )

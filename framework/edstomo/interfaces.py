@@ -209,7 +209,8 @@ class Quantifier(Plugin):
     kind = "quantifier"
 
     def __init__(self, factors: PhysicsFactors, threshold: float | str = "esf"):
-        if not (threshold == "esf" or (isinstance(threshold, (int, float)) and np.isfinite(threshold))):
+        number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if not (threshold == "esf" or (number and np.isfinite(threshold))):
             raise ValueError(f"threshold: {threshold!r} must be 'esf' or a finite number")
         self.factors = factors
         self.threshold = threshold
