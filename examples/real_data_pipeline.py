@@ -21,8 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-from edstomo.microscope.metadata import MetadataWarning
-from edstomo.microscope.pipeline import PipelineOptions, run_pipeline
+from edstomo_microscope.metadata import MetadataWarning
+from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openNCEM_L2083-K-4-1_EDS_tilt_series"
 

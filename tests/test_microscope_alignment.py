@@ -1,4 +1,4 @@
-"""Alignment of tilt series (edstomo.microscope.alignment): known shifts, rotation and axis offset recovered."""
+"""Alignment of tilt series (edstomo_microscope.alignment): known shifts, rotation and axis offset recovered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import edstomo as et
 import numpy as np
 import pytest
 from edstomo.data import TiltSeries
-from edstomo.microscope.alignment import (
+from edstomo.projector import ParallelBeamProjector
+from edstomo_microscope.alignment import (
     Alignment,
     apply_alignment,
     centre_of_mass,
@@ -16,7 +17,6 @@ from edstomo.microscope.alignment import (
     haadf_eds_shifts,
     series_shifts,
 )
-from edstomo.projector import ParallelBeamProjector
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from edstomo.cli import main
 from edstomo.data import TiltSeries
-from edstomo.microscope import pipeline
-from edstomo.microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
 from edstomo.projector import ParallelBeamProjector
+from edstomo_microscope import pipeline
+from edstomo_microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
 
 pytest.importorskip("distributed")
 

@@ -1,4 +1,4 @@
-"""Export of tilt series, volumes and maps (edstomo.microscope.export): HDF5, .hspy (etspy metadata), TIFF."""
+"""Export of tilt series, volumes and maps (edstomo_microscope.export): HDF5, .hspy (etspy metadata), TIFF."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import edstomo as et
 import numpy as np
 import pytest
 from edstomo.data import CompositionMaps, TiltSeries, Volume
-from edstomo.microscope.alignment import Alignment, apply_alignment
-from edstomo.microscope.export import save_hdf5, save_hspy, save_tiff, stacks
+from edstomo_microscope.alignment import Alignment, apply_alignment
+from edstomo_microscope.export import save_hdf5, save_hspy, save_tiff, stacks
 
 ANGLES = et.ureg.Quantity([-20.0, 0.0, 20.0], "deg")
 

@@ -1,4 +1,4 @@
-"""Loading tilt series and making line maps from synthetic spectrum images (edstomo.microscope).
+"""Loading tilt series and making line maps from synthetic spectrum images (edstomo_microscope).
 
 The spectrum images are built here with known line counts on a flat background
 and written as HyperSpy files, so every expected number is known exactly.
@@ -16,9 +16,9 @@ pytest.importorskip("hyperspy")
 exspy = pytest.importorskip("exspy")
 
 import edstomo as et  # noqa: E402
-from edstomo.microscope.linemaps import choose_background_windows, extract_line_maps  # noqa: E402
-from edstomo.microscope.loading import angle_from_name, find_files, load_tilt_series  # noqa: E402
-from edstomo.microscope.metadata import MetadataWarning  # noqa: E402
+from edstomo_microscope.linemaps import choose_background_windows, extract_line_maps  # noqa: E402
+from edstomo_microscope.loading import angle_from_name, find_files, load_tilt_series  # noqa: E402
+from edstomo_microscope.metadata import MetadataWarning  # noqa: E402
 
 #: Fraction of a Gaussian inside ±1 FWHM (the default integration window, 2 FWHM wide).
 INSIDE_2FWHM = 0.98147
@@ -221,7 +221,7 @@ def test_angle_from_name(name, angle):
 
 def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path):
     """Under 0.1 count per pixel per line, one line absent: no NaN, no division warning, fractions sum to 1."""
-    from edstomo.microscope.pipeline import PipelineOptions, run_pipeline
+    from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
 
     rng = np.random.default_rng(11)
     shape = (16, 16)

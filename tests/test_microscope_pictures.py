@@ -1,4 +1,4 @@
-"""Pictures of weight-fraction volumes (edstomo.microscope.pictures)."""
+"""Pictures of weight-fraction volumes (edstomo_microscope.pictures)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from edstomo.data import CompositionMaps
-from edstomo.microscope.pictures import (
+from edstomo_microscope.pictures import (
     COLOURS,
     colour_composite,
     composite_figure,

@@ -19,10 +19,10 @@ pytest.importorskip("exspy")
 pytest.importorskip("rsciio")
 
 from edstomo.cli import main
-from edstomo.microscope.alignment import series_shifts
-from edstomo.microscope.loading import load_tilt_series
-from edstomo.microscope.metadata import MetadataWarning
-from edstomo.microscope.pipeline import PipelineOptions, run_pipeline
+from edstomo_microscope.alignment import series_shifts
+from edstomo_microscope.loading import load_tilt_series
+from edstomo_microscope.metadata import MetadataWarning
+from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data" / "openNCEM_L2083-K-4-1_EDS_tilt_series"

@@ -6,7 +6,7 @@ import edstomo as et
 import numpy as np
 import pytest
 from edstomo.data import CompositionMaps, TiltSeries, Volume
-from edstomo.microscope.pipeline import (
+from edstomo_microscope.pipeline import (
     PipelineOptions,
     compare_maps,
     crop_volume,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from edstomo.data import CompositionMaps
 
-from ..data import CompositionMaps
 from .alignment import centre_of_mass
 
 if TYPE_CHECKING:

@@ -47,11 +47,10 @@ from typing import Any
 import numpy as np
 import scipy.ndimage
 import scipy.stats
-
-from .. import provenance
-from ..data import HAADF, TiltSeries
-from ..io import atomic_write_text
-from ..units import as_quantity, format_quantity, ureg
+from edstomo import provenance
+from edstomo.data import HAADF, TiltSeries
+from edstomo.io import atomic_write_text
+from edstomo.units import as_quantity, format_quantity, ureg
 
 __all__ = [
     "Alignment",
@@ -299,7 +298,7 @@ def apply_alignment(series: TiltSeries, alignment: Alignment, *, crop: bool = Tr
         experiment = experiment.model_copy(update={"scan": scan})
     record = provenance.step(
         "align",
-        "edstomo.microscope",
+        "edstomo_microscope",
         alignment=alignment.to_dict(),
         applied_scale=scale,
         crop=crop,
@@ -514,8 +513,8 @@ def estimate_tilt_axis(
     record : dict
         Trial offsets, residual curves, the offset of each band and the fit.
     """
-    from ..registry import plugins
-    from ..solver_base import projector_for
+    from edstomo.registry import plugins
+    from edstomo.solver_base import projector_for
 
     if not (max_shift > 0 and step > 0 and blocks >= 1 and iterations >= 1):
         raise ValueError(

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edstomo import provenance
+from edstomo.data import HAADF, TiltSeries
+from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
+from edstomo.units import as_quantity, format_quantity, ureg
 
-from .. import provenance
-from ..data import HAADF, TiltSeries
-from ..experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
-from ..units import as_quantity, format_quantity, ureg
 from .linemaps import extract_line_maps
 from .metadata import AcquisitionMetadata, ValueSources, read_metadata
 
@@ -233,7 +233,7 @@ def read_tilt_file(
     haadf_title : str, optional
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
-        See :func:`edstomo.microscope.linemaps.extract_line_maps`.
+        See :func:`edstomo_microscope.linemaps.extract_line_maps`.
     """
     path = Path(path)
     if not path.is_file():
@@ -407,7 +407,7 @@ def load_tilt_series(
     haadf_title : str, optional
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
-        Line-map options, see :func:`edstomo.microscope.linemaps.extract_line_maps`.
+        Line-map options, see :func:`edstomo_microscope.linemaps.extract_line_maps`.
     beam_energy, pixel_size, probe_current, dwell_time, solid_angle : Quantity or str, optional
         Values that replace (or supply) the metadata; ``pixel_size`` and
         ``dwell_time`` refer to the original (unbinned) pixels.
@@ -434,7 +434,7 @@ def load_tilt_series(
         raise ValueError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
     files = find_files(source)
     if cutoff_at_kV == "auto":
-        from ..lines import parse_line
+        from edstomo.lines import parse_line
 
         top = max(parse_line(line).energy_kev for line in lines)
         cutoff_at_kV = float(math.ceil(top + 1.5))
@@ -500,7 +500,7 @@ def load_tilt_series(
         haadf_detector = HAADFDetector(**detector, **extra)
     experiment = Experiment(
         name=Path(files[0]).parent.name if len(files) > 1 else Path(files[0]).stem,
-        description=f"loaded from {len(files)} file(s) by edstomo.microscope",
+        description=f"loaded from {len(files)} file(s) by edstomo_microscope",
         beam_energy=energy,
         lines=list(lines),
         tilts=TiltScheme(angles=ureg.Quantity(angle_values, "deg")),
@@ -519,7 +519,7 @@ def load_tilt_series(
             data[c, t] = oriented(item.haadf if channel == HAADF else item.maps[channel])
     record = provenance.step(
         "load",
-        "edstomo.microscope",
+        "edstomo_microscope",
         files=[str(f) for f in files],
         sources=[t.source for t in tilts],
         angles_deg=angle_values.tolist(),

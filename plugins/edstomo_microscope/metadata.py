@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pint
-
-from ..units import as_quantity, format_quantity, ureg
+from edstomo.units import as_quantity, format_quantity, ureg
 
 __all__ = [
     "ASSUMED_DEFAULTS",

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.ndimage
-
-from ..lines import element_of, parse_line
+from edstomo.lines import element_of, parse_line
 
 __all__ = ["LineMaps", "WindowChoice", "choose_background_windows", "extract_line_maps"]
 

@@ -2,10 +2,10 @@
 
 :func:`run_pipeline` runs, and times, these steps:
 
-1. ``load`` — :func:`~edstomo.microscope.loading.load_tilt_series` (line maps, metadata, angles),
+1. ``load`` — :func:`~edstomo_microscope.loading.load_tilt_series` (line maps, metadata, angles),
    skipped when the line maps are given as a :class:`~edstomo.data.TiltSeries`;
 2. ``align`` — HAADF-to-EDS shifts, tilt-series shifts and tilt axis
-   (:mod:`~edstomo.microscope.alignment`), or a saved/hand-made alignment;
+   (:mod:`~edstomo_microscope.alignment`), or a saved/hand-made alignment;
 3. ``preprocess`` — per-tilt normalisation (``"equal"``: the paper's equal
    total per tilt; ``"slab"``: totals ∝ 1/cos θ, right for a section wider than
    the field of view; ``"none"``) and an optional Gaussian filter of the EDS
@@ -47,15 +47,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from edstomo import provenance
+from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
+from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.factors import PhysicsFactors
+from edstomo.interfaces import Solver
+from edstomo.io import atomic_write_text, load
+from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
+from edstomo.registry import plugins
 
-from .. import provenance
-from ..data import HAADF, CompositionMaps, TiltSeries, Volume
-from ..distributed import DEFAULT_CHUNK_SLICES, solve_file
-from ..factors import PhysicsFactors
-from ..interfaces import Solver
-from ..io import atomic_write_text, load
-from ..preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
-from ..registry import plugins
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .loading import DEFAULT_LINES, load_tilt_series
 
@@ -520,14 +520,14 @@ def run_pipeline(
     Parameters
     ----------
     source : folder, file, list of files, or TiltSeries
-        The tilt series files (see :func:`~edstomo.microscope.loading.load_tilt_series`),
+        The tilt series files (see :func:`~edstomo_microscope.loading.load_tilt_series`),
         or line maps already loaded: a :class:`TiltSeries` of line channels
         (and ``HAADF`` for HEBT) with its experiment; the loading options are
         then not used.
     options : PipelineOptions, optional
         Choices of every step; defaults otherwise.
     out : folder, optional
-        Where to write the results (see :func:`edstomo.microscope.export.export_all`),
+        Where to write the results (see :func:`edstomo_microscope.export.export_all`),
         ``alignment.json``, figures and ``summary.json``; nothing is written when None.
     quantify : bool
         Quantify the volumes (steps 7 and 8); False stops after the reconstructions.
@@ -693,7 +693,8 @@ def quantify_saved(
     ``maps_<method>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
     and ``quantify_summary.json`` into ``out``; returns that summary.
     """
-    from ..io import load
+    from edstomo.io import load
+
     from .export import save_hdf5, save_hspy, save_tiff
 
     out = Path(out)

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from ..data import CompositionMaps, TiltSeries, Volume
-from ..io import atomic_path, save
+from edstomo.data import CompositionMaps, TiltSeries, Volume
+from edstomo.io import atomic_path, save
 
 if TYPE_CHECKING:
     from .pipeline import PipelineResult
@@ -89,7 +88,7 @@ def _tomography(series: TiltSeries) -> dict[str, Any]:
 
 
 def _json(obj: Saved) -> dict[str, str]:
-    from .. import provenance
+    from edstomo import provenance
 
     return {
         "experiment": obj.experiment.to_json() if obj.experiment is not None else "",
