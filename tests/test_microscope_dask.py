@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from edstomo.cli import main
 from edstomo.data import TiltSeries
-from edstomo.projector import ParallelBeamProjector
+from edstomo.operators import ParallelBeamProjector
 from edstomo_microscope import pipeline
 from edstomo_microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
 

@@ -1,6 +1,6 @@
 """Data containers: tilt series, reconstructed volumes, composition maps.
 
-Array layouts (batch axes trailing, the layout of :mod:`edstomo.projector`):
+Array layouts (batch axes trailing, the layout of :mod:`edstomo.operators.projector`):
 
 * :class:`TiltSeries` ``data``: ``(channels, tilts, positions, slices)``;
 * :class:`Volume` ``data``: ``(channels, nz, nx, slices)``;
@@ -171,6 +171,11 @@ class Volume:
 
     ``quantity`` says what the values are (e.g. ``"X_A = n f_A C_A rho"``) and
     ``unit`` their unit (``"arbitrary"`` when on no absolute scale).
+    ``factor`` names the per-line factor ``g_A`` of the maps of EDS lines,
+    ``X_A = K g_A C_A ρ`` with one unknown constant ``K``: ``"f_A"`` (EDS scale,
+    eq. 11) or ``"z_A"`` (HAADF scale, eq. 17); it tells which quantifier
+    applies (:meth:`edstomo.registry.Registry.quantifier_for`).  None: the maps
+    cannot be quantified (e.g. a HAADF reconstruction).
     """
 
     data: np.ndarray
@@ -180,6 +185,7 @@ class Volume:
     unit: str = "arbitrary"
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    factor: str | None = None
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data)

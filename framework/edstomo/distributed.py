@@ -17,11 +17,11 @@ No process ever holds more than one chunk of the volume, so the volume can be
 larger than any one machine's memory.  The input file and the output folder
 must be visible to every worker (a shared file system for a remote cluster).
 
-The compiled kernels (:mod:`edstomo.kernels`) give the same bits whatever the
+The compiled kernels (:mod:`edstomo.operators.kernels`) give the same bits whatever the
 batch size and thread count, so the result equals the in-process solve of the
-whole series exactly.  A solver must not estimate anything from more than its
-own slices: ``hebt-sirt`` needs its response ratios given (``ratios=``), else
-each chunk would fit its own.
+whole series exactly.  Options a solver estimates from the data (its
+``fits_from_data``) are estimated once on the whole series before the chunks
+are solved (:meth:`~edstomo.interfaces.Solver.prepare`).
 
 Progress is reported per finished chunk, as ``progress(done, total)``
 (``progress=True`` shows a tqdm bar when tqdm is installed).
@@ -199,9 +199,11 @@ def solve_file(
     Parameters
     ----------
     solver : Solver
-        A configured solver (e.g. ``plugins.solver("sirt")(iterations=100)``);
-        it is sent to the workers.  It must not estimate anything from the
-        whole series (give ``hebt-sirt`` its ``ratios``).
+        A configured solver; it is sent to the workers.  Options it would
+        estimate from the data (its ``fits_from_data``, e.g. response ratios)
+        are estimated once on the whole series first (:meth:`Solver.prepare`;
+        this reads the whole series into the client's memory), so that every
+        chunk uses the same values.
     source : path
         An edstomo tilt-series HDF5 file (``TiltSeries.save``).
     out : path
@@ -228,17 +230,13 @@ def solve_file(
     Raises
     ------
     ValueError
-        For bad options, an unreadable source, or a solver that would fit
-        per-chunk parameters.
+        For bad options or an unreadable source.
     """
-    if getattr(solver, "ratios", False) is None:
-        raise ValueError(
-            f"solver: {type(solver).__name__} would estimate its response ratios from each chunk alone; "
-            "give ratios= (e.g. edstomo.preprocessing.response_ratios of the whole series)"
-        )
     source, out = Path(source).resolve(), Path(out).resolve()
     n_slices = series_shape(source)[3]
     ranges = slice_chunks(n_slices, chunk_slices)
+    if solver.unfitted():
+        solver = solver.prepare(TiltSeries.load(source))  # estimated once on the whole series, not per chunk
     if not ranges:
         raise ValueError(f"source: {str(source)!r} holds no slices")
     if not out.parent.is_dir():

@@ -147,6 +147,8 @@ def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> N
     _strings(file, "channels", volume.channels)
     file.attrs["quantity"] = volume.quantity
     file.attrs["unit"] = volume.unit
+    if volume.factor is not None:
+        file.attrs["factor"] = volume.factor
 
 
 def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
@@ -222,6 +224,7 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
                 channels=_string_list(file["channels"]),
                 quantity=str(file.attrs["quantity"]),
                 unit=str(file.attrs["unit"]),
+                factor=str(file.attrs["factor"]) if "factor" in file.attrs else None,
                 **common,
             )
         if kind == "CompositionMaps":

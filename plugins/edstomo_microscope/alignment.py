@@ -513,8 +513,8 @@ def estimate_tilt_axis(
     record : dict
         Trial offsets, residual curves, the offset of each band and the fit.
     """
+    from edstomo.operators import projector_for
     from edstomo.registry import plugins
-    from edstomo.solver_base import projector_for
 
     if not (max_shift > 0 and step > 0 and blocks >= 1 and iterations >= 1):
         raise ValueError(

@@ -8,6 +8,7 @@ knows nothing of the microscope workflow.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 
 def _microscope_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,7 +115,7 @@ def _print_run(result: object, out: str) -> None:
     print("  time per step (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
 
 
-def add_reconstruct(sub: argparse._SubParsersAction) -> None:
+def add_reconstruct(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> None:
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct EDS-only (SIRT) and HEBT volumes from microscope files (.bcf/.emd/.hspy)",
@@ -147,7 +148,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_quantify(sub: argparse._SubParsersAction) -> None:
+def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> None:
     p = sub.add_parser(
         "quantify",
         help="weight-fraction maps from microscope files, or from volumes written by 'reconstruct'",

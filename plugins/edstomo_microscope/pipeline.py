@@ -445,7 +445,7 @@ def _solve(
     """
     stage = f"reconstruct-{method}"
     if chunked is None:
-        return solver.solve(padded)
+        return solver.solve(padded, progress=_solver_progress(stage, progress))
     dask, source = chunked
     path = source.parent / f"volume_{method}_padded.h5"
     solve_file(
@@ -584,7 +584,6 @@ def run_pipeline(
         solver = plugins.solver("sirt")(
             iterations=options.eds_iterations,
             channels=lines,
-            progress=_solver_progress("reconstruct-eds", progress) if dask is None else False,
         )
         volume = _solve(solver, padded, "eds", progress, chunked)
         volumes = {"eds": crop_volume(volume, width, series.experiment)}
@@ -608,7 +607,6 @@ def run_pipeline(
                 alpha=options.alpha,
                 ratios=ratios,
                 iterations=options.hebt_iterations,
-                progress=_solver_progress("reconstruct-hebt", progress) if dask is None else False,
             )
             volume = _solve(hebt, padded, "hebt", progress, chunked)
             volumes["hebt"] = crop_volume(volume, width, series.experiment)
