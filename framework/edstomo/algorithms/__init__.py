@@ -20,6 +20,7 @@ from .callbacks import (
     as_callbacks,
 )
 from .cgls import CGLS
+from .direct import Direct
 from .sart import ORDERINGS, SART, angle_subsets
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Algorithm",
     "Callback",
     "Checkpoint",
+    "Direct",
     "EarlyStopping",
     "FunctionCallback",
     "History",
