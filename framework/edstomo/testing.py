@@ -297,9 +297,7 @@ def check_metric(metric_cls: type[Metric], **options: Any) -> None:
     perfect, worse = metric(reference, reference), metric(noisy, reference)
     assert isinstance(perfect, float) and isinstance(worse, float), f"{name}: did not return floats"
     better = perfect >= worse if metric_cls.higher_is_better else perfect <= worse
-    assert better, (
-        f"{name}: the exact estimate scores {perfect} and a noisy one {worse} (higher_is_better={metric_cls.higher_is_better})"
-    )
+    assert better, f"{name}: the exact estimate scores {perfect}, a noisy one {worse} (is higher_is_better right?)"
     try:
         metric(reference, reference[:8])
     except ValueError:
