@@ -61,6 +61,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, DTypeLike
 
 from .. import backend
+from ..errors import InputError
 from . import kernels
 from .base import LinearOperator
 from .blocks import Identity
@@ -88,21 +89,21 @@ def _as_angles(angles: Any) -> np.ndarray:
     try:
         arr = np.atleast_1d(np.asarray(angles, dtype=np.float64))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"angles must be real numbers in radians, got {angles!r}") from exc
+        raise InputError(f"angles must be real numbers in radians, got {angles!r}") from exc
     if arr.ndim != 1:
-        raise ValueError(f"angles must be a 1-D array of radians, got an array of shape {arr.shape}")
+        raise InputError(f"angles must be a 1-D array of radians, got an array of shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("angles must contain at least one tilt angle, got an empty array")
+        raise InputError("angles must contain at least one tilt angle, got an empty array")
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)]
-        raise ValueError(f"angles must be finite, got non-finite value(s) {bad.tolist()}")
+        raise InputError(f"angles must be finite, got non-finite value(s) {bad.tolist()}")
     return arr
 
 
 def _positive_int(value: Any, name: str) -> int:
     """Return ``value`` as a positive ``int`` or raise a ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -279,7 +280,7 @@ class ParallelBeamProjector(LinearOperator):
     ) -> None:
         self.angles = _as_angles(angles)
         if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-            raise ValueError(f"shape must be a pair (nz, nx) of positive integers, got {shape!r}")
+            raise InputError(f"shape must be a pair (nz, nx) of positive integers, got {shape!r}")
         nz, nx = (_positive_int(n, "shape") for n in shape)
         self.slice_shape: tuple[int, int] = (nz, nx)
         self.n_det = nx if n_det is None else _positive_int(n_det, "n_det")
@@ -287,23 +288,23 @@ class ParallelBeamProjector(LinearOperator):
         try:
             spacing = float(det_spacing)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}") from exc
+            raise InputError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}") from exc
         if not (np.isfinite(spacing) and spacing > 0.0):
-            raise ValueError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}")
+            raise InputError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}")
         self.det_spacing = spacing
         if not isinstance(model, str) or model.lower() not in MODELS:
-            raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+            raise InputError(f"model must be one of {list(MODELS)}, got {model!r}")
         self.model = model.lower()
         try:
             self.dtype = np.dtype(dtype)
         except TypeError as exc:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
+            raise InputError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
         if kernel == "numba" and not kernels.HAVE_NUMBA:
-            raise ValueError("kernel 'numba' needs numba, which is not installed (pip install 'edstomo[speed]')")
+            raise InputError("kernel 'numba' needs numba, which is not installed (pip install 'edstomo[speed]')")
         self.kernel = "scipy" if kernel == "scipy" or not kernels.HAVE_NUMBA else "numba"
         self._device_matrix: Any = None
         self._build()
@@ -435,7 +436,7 @@ class ParallelBeamProjector(LinearOperator):
         """The projector of the tilt angles at indices ``angles`` (same slice, model, dtype; cached)."""
         index = np.asarray(angles, dtype=np.int64)
         if index.ndim != 1 or index.size == 0 or index.min() < 0 or index.max() >= self.n_angles:
-            raise ValueError(f"angles: {angles!r} must be a non-empty list of indices below {self.n_angles}")
+            raise InputError(f"angles: {angles!r} must be a non-empty list of indices below {self.n_angles}")
         return projector_for(
             self.angles[index], self.slice_shape, self.model, self.dtype.name, self.n_det, self.det_spacing
         )
@@ -480,7 +481,7 @@ class ParallelBeamProjector(LinearOperator):
             or volume.ndim < 2
             or tuple(volume.shape[:2]) != lead
         ):
-            raise ValueError(
+            raise InputError(
                 f"volume must be a C-contiguous {self.dtype.name} array of shape (nz, nx, *batch) with leading "
                 f"axes {lead} (it is updated in place), got "
                 f"{type(volume).__name__} {getattr(volume, 'dtype', '')} of shape {getattr(volume, 'shape', None)}"
@@ -489,12 +490,12 @@ class ParallelBeamProjector(LinearOperator):
         x2d = volume.reshape(n, math.prod(batch))
         u2d, u_batch = self._to_2d(residual, self.range_shape, "residual", "(n_angles, n_det, *batch)")
         if u_batch != batch:
-            raise ValueError(f"residual has batch axes {u_batch}, expected the volume's {batch}")
+            raise InputError(f"residual has batch axes {u_batch}, expected the volume's {batch}")
         if backend.is_gpu_array(x2d) != backend.is_gpu_array(u2d):
-            raise ValueError("residual and volume must be on the same device (both NumPy or both CuPy)")
+            raise InputError("residual and volume must be on the same device (both NumPy or both CuPy)")
         steps = backend.contiguous(scale, self.dtype)
         if math.prod(steps.shape) != n:
-            raise ValueError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
+            raise InputError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
         steps = steps.reshape(n)
         if self._compiled is not None and not backend.is_gpu_array(x2d):
             self._compiled.update(u2d, x2d, steps, clip=bool(nonnegative))
@@ -538,7 +539,7 @@ class ParallelBeamProjector(LinearOperator):
         """
         arr = backend.contiguous(array, self.dtype)
         if arr.ndim < 2 or tuple(arr.shape[:2]) != lead:
-            raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {layout} with leading axes {lead}")
+            raise InputError(f"{name} has shape {tuple(arr.shape)}, expected {layout} with leading axes {lead}")
         batch = tuple(arr.shape[2:])
         return arr.reshape(lead[0] * lead[1], math.prod(batch)), batch
 
