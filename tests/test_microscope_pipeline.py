@@ -33,7 +33,7 @@ REDUCED = [DATA / f"{angle}.bcf" for angle in range(-40, 40, 10)]
 
 @pytest.fixture(scope="module")
 def result():
-    options = PipelineOptions(rebin=8, eds_iterations=30, hebt_iterations=60)
+    options = PipelineOptions(rebin=8, solver_options={"sirt": {"iterations": 30}, "hebt-sirt": {"iterations": 60}})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         outcome = run_pipeline(REDUCED, options)
@@ -104,13 +104,13 @@ def test_tilt_series_shifts_agree_with_tomviz(tmp_path):
 
 def test_command_line_reconstruct_then_quantify(tmp_path, capsys):
     files = [str(p) for p in REDUCED[::2]]
-    common = ["--rebin", "16", "--eds-iterations", "10", "--hebt-iterations", "20", "--no-figures"]
+    common = ["--rebin", "16", "--set", "sirt.iterations=10", "--set", "hebt-sirt.iterations=20", "--no-figures"]
     assert main(["reconstruct", *files, "--out", str(tmp_path / "rec"), *common]) == 0
-    assert (tmp_path / "rec" / "volume_hebt.h5").is_file() and (tmp_path / "rec" / "alignment.json").is_file()
+    assert (tmp_path / "rec" / "volume_hebt-sirt.h5").is_file() and (tmp_path / "rec" / "alignment.json").is_file()
     assert "load: 4/4" in capsys.readouterr().err
     assert main(["quantify", str(tmp_path / "rec"), "--out", str(tmp_path / "q"), "--no-figures"]) == 0
     summary = json.loads((tmp_path / "q" / "quantify_summary.json").read_text())
-    assert set(summary["thresholds"]) == {"eds", "hebt"}
-    assert (tmp_path / "q" / "maps_hebt.h5").is_file() and (tmp_path / "q" / "tiff" / "maps_eds_Fe.tif").is_file()
+    assert set(summary["thresholds"]) == {"sirt", "hebt-sirt"}
+    assert (tmp_path / "q" / "maps_hebt-sirt.h5").is_file() and (tmp_path / "q" / "tiff" / "maps_sirt_Fe.tif").is_file()
     assert main(["quantify", str(DATA / "-45.bcf"), "--out", str(tmp_path / "x")]) == 2
     assert "-45.bcf" in capsys.readouterr().err

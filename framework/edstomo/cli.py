@@ -30,7 +30,7 @@ from .experiment import Experiment
 from .registry import KINDS, plugins
 
 SIMULATE_SLOTS = (PluginSlot("phantom", "phantom"), PluginSlot("physics", "physics"), PluginSlot("forward", "forward"))
-SOLVE_SLOTS = (PluginSlot("solver", "solver", frozenset({"eds"})),)
+SOLVE_SLOTS = (PluginSlot("solver", "solver", frozenset({"lines"})),)
 PHYSICS_SLOTS = (PluginSlot("physics", "physics"),)
 STUDY_SLOTS = (PluginSlot("study", "study"),)
 
@@ -139,7 +139,7 @@ def _add_physics(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:
     p.add_argument("--efficiency", type=float, default=1.0, help="detector efficiency in (0, 1] (default: 1)")
     p.add_argument("--haadf-inner", default="94 mrad", help="HAADF inner angle (default: '94 mrad')")
     p.add_argument("--haadf-outer", default="611 mrad", help="HAADF outer angle (default: '611 mrad')")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     add_plugin_arguments(p, PHYSICS_SLOTS)
     p.set_defaults(func=_run_physics)
 

@@ -1,7 +1,7 @@
 """Abstract interfaces of the six plugin kinds (and of studies).
 
 Each plugin is a class that subclasses one interface below, sets the class
-attribute ``name`` (the name users ask for, e.g. ``"sirt"``) and a one-line
+attribute ``name`` (the name users ask for, e.g. ``"my-solver"``) and a one-line
 ``description``, and is declared as an entry point in the group
 ``edstomo.plugins`` (see :mod:`edstomo.registry`). The data flow is::
 
@@ -61,7 +61,7 @@ class Plugin(ABC):
 
     @classmethod
     def label(cls) -> str:
-        """``"<kind> '<name>'"``, e.g. ``"solver 'sirt'"`` (for messages)."""
+        """``"<kind> '<name>'"``, e.g. ``"solver 'my-solver'"`` (for messages)."""
         return f"{cls.kind} {getattr(cls, 'name', cls.__name__)!r}"
 
     @classmethod
@@ -197,9 +197,9 @@ class ForwardModel(Plugin):
         )
 
 
-#: Data a solver can require (``Solver.requires``): EDS line sinograms, a HAADF sinogram,
-#: and EDS data as raw counts (a Poisson likelihood needs them unscaled).
-DATA_NEEDS: tuple[str, ...] = ("eds", "haadf", "counts")
+#: Data a solver can require (``Solver.requires``): sinograms of EDS lines, a HAADF sinogram,
+#: and EDS lines as raw counts (a Poisson likelihood needs them unscaled).
+DATA_NEEDS: tuple[str, ...] = ("lines", "haadf", "counts")
 
 #: Factors ``g_A`` a line map can be proportional to (``X_A = K g_A C_A ρ``): ``f_A`` (EDS
 #: scale, eq. 11) and ``z_A`` (HAADF scale, eq. 17).  ``Solver.produces`` and
@@ -232,7 +232,7 @@ class Solver(Plugin):
     """
 
     kind = "solver"
-    requires: ClassVar[frozenset[str]] = frozenset({"eds"})
+    requires: ClassVar[frozenset[str]] = frozenset({"lines"})
     produces: ClassVar[str | None] = "f_A"
     fits_from_data: ClassVar[tuple[str, ...]] = ()
 

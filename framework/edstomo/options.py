@@ -8,7 +8,7 @@ ranges, units and help text::
         alpha: float = Field(0.8, ge=0, lt=1, description="weight α of the HAADF term")
 
 The same model validates keyword arguments in Python
-(``plugins.solver("hebt-sirt")(alpha=0.8)``), ``--set alpha=0.8`` on the command
+(``plugins.solver("my-solver")(alpha=0.8)``), ``--set alpha=0.8`` on the command
 line, and the ``options:`` mapping of a YAML/JSON run file; ``--help`` lists it
 (:func:`describe`).  A bad option raises one :class:`~edstomo.errors.OptionError`
 naming the plugin, the option, the value and what it takes.
@@ -190,7 +190,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         When the text has no ``=`` or no key.
     """
     key, sep, value = str(text).partition("=")
-    key = key.strip().replace("-", "_")
+    owner, dot, option = key.strip().rpartition(".")
+    key = f"{owner}{dot}{option.replace('-', '_')}"  # option names use "_"; plugin names keep their "-"
     if not sep or not key:
         raise OptionError("--set", str(text), text, "expected KEY=VALUE, e.g. iterations=50")
     try:

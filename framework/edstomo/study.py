@@ -45,10 +45,10 @@ class ResultsTable:
 
     Examples
     --------
-    >>> table = ResultsTable(["n", "element", "ssim"])
-    >>> table.add(n=1, element="Ag", ssim=0.5)
-    >>> table.add(n=2, element="Ag", ssim=0.7)
-    >>> table.best("ssim", element="Ag")["n"]
+    >>> table = ResultsTable(["n", "element", "score"])
+    >>> table.add(n=1, element="Ag", score=0.5)
+    >>> table.add(n=2, element="Ag", score=0.7)
+    >>> table.best("score", element="Ag")["n"]
     2
     """
 

@@ -27,12 +27,26 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--series", choices=["xcorr", "com", "none"], default="xcorr", help="tilt-series alignment")
     p.add_argument("--axis", choices=["auto", "none"], default="auto", help="tilt-axis offset and rotation")
     p.add_argument("--alignment", help="use this saved alignment (JSON) instead of estimating one")
-    p.add_argument("--eds-iterations", type=int, default=50, help="EDS-only SIRT iterations (default: 50)")
-    p.add_argument("--hebt-iterations", type=int, default=100, help="HEBT iterations (default: 100)")
-    p.add_argument("--alpha", type=float, default=0.8, help="HEBT weight of the HAADF term (default: 0.8)")
-    p.add_argument("--ratios", choices=["physics", "fit"], default="physics", help="HEBT response ratios r_A")
+    p.add_argument(
+        "--solver",
+        action="append",
+        metavar="NAME",
+        help="a solver to run (repeatable; default: the default EDS-only solver and, with a HAADF channel, the "
+        "default bimodal one); see 'edstomo plugins solver'",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PLUGIN.KEY=VALUE",
+        help="an option of a solver or of the physics, e.g. sirt.iterations=80 or physics.cascade=full "
+        "(iterative solvers default to 50 iterations EDS-only, 100 with HAADF); repeatable",
+    )
+    p.add_argument(
+        "--ratios", choices=["physics", "fit"], default="physics", help="response ratios r_A for solvers that take them"
+    )
     p.add_argument("--pad", type=float, default=0.25, help="padding of the positions, fraction per side (0.25)")
-    p.add_argument("--physics", default="mcxray", help="physics plugin (default: mcxray)")
+    p.add_argument("--physics", help="physics plugin (default: the default physics plugin)")
     p.add_argument("--beam-energy", help="beam energy with its unit, replacing the metadata")
     p.add_argument("--pixel-size", help="pixel size with its unit (original pixels), replacing the metadata")
     p.add_argument("--probe-current", help="probe current with its unit, replacing the metadata or assumption")
@@ -75,6 +89,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
     from .pipeline import PipelineOptions
 
     crop = _numbers(args.crop, "--crop", 4)
+    plugin_options = _plugin_options(args)
     load = {
         "beam_energy": args.beam_energy,
         "pixel_size": args.pixel_size,
@@ -95,12 +110,29 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         alignment=args.alignment,
         normalise=args.normalise,
         physics=args.physics,
-        eds_iterations=args.eds_iterations,
-        hebt_iterations=args.hebt_iterations,
-        alpha=args.alpha,
+        physics_options=plugin_options["physics"],
+        solvers=args.solver,
+        solver_options={k: v for k, v in plugin_options.items() if k != "physics"},
         ratios=args.ratios,
         pad=args.pad,
     )
+
+
+def _plugin_options(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """``--set PLUGIN.KEY=VALUE`` as ``{"physics": {...}, solver: {...}}`` (validated by the plugins)."""
+    from edstomo.errors import OptionError
+    from edstomo.options import parse_assignment
+
+    options: dict[str, dict[str, object]] = {"physics": {}}
+    for item in args.set:
+        key, value = parse_assignment(item)
+        target, dot, option = key.partition(".")
+        if not dot or not option:
+            raise OptionError("--set", key, value, "expected PLUGIN.KEY=VALUE, e.g. sirt.iterations=80")
+        if target != "physics" and args.solver and target not in args.solver:
+            raise OptionError("--set", key, value, f"{target!r} is neither 'physics' nor a solver of --solver")
+        options.setdefault(target, {})[option] = value
+    return options
 
 
 def _source(paths: list[str]) -> object:
@@ -118,11 +150,12 @@ def _print_run(result: object, out: str) -> None:
 def add_reconstruct(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> None:
     p = sub.add_parser(
         "reconstruct",
-        help="reconstruct EDS-only (SIRT) and HEBT volumes from microscope files (.bcf/.emd/.hspy)",
+        help="reconstruct volumes (EDS-only and bimodal by default) from microscope files (.bcf/.emd/.hspy)",
         description="Load a tilt series (a folder, a stacked file or one file per tilt), make background-"
-        "subtracted line maps, align, and reconstruct EDS-only SIRT and HEBT volumes; writes the tilt series, "
-        "alignment.json, volume_eds.h5 and volume_hebt.h5 (and .tif) and summary.json to --out. With --scheduler, "
-        "--chunk-slices or --workers the reconstructions run in slice chunks on a Dask cluster (same results).",
+        "subtracted line maps, align, and reconstruct one volume per solver (--solver, repeatable; default the "
+        "default EDS-only and bimodal solvers); writes the tilt series, alignment.json, volume_<solver>.h5 (and "
+        ".tif) and summary.json to --out. With --scheduler, --chunk-slices or --workers the reconstructions run "
+        "in slice chunks on a Dask cluster (same results).",
     )
     p.add_argument("source", nargs="+", help="folder of tilt files, a stacked file, or one file per tilt")
     _microscope_arguments(p)
@@ -153,9 +186,9 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
         "quantify",
         help="weight-fraction maps from microscope files, or from volumes written by 'reconstruct'",
         description="With microscope files (a folder, a stacked file or one file per tilt): the whole pipeline, "
-        "from line maps to weight fractions by EDS-only SIRT and HEBT. With volume_*.h5 files written by "
-        "'edstomo reconstruct' (or their folder): only the quantification. Writes HDF5, .hspy and TIFF maps, "
-        "figures and a summary to --out.",
+        "from line maps to weight fractions for every solver (each volume quantified by the quantifier that "
+        "accepts its maps). With volume_*.h5 files written by 'edstomo reconstruct' (or their folder): only "
+        "the quantification. Writes HDF5, .hspy and TIFF maps, figures and a summary to --out.",
     )
     p.add_argument("source", nargs="+", help="microscope files or their folder, or volume_*.h5 files or their folder")
     _microscope_arguments(p)
@@ -195,6 +228,7 @@ def _run_quantify(args: argparse.Namespace) -> int:
             saved,
             args.out,
             physics=args.physics,
+            physics_options=_plugin_options(args)["physics"],
             threshold=threshold,
             pictures=not args.no_figures,
             progress=ProgressPrinter(),

@@ -330,7 +330,7 @@ def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 8
     preferred = [e for e in COMPOSITE_PREFERENCE if e in elements]
     composite = preferred[:3] if len(preferred) >= 3 else elements[:3]
     for method, maps in result.maps.items():
-        label = "EDS-only SIRT" if method == "eds" else "HEBT"
+        label = method
         written.append(
             orthoslice_figure(
                 maps, title=f"Weight fractions, {label}", path=folder / f"orthoslices_{method}.png", dpi=dpi
@@ -345,7 +345,7 @@ def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 8
                 dpi=dpi,
             )
         )
-    best = "hebt" if "hebt" in result.maps else "eds"
+    best = list(result.maps)[-1]
     written.append(
         volume_figure(
             result.maps[best], composite, title=f"3D view ({best.upper()})", path=folder / f"volume_{best}.png", dpi=dpi

@@ -58,7 +58,7 @@ class HEBTSolver(ReconstructionSolver):
     name = "hebt-sirt"
     description = "HAADF-EDS bimodal tomography (eq. 17) by matrix-free SIRT on the stacked system"
     default = True
-    requires = frozenset({"eds", "haadf"})
+    requires = frozenset({"lines", "haadf"})
     produces = "z_A"
     fits_from_data = ("ratios",)
 
