@@ -95,7 +95,7 @@ def test_third_party_plugin_template_installs_and_is_discovered(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT / "examples" / "plugin-template"),
+            str(ROOT / "examples" / "metric-template"),
         ],
         check=True,
     )

@@ -306,10 +306,23 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _log_progress_to_stderr() -> None:
+    """Show the ``edstomo`` loggers' INFO lines (progress of long runs) on stderr, once."""
+    import logging
+
+    logger = logging.getLogger("edstomo")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edstomo`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    _log_progress_to_stderr()
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, LookupError, FileNotFoundError, TypeError) as error:
