@@ -43,10 +43,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import provenance
-from .data import TiltSeries
+from . import io, provenance
+from .data import TiltSeries, load, save
 from .interfaces import Solver
-from .io import atomic_path, load, open_file, save
+from .io import atomic_path, open_file
 from .units import ureg
 
 __all__ = [
@@ -81,10 +81,6 @@ def slice_chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_slices, n_slices)) for start in range(0, n_slices, chunk_slices)]
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def series_shape(path: str | Path) -> tuple[int, int, int, int]:
     """Shape ``(channels, tilts, positions, slices)`` of the tilt series in an edstomo file (no data read)."""
     with open_file(path, "TiltSeries") as file:
@@ -104,11 +100,11 @@ def read_chunk(path: str | Path, start: int, stop: int) -> TiltSeries:
             raise ValueError(f"slices: range {start}:{stop} is not inside the series' {n_slices} slices")
         return TiltSeries(
             data=file["data"][:, :, :, start:stop],
-            channels=[_text(c) for c in file["channels"][()]],
-            angles=ureg.Quantity(file["angles"][()], _text(file["angles"].attrs["units"])),
-            pixel_size=ureg.Quantity(_text(file.attrs["pixel_size"])),
-            experiment=Experiment.from_json(_text(file["experiment"][()])) if "experiment" in file else None,
-            provenance=json.loads(_text(file["provenance"][()]))["steps"],
+            channels=[io.text_of(c) for c in file["channels"][()]],
+            angles=ureg.Quantity(file["angles"][()], io.text_of(file["angles"].attrs["units"])),
+            pixel_size=ureg.Quantity(io.text_of(file.attrs["pixel_size"])),
+            experiment=Experiment.from_json(io.text_of(file["experiment"][()])) if "experiment" in file else None,
+            provenance=json.loads(io.text_of(file["provenance"][()]))["steps"],
         )
 
 

@@ -152,7 +152,7 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
     Parameters
     ----------
     owner : str
-        Who the options are for, e.g. ``"solver 'sirt'"`` (appears in errors).
+        Who the options are for, e.g. ``"solver 'my-solver'"`` (appears in errors).
     model : type of PluginOptions
         The options model.
     values : mapping

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from edstomo.data import CompositionMaps, TiltSeries, Volume
-from edstomo.io import atomic_path, save
+from edstomo.data import CompositionMaps, TiltSeries, Volume, save
+from edstomo.io import atomic_path
 
 if TYPE_CHECKING:
     from .pipeline import PipelineResult

@@ -49,11 +49,11 @@ from typing import Any, cast
 
 import numpy as np
 from edstomo import provenance
-from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
+from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
 from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
-from edstomo.io import atomic_write_text, load
+from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,14 +41,22 @@ from edstomo.interfaces import Study
 from edstomo.lines import element_of
 from edstomo.operators import MODELS
 from edstomo.options import PluginOptions
-from edstomo.preprocessing import ResponseRatios, gaussian_filter, response_ratios
+from edstomo.preprocessing import gaussian_filter, response_ratios
 from edstomo.registry import plugins
 from edstomo.study import ResultsTable, dice, interior, write_json
-from edstomo.threshold import EsfFit
 from edstomo.units import format_quantity
 from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
+from .yuan2020_results import (
+    EROSION,
+    FIGURE_EDS_N,
+    HAADF_ITERATIONS,
+    HEADLINE_ALPHA,
+    HEADLINE_N,
+    LevelResult,
+    Snapshot,
+)
 
 #: Dose levels, in the order they are run.
 LEVELS: tuple[str, ...] = ("paper", "low")
@@ -63,18 +70,6 @@ PAPER_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200, 500)
 QUICK_ALPHAS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
 QUICK_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200)
 QUICK_MAX_ITERATIONS = 200
-#: The HEBT setting of the summary's region means, mask and quantified SSIM.
-HEADLINE_ALPHA, HEADLINE_N = 0.8, 200
-#: Distance (pixels) kept from every interface when averaging a region.
-EROSION = 3.0
-#: Iterations of the HAADF-only reconstruction (the paper's Figure 7).
-HAADF_ITERATIONS = 50
-#: n of the EDS-only maps shown (Figures 3 and 5); α and n of the HEBT maps shown (Figures 9–12).
-FIGURE_EDS_N: tuple[int, ...] = (20, 50, 100)
-FIGURE_HEBT_ALPHAS: tuple[float, ...] = (0.7, 0.8, 0.9)
-FIGURE_HEBT_N: tuple[int, ...] = (50, 200, 500)
-FIGURE_HEBT_FIXED_ALPHA = 0.9
-
 COLUMNS = (
     "level", "method", "alpha", "n", "element", "maps",
     "ssim_structure", "mse_scaled", "mse", "ssim", "psnr", "scale", "threshold", "mask_dice",
@@ -105,36 +100,6 @@ def phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.
         haadf=HAADFDetector(electrons_per_pixel="1e5 e", inner_angle="94 mrad", outer_angle="611 mrad"),
         eds=EDSDetector(probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle),
     )
-
-
-@dataclass
-class Snapshot:
-    """Raw maps at one setting and their quantification (None when the ESF found no plateau)."""
-
-    raw: Volume
-    quantified: CompositionMaps | None
-
-
-@dataclass
-class LevelResult:
-    """Everything one dose level produced, for the summary and the figures."""
-
-    level: str
-    experiment: Experiment
-    truth: CompositionMaps
-    regions: dict[str, np.ndarray]
-    series: TiltSeries
-    filtered: TiltSeries
-    ratios: ResponseRatios
-    haadf: Volume
-    eds: dict[int, Snapshot] = field(default_factory=dict)
-    hebt: dict[tuple[float, int], Snapshot] = field(default_factory=dict)
-    esf: EsfFit | None = None
-    seconds: float = 0.0
-
-    @property
-    def headline(self) -> Snapshot:
-        return self.hebt[(HEADLINE_ALPHA, HEADLINE_N)]
 
 
 class Yuan2020PhantomStudy(Study):

@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from edstomo.study import ResultsTable
 
+from .yuan2020_results import (
+    FIGURE_EDS_N,
+    FIGURE_HEBT_ALPHAS,
+    FIGURE_HEBT_FIXED_ALPHA,
+    FIGURE_HEBT_N,
+    HAADF_ITERATIONS,
+    HEADLINE_ALPHA,
+    HEADLINE_N,
+    LevelResult,
+)
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .yuan2020 import LevelResult
 
 _ELEMENTS = ("Ag", "Au")
 _STYLE = {"Ag": "-", "Au": "--"}
@@ -132,15 +142,6 @@ def write_figures(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Draw the study's figures for one dose level into ``folder``; returns the paths written."""
-    from .yuan2020 import (
-        FIGURE_EDS_N,
-        FIGURE_HEBT_ALPHAS,
-        FIGURE_HEBT_FIXED_ALPHA,
-        FIGURE_HEBT_N,
-        HAADF_ITERATIONS,
-        HEADLINE_N,
-    )
-
     require_matplotlib()
     folder = Path(folder)
     level = result.level
@@ -305,7 +306,6 @@ def _sinograms(path: Path, result: LevelResult) -> Path:
 
 
 def _esf(path: Path, result: LevelResult) -> Path:
-    from .yuan2020 import HEADLINE_ALPHA, HEADLINE_N
 
     fit = result.esf
     figure = _figure(6.0, 3.8)
