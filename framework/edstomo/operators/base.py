@@ -27,8 +27,8 @@ Example
 [3.0, 1.0, 3.0]
 >>> (2 * A).T.forward(np.ones(3)).tolist()
 [8.0, 6.0]
->>> round(A.norm(), 6)
-3.256822
+>>> round(A.norm(), 6)  # the largest singular value
+3.271324
 """
 
 from __future__ import annotations
