@@ -170,7 +170,7 @@ def make_case(case: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _matrix_bytes(proj: Any) -> int:
-    m = proj.T.matrix
+    m = proj.matrix_t
     return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
