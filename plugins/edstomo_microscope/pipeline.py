@@ -80,7 +80,7 @@ Progress = Callable[[str, int, int], None]
 NORMALISATIONS = ("equal", "slab", "none")
 RATIO_MODES = ("physics", "fit")
 HAADF_EDS_METHODS = ("none", "com", "xcorr")
-SERIES_METHODS = ("xcorr", "com", "none")
+SERIES_METHODS = ("xcorr", "stackreg", "com", "none")
 AXIS_METHODS = ("auto", "none")
 
 
