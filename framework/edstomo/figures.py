@@ -198,7 +198,10 @@ def describe(fig: Any) -> dict[str, Any]:
     for ax in fig.axes:
         if _is_colour_bar(ax):
             continue
-        entry: dict[str, Any] = {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel()}
+        # a twin axes (twinx) shares the x axis, and its label, with its sibling
+        siblings = ax.get_shared_x_axes().get_siblings(ax)
+        xlabel = ax.get_xlabel() or next((a.get_xlabel() for a in siblings if a.get_xlabel()), "")
+        entry: dict[str, Any] = {"title": ax.get_title(), "xlabel": xlabel, "ylabel": ax.get_ylabel()}
         if getattr(ax, "name", "") == "3d":
             labels = [ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()]
             entry.update(kind="3d", scale="axes" if all(_units(t) for t in labels) else None)

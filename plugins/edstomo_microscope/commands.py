@@ -154,7 +154,8 @@ def add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="reconstruct EDS-only (SIRT) and HEBT volumes from microscope files (.bcf/.emd/.hspy)",
         description="Load a tilt series (a folder, a stacked file or one file per tilt), make background-"
         "subtracted line maps, align, and reconstruct EDS-only SIRT and HEBT volumes; writes the tilt series, "
-        "alignment.json, volume_eds.h5 and volume_hebt.h5 (.hspy for HyperSpy/etspy, .tif with --tiff) and summary.json to --out. With --scheduler, "
+        "alignment.json, volume_eds.h5 and volume_hebt.h5 (hspy/*.hspy for HyperSpy and etspy, tiff/ with --tiff), "
+        "figures and summary.json to --out. With --scheduler, "
         "--chunk-slices or --workers the reconstructions run in slice chunks on a Dask cluster (same results).",
     )
     p.add_argument("source", nargs="+", help="folder of tilt files, a stacked file, or one file per tilt")

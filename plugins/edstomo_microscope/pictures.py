@@ -345,7 +345,10 @@ def volume_figure(
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y, tilt axis (nm)")
     ax.set_zlabel("z, beam (nm)")
-    ax.legend(loc="upper left", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8)
+    else:
+        ax.text2D(0.02, 0.95, "no iso-surface inside the value range", transform=ax.transAxes, fontsize=8)
     ax.set_title(title, fontsize=10)
     return _finish(fig, path, formats, dpi)
 
