@@ -108,3 +108,22 @@ def test_tutorial_commands_run_as_written(tmp_path):
     summary = (tmp_path / "maps" / "quantify_summary.json").read_text(encoding="utf-8")
     assert '"hebt"' in summary and (tmp_path / "maps" / "hspy" / "maps_hebt_Au.hspy").is_file()
     assert (tmp_path / "maps" / "view").is_dir() or (tmp_path / "maps" / "figures").is_dir()
+
+
+def test_plugin_how_tos_run(tmp_path):
+    """Every Python block of docs/plugins.md after "How-to", run in order as one script (in its own process, so
+    the plugins it registers stay out of the other tests)."""
+    text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    how_to = text[text.index("## How-to, one per kind") :]
+    blocks = re.findall(r"```python\n(.*?)```", how_to, flags=re.S)
+    assert len(blocks) >= 9  # the shared experiment, one per kind, and the command
+    checks = """
+assert measured.parameters["Au_Ma"].omega == 0.025 and factors.parameters["Au_Ma"].omega != 0.025
+assert volume.channels == ["Ag_La", "Au_Ma"] and maps.elements == ["Ag", "Au"]
+print("how-tos ran")
+"""
+    script = tmp_path / "how_to.py"
+    script.write_text("\n\n".join(blocks) + checks, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "how-tos ran" in done.stdout

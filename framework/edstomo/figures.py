@@ -30,6 +30,7 @@ __all__ = [
     "DPI",
     "FORMATS",
     "METADATA_KEY",
+    "caption",
     "colour_bar",
     "describe",
     "has_scalebar_package",
@@ -153,6 +154,14 @@ def state_limits(values: np.ndarray, *, low: float = 0.0, percentile: float | No
     if not high > low:
         high = low + 1.0 if high <= low else high
     return low, high, text
+
+
+def caption(fig: Any, text: str, *, fontsize: float = 7) -> Any:
+    """A caption under the figure (in its layout), wrapped to the figure's width: e.g. the colour limits."""
+    import textwrap
+
+    width = max(40, int(fig.get_figwidth() * 100 / fontsize * 1.3))
+    return fig.supxlabel(textwrap.fill(text, width=width), fontsize=fontsize)
 
 
 def colour_bar(fig: Any, shown: Any, ax: Any, label: str, *, clipped: bool = False, **options: Any) -> Any:

@@ -227,7 +227,7 @@ def _orthoslices(
         figures.colour_bar(fig, shown, axes[row, :].tolist(), label, clipped=clipped, shrink=0.9)
     statement = "; ".join(f"{name} {limits[name][2]}" for name in rows)
     fig.suptitle(f"{title} — voxel {pixel:.3g} nm".strip(" —"), fontsize=10)
-    fig.supxlabel(f"colour scales: {statement}", fontsize=7)
+    figures.caption(fig, f"colour scales: {statement}")
     return fig
 
 

@@ -84,7 +84,7 @@ def _map_grid(
             figures.colour_bar(figure, shown, axes[r, :].tolist(), f"{label} {quantity}", shrink=0.85)
     figure.suptitle(title, fontsize=10)
     scope = "0–1 for every row" if shared else "each row from its minimum to its maximum"
-    figure.supxlabel(f"colour scales ({scope}): {'; '.join(statements)}; voxel {pixel_nm:.3g} nm", fontsize=7)
+    figures.caption(figure, f"colour scales ({scope}): {'; '.join(statements)}; voxel {pixel_nm:.3g} nm")
     return _save(figure, path)
 
 
