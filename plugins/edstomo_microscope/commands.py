@@ -13,8 +13,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-#: Help formatter of the microscope commands: every option's default is shown.
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows every default: ``(default: X)`` is appended unless the help text already names the
+    default, which it must do in words when the default is None (e.g. "default: from the metadata")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required or action.default in (None, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+#: Help formatter of the microscope commands.
+FORMATTER = DefaultsFormatter
 
 
 def _microscope_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,10 +34,10 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     from edstomo.distributed import add_distributed_arguments
 
     p.add_argument("--out", required=True, help="output folder (created if needed)")
-    p.add_argument("--lines", help="comma-separated X-ray lines (None: C,O,Mg,Si,S,Fe,Ni Ka and Pt_La)")
+    p.add_argument("--lines", help="comma-separated X-ray lines (default: C,O,Mg,Si,S,Fe,Ni Ka and Pt_La)")
     p.add_argument("--rebin", type=int, default=2, help="spatial rebinning factor, sum of N x N pixels")
-    p.add_argument("--crop", help="region kept before rebinning: y0,y1,x0,x1 in original pixels (None: all)")
-    p.add_argument("--angles", help="comma-separated tilt angles in deg, in file order (None: metadata/file names)")
+    p.add_argument("--crop", help="region kept before rebinning: y0,y1,x0,x1, original pixels (default: all)")
+    p.add_argument("--angles", help="comma-separated tilt angles in deg, in file order (default: metadata/names)")
     p.add_argument("--tilt-axis", choices=["vertical", "horizontal"], default="vertical", help="axis in the images")
     p.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma (pixels) on line maps before clipping")
     p.add_argument("--normalise", choices=["equal", "slab", "none"], default="equal", help="per-tilt normalisation")
@@ -34,24 +46,24 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
         "--series", choices=["xcorr", "com", "stackreg", "none"], default="xcorr", help="tilt-series alignment"
     )
     p.add_argument("--axis", choices=["auto", "none"], default="auto", help="tilt-axis offset and rotation")
-    p.add_argument("--alignment", help="use this saved alignment (JSON) instead of estimating one")
+    p.add_argument("--alignment", help="use this saved alignment (JSON) instead of estimating one (default: estimate)")
     p.add_argument("--eds-iterations", type=int, default=50, help="EDS-only SIRT iterations")
     p.add_argument("--hebt-iterations", type=int, default=100, help="HEBT iterations")
     p.add_argument("--alpha", type=float, default=0.8, help="HEBT weight of the HAADF term")
     p.add_argument("--ratios", choices=["physics", "fit"], default="physics", help="HEBT response ratios r_A")
     p.add_argument("--pad", type=float, default=0.25, help="padding of the positions, fraction per side")
     p.add_argument("--physics", default="mcxray", help="physics plugin")
-    p.add_argument("--beam-energy", help="beam energy with its unit, replacing the metadata (None: metadata)")
-    p.add_argument("--pixel-size", help="pixel size with its unit (original pixels), replacing the metadata")
-    p.add_argument("--probe-current", help="probe current with its unit, replacing the metadata or assumption")
-    p.add_argument("--solid-angle", help="EDS solid angle with its unit (None: metadata, else assumed 0.7 sr)")
+    p.add_argument("--beam-energy", help="beam energy with its unit (default: from the metadata)")
+    p.add_argument("--pixel-size", help="pixel size with its unit, original pixels (default: from the metadata)")
+    p.add_argument("--probe-current", help="probe current with its unit (default: metadata, else 100 pA)")
+    p.add_argument("--solid-angle", help="EDS solid angle with its unit (default: metadata, else 0.7 sr)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     p.add_argument(
         "--figure-format",
         action="append",
         choices=["svg", "pdf"],
         default=[],
-        help="also save the figures as SVG or PDF (repeatable); 150-dpi PNGs are always written",
+        help="also save the figures as SVG or PDF (repeatable; default: 150-dpi PNG only)",
     )
     p.add_argument("--tiff", action="store_true", help="also write float32 TIFF stacks of volumes and maps (tiff/)")
     add_distributed_arguments(p, optional=True)
@@ -166,11 +178,12 @@ def add_reconstruct(sub: argparse._SubParsersAction) -> None:
 def _run_reconstruct(args: argparse.Namespace) -> int:
     from edstomo.study import ProgressPrinter
 
+    from .metadata import MetadataWarning
     from .pipeline import run_pipeline
     from .quiet import quiet_third_party
 
     options = _pipeline_options(args)
-    with quiet_third_party():
+    with quiet_third_party(MetadataWarning):
         result = run_pipeline(
             _source(args.source),
             options,  # type: ignore[arg-type]
@@ -216,9 +229,10 @@ def _saved_volumes(paths: list[str]) -> list[str] | None:
 
 
 def _run_quantify(args: argparse.Namespace) -> int:
+    from .metadata import MetadataWarning
     from .quiet import quiet_third_party
 
-    with quiet_third_party():
+    with quiet_third_party(MetadataWarning):
         _quantify(args)
         _extras(args)
     return 0
@@ -280,19 +294,21 @@ def add_view(sub: argparse._SubParsersAction) -> None:
         "display (DISPLAY/WAYLAND_DISPLAY unset), the orthoslice figures are written instead.",
     )
     p.add_argument("result", help="a folder written by 'edstomo reconstruct'/'quantify', or one .h5 volume file")
-    p.add_argument("--out", help="folder for the figures when they are written (None: RESULT/view)")
-    p.add_argument("--elements", help="comma-separated elements (maps) or channels (volumes) to show (None: all)")
+    p.add_argument("--out", help="folder for the figures when they are written (default: RESULT/view)")
+    p.add_argument("--elements", help="comma-separated elements (maps) or channels (volumes) to show (default: all)")
     p.add_argument("--figures", action="store_true", help="write the figures even when napari could open")
-    p.add_argument("--figure-format", action="append", choices=["svg", "pdf"], default=[], help="also save SVG or PDF")
+    formats = ["svg", "pdf"]
+    p.add_argument("--figure-format", action="append", choices=formats, default=[], help="also SVG/PDF (default: PNG)")
     p.set_defaults(func=_run_view)
 
 
 def _run_view(args: argparse.Namespace) -> int:
+    from .metadata import MetadataWarning
     from .quiet import quiet_third_party
     from .viewer import view
 
     elements = [e.strip() for e in args.elements.split(",") if e.strip()] if args.elements else None
-    with quiet_third_party():
+    with quiet_third_party(MetadataWarning):
         outcome = view(
             args.result, out=args.out, elements=elements, figures_only=args.figures, formats=args.figure_format
         )

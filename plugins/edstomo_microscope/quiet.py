@@ -1,7 +1,8 @@
 """Quiet, useful output: third-party deprecation warnings silenced at the command line, model notes kept once.
 
 * :func:`quiet_third_party` — a context in which ``DeprecationWarning``,
-  ``PendingDeprecationWarning`` and ``FutureWarning`` are not shown (HyperSpy,
+  ``PendingDeprecationWarning``, ``FutureWarning`` and the "visible" deprecation
+  warnings of NumPy and HyperSpy are not shown (HyperSpy,
   RosettaSciIO, etspy and their dependencies emit them on import and use;
   they concern those packages' authors, not the user of a command).
 * :func:`collected_notes` — a context that turns warnings of given categories
@@ -24,12 +25,31 @@ THIRD_PARTY_CATEGORIES: tuple[type[Warning], ...] = (DeprecationWarning, Pending
 
 
 @contextmanager
-def quiet_third_party() -> Iterator[None]:
-    """Hide deprecation and future warnings inside the block (for command-line entry points)."""
+def quiet_third_party(*also: type[Warning]) -> Iterator[None]:
+    """Hide deprecation and future warnings inside the block (for command-line entry points).
+
+    ``also`` names further categories to hide, for warnings whose content the
+    command prints anyway (e.g. the assumed values of a ``MetadataWarning``,
+    which are among the run's notes).
+    """
     with warnings.catch_warnings():
-        for category in THIRD_PARTY_CATEGORIES:
+        for category in (*THIRD_PARTY_CATEGORIES, *_visible_deprecations(), *also):
             warnings.simplefilter("ignore", category)
         yield
+
+
+def _visible_deprecations() -> list[type[Warning]]:
+    """Deprecation warnings that packages make visible as user warnings (NumPy's, HyperSpy's), where installed."""
+    import importlib.util
+
+    import numpy as np
+
+    found: list[type[Warning]] = [getattr(np, "exceptions", np).VisibleDeprecationWarning]  # NumPy < 1.25: np.
+    if importlib.util.find_spec("hyperspy") is not None:
+        from hyperspy.exceptions import VisibleDeprecationWarning
+
+        found.append(VisibleDeprecationWarning)
+    return found
 
 
 @contextmanager
