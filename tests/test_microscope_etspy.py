@@ -143,3 +143,17 @@ def test_eds_spectrum_stack_in_memory_becomes_line_maps_and_haadf():
     assert fe.shape == expected.shape
     assert correlation(fe, expected) > 0.999
     assert series.experiment.haadf is not None and series.experiment.beam_energy.m_as("keV") == 200.0
+
+
+def test_imported_stacks_run_through_the_microscope_pipeline(exported, tmp_path):
+    from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
+
+    _, _, folder = exported
+    loaded = {c: etspy.load(str(folder / f"tilts_{c}.hspy")) for c in ("HAADF", "Fe_Ka")}
+    series = from_image_stacks(loaded, solid_angle="0.7 sr")
+    options = PipelineOptions(series="none", axis="none", pad=0.0, eds_iterations=20, hebt_iterations=20)
+    result = run_pipeline(series, options, out=tmp_path, pictures=False)
+    assert set(result.volumes) == {"eds", "hebt"}
+    truth = phantom()
+    assert correlation(result.volumes["eds"].channel("Fe_Ka"), truth) > 0.9
+    assert (tmp_path / "hspy" / "tilts_Fe_Ka.hspy").is_file() and (tmp_path / "maps_hebt.h5").is_file()
