@@ -106,9 +106,12 @@ def test_hspy_tilt_series_metadata_read_back_by_hyperspy(tmp_path):
     assert (rows.name, rows.size, columns.name, columns.size) == ("y", series.n_positions, "x", series.n_slices)
     assert rows.units == columns.units == "nm" and rows.scale == pytest.approx(2.0)
     tomography = signal.metadata.Tomography
-    tilts = tomography.tilts.data.ravel() if hasattr(tomography.tilts, "data") else tomography.tilts
-    np.testing.assert_allclose(tilts, [-20.0, 0.0, 20.0])
-    shifts = tomography.shifts.data if hasattr(tomography.shifts, "data") else tomography.shifts
+
+    def values(item):  # with etspy these are TomoTilts / TomoShifts signals, without it arrays
+        return np.asarray(item.data if hasattr(item, "axes_manager") else item)
+
+    np.testing.assert_allclose(values(tomography.tilts).ravel(), [-20.0, 0.0, 20.0])
+    shifts = values(tomography.shifts)
     np.testing.assert_allclose(shifts, [[1.0, -1.0], [0.0, 0.0], [-1.0, 2.0]])  # (across, along) the tilt axis
     assert tomography.tiltaxis == pytest.approx(0.5) and tomography.yshift == pytest.approx(1.5) and tomography.cropped
     np.testing.assert_allclose(signal.data, series.channel("Fe_Ka"), rtol=1e-6)
@@ -166,3 +169,19 @@ def test_tiff_is_optional_and_sizes_are_reported(tmp_path):
     assert format_size(1234567) == "1.2 MB" and format_size(999) == "999 B"
     with pytest.raises(ValueError, match="size"):
         format_size(-1)
+
+
+def test_exported_stacks_read_by_hyperspy_import_back(tmp_path):
+    """hs.load gives TomoStacks with etspy installed and plain Signal2D stacks without; both import back."""
+    hs = pytest.importorskip("hyperspy.api")
+    from edstomo_microscope.interop import from_image_stacks
+
+    series = aligned_series()
+    save_hspy(series, tmp_path, "tilts")
+    loaded = {c: hs.load(tmp_path / f"tilts_{c}.hspy") for c in series.channels}
+    back = from_image_stacks(loaded, solid_angle="0.7 sr")
+    assert back.channels == series.channels
+    np.testing.assert_allclose(back.data, series.data, rtol=1e-6)
+    np.testing.assert_allclose(back.angles.m_as("deg"), [-20.0, 0.0, 20.0])
+    assert back.experiment.beam_energy.m_as("keV") == pytest.approx(200.0)
+    assert back.experiment.eds.dwell_time.m_as("ms") == pytest.approx(2.0)

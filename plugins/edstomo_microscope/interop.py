@@ -58,8 +58,9 @@ def stack_angles(signal: Any) -> np.ndarray:
     if tilts is not None and hasattr(tilts, "data"):
         candidates.append(np.asarray(tilts.data, dtype=float).ravel())
     recorded = _meta(signal, "Tomography.tilts")
-    if recorded is not None:
-        candidates.append(np.asarray(getattr(recorded, "data", recorded), dtype=float).ravel())
+    if recorded is not None:  # an array, or etspy's TomoTilts signal
+        values = recorded.data if hasattr(recorded, "axes_manager") else recorded
+        candidates.append(np.asarray(values, dtype=float).ravel())
     axis = signal.axes_manager.navigation_axes[0] if signal.axes_manager.navigation_dimension == 1 else None
     if axis is not None and "deg" in str(axis.units).lower():
         candidates.append(np.asarray(axis.axis, dtype=float))
