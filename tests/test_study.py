@@ -104,6 +104,19 @@ def test_files_figures_and_progress(quick_study):
     assert ("paper: HEBT-SIRT alpha=0.8", 200, 200) in stages
 
 
+def test_every_study_figure_has_scales_labelled_colour_bars_and_150_dpi(quick_study):
+    from edstomo import figures
+
+    _, _, out, _ = quick_study
+    paths = sorted(out.glob("*/*.png"))
+    assert len(paths) >= 2 * 14
+    for path in paths:
+        description, dpi = figures.read_description(path)
+        assert figures.problems(description, dpi=dpi) == [], path.name
+    sinograms, _ = figures.read_description(out / "low" / "fig02_sinograms.png")
+    assert all(panel["axis_units"] == ["length", "angle"] for panel in sinograms["panels"])
+
+
 def test_cli_runs_the_study(tmp_path, capsys):
     options = ["--set", "quick=true", "--set", "levels=[low]", "--set", "figures=false"]
     code = main(["study", "yuan2020-phantom", "--out", str(tmp_path), *options])

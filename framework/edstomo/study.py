@@ -175,7 +175,7 @@ def _finite(value: Any) -> Any:
 
 
 def dice(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Dice coefficient 2|A ∩ B| / (|A| + |B|) of two boolean masks of one shape (1 when both are empty)."""
+    """Dice coefficient ``2|A ∩ B| / (|A| + |B|)`` of two boolean masks of one shape (1 when both are empty)."""
     a, b = np.asarray(estimate, dtype=bool), np.asarray(reference, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"estimate: mask shape {a.shape} does not match the reference's {b.shape}")

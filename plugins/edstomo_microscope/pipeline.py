@@ -59,6 +59,7 @@ from edstomo.registry import plugins
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .loading import DEFAULT_LINES, load_tilt_series
+from .quiet import collected_notes
 
 __all__ = [
     "DaskOptions",
@@ -80,7 +81,7 @@ Progress = Callable[[str, int, int], None]
 NORMALISATIONS = ("equal", "slab", "none")
 RATIO_MODES = ("physics", "fit")
 HAADF_EDS_METHODS = ("none", "com", "xcorr")
-SERIES_METHODS = ("xcorr", "com", "none")
+SERIES_METHODS = ("xcorr", "stackreg", "com", "none")
 AXIS_METHODS = ("auto", "none")
 
 
@@ -547,10 +548,13 @@ def preprocess_stage(state: PipelineState) -> None:
 
 
 def physics_stage(state: PipelineState) -> None:
-    """``factors``: f_A and z_A of the lines at the data's beam energy."""
+    """``factors``: f_A and z_A of the lines at the data's beam energy (model-range notes recorded once)."""
     options = state.options
     model = plugins.physics(options.physics) if options.physics else plugins.default("physics")
-    state.factors = model(**dict(options.physics_options)).compute(state.series.experiment)
+    with collected_notes(state.notes) as model_notes:
+        state.factors = model(**dict(options.physics_options)).compute(state.series.experiment)
+    if model_notes:
+        state.factors.provenance.append(provenance.step("model_notes", model.name, notes=model_notes))
 
 
 def _ratios(state: PipelineState) -> ResponseRatios:
@@ -727,18 +731,22 @@ def run_pipeline(
 
 
 def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress | None) -> None:
-    from .export import export_all
+    from .export import export_all, format_size, output_size
 
     out.mkdir(parents=True, exist_ok=True)
     with _timed(result.timings, "export", progress):
-        result.files.extend(export_all(result, out))
+        written = export_all(out, raw=result.raw, series=result.series, volumes=result.volumes, maps=result.maps)
+        result.files.extend(str(p) for p in written)
         result.alignment.save(out / "alignment.json")
         result.files.append(str(out / "alignment.json"))
     if pictures:
         from .pictures import pipeline_figures
 
         with _timed(result.timings, "pictures", progress):
-            result.files.extend(str(p) for p in pipeline_figures(result, out / "figures"))
+            figures = pipeline_figures(out / "figures", series=result.series, maps=result.maps)
+            result.files.extend(str(p) for p in figures)
+    size = format_size(output_size(result.files))
+    result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")
     atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
     result.files.append(str(out / "summary.json"))
 
@@ -768,7 +776,7 @@ def quantify_saved(
     experiment. Writes ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and
     composite figures and ``quantify_summary.json`` into ``out``; returns that summary.
     """
-    from .export import save_hdf5, save_hspy, save_tiff
+    from .export import export_maps, format_size, output_size
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -789,10 +797,12 @@ def quantify_saved(
             if method in volumes:
                 raise ValueError(f"{path}: a second volume of {method}; give one volume per solver")
             volumes[method] = volume
-    with _timed(timings, "physics", progress):
+    with _timed(timings, "physics", progress), collected_notes(notes) as model_notes:
         model = plugins.physics(physics) if physics else plugins.default("physics")
         for method, volume in volumes.items():
             factors[method] = model(**dict(physics_options or {})).compute(volume.experiment)
+    for method in factors if model_notes else ():
+        factors[method].provenance.append(provenance.step("model_notes", model.name, notes=model_notes))
     with _timed(timings, "quantify", progress):
         maps = {}
         for method, volume in volumes.items():
@@ -801,19 +811,13 @@ def quantify_saved(
     comparison = compare_maps(maps[names[0]], maps[names[1]]) if len(names) >= 2 else {}
     files: list[str] = []
     with _timed(timings, "export", progress):
-        for method, result in maps.items():
-            files.append(str(save_hdf5(result, out / f"maps_{method}.h5")))
-            files += [str(p) for p in save_hspy(result, out / "hspy", f"maps_{method}")]
-            files += [str(p) for p in save_tiff(result, out / "tiff", f"maps_{method}")]
+        files += [str(p) for p in export_maps(maps, out)]
     if pictures:
-        from .pictures import composite_figure, orthoslice_figure
+        from .pictures import pipeline_figures
 
         with _timed(timings, "pictures", progress):
-            for method, result in maps.items():
-                path = out / "figures" / f"orthoslices_{method}.png"
-                files.append(str(orthoslice_figure(result, title=f"Weight fractions, {method}", path=path)))
-                path = out / "figures" / f"composite_{method}.png"
-                files.append(str(composite_figure(result, result.elements[:3], title=method, path=path)))
+            files += [str(p) for p in pipeline_figures(out / "figures", maps=maps)]
+    notes.append(f"output: {len(files)} files, {format_size(output_size(files))} (and quantify_summary.json)")
     summary = provenance.jsonable(
         {
             "inputs": [str(p) for p in paths],

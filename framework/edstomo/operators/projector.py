@@ -246,7 +246,7 @@ class ParallelBeamProjector(LinearOperator):
     ----------
     angles : ndarray
         Tilt angles in radians, float64.
-    shape : tuple of int
+    slice_shape : tuple of int
         ``(nz, nx)``.
     n_det : int
         Number of detector bins.
