@@ -130,7 +130,7 @@ def test_shapes_areas_overlap_and_masses():
     fe_mass = maps.partial_density()[maps.elements.index("Fe")].sum()
     ni_mass = maps.partial_density()[maps.elements.index("Ni")].sum()
     assert fe_mass / rho_fe == pytest.approx(np.pi * 30 * 20 - 100, rel=2e-3)  # ellipse area minus the square's
-    assert ni_mass / rho_ni == pytest.approx(100, rel=5e-3)  # a 10 nm square, turned by 45°
+    assert ni_mass / rho_ni == pytest.approx(100, rel=1e-2)  # a 10 nm square, turned by 45° (sampled edges)
     inside = maps.density > 0
     np.testing.assert_allclose(maps.weight_fractions.sum(axis=0)[inside], 1.0)
     regions = phantom.regions(_grid_experiment())
