@@ -134,7 +134,7 @@ def test_shapes_areas_overlap_and_masses():
     inside = maps.density > 0
     np.testing.assert_allclose(maps.weight_fractions.sum(axis=0)[inside], 1.0)
     regions = phantom.regions(_grid_experiment())
-    assert not (regions[0] & regions[1]).any() and regions[1].sum() == pytest.approx(100, abs=8)
+    assert not (regions[0] & regions[1]).any() and regions[1].sum() == pytest.approx(100, abs=15)
 
 
 def test_shapes_given_density_and_three_dimensions():
