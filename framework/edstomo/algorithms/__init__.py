@@ -29,6 +29,7 @@ from .tv import TotalVariationTerm
 __all__ = [
     "CGLS",
     "ORDERINGS",
+    "PDHG",
     "SART",
     "Algorithm",
     "Callback",
@@ -39,7 +40,6 @@ __all__ = [
     "FunctionCallback",
     "History",
     "IterationState",
-    "PDHG",
     "ProgressBar",
     "ProgressFunction",
     "ProxTerm",

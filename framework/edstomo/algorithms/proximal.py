@@ -52,7 +52,7 @@ __all__ = [
 
 
 def kl_divergence(data: Any, model: Any, background: Any = 0.0) -> float:
-    """``Σ (m + β) − b + b log(b / (m + β))`` with ``0 log 0 = 0``: the Poisson negative log-likelihood up to a constant.
+    """``Σ (m + β) − b + b log(b / (m + β))`` (``0 log 0 = 0``): the Poisson negative log-likelihood + a constant.
 
     Parameters
     ----------

@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, PositiveFloat
 
 from .poisson import SAFETY, PoissonOptions, PoissonSolverBase
 
-__all__ = ["FusedDataTerm", "FusedSolver", "RATIO_FILTER_SIGMA"]
+__all__ = ["RATIO_FILTER_SIGMA", "FusedDataTerm", "FusedSolver"]
 
 #: σ (pixels) of the Gaussian filter applied to the sinograms before the response ratios are fitted
 #: (the paper's filter; it reduces the attenuation of a least-squares fit on noisy regressors).
