@@ -33,6 +33,7 @@ from typing import Any
 from .. import backend
 from ..errors import InputError
 from ..operators import LinearOperator
+from . import pdhg_kernels
 from .base import Algorithm
 
 __all__ = ["PDHG", "DualTerm", "ProxTerm", "dual_steps"]
@@ -185,6 +186,14 @@ class PDHG(Algorithm):
         back = self.terms[0].adjoint(self.duals[0])
         for term, y in zip(self.terms[1:], self.duals[1:]):
             term.add_adjoint(y, back)
+        change = pdhg_kernels.primal_step(self.x, self.xbar, back, self.tau, self.nonnegative)
+        if change is not None and self.extrapolation == 1.0:
+            return change
+        if change is not None:  # x̄ = x' + (x' − x) from the kernel; rescale the extrapolation
+            self.xbar -= self.x
+            self.xbar *= self.extrapolation
+            self.xbar += self.x
+            return change
         back *= self.tau
         previous = self.xbar
         previous[...] = self.x  # the x̄ buffer now holds the old estimate

@@ -12,7 +12,7 @@ from edstomo.algorithms.proximal import kl_dual_prox, least_squares_dual_prox
 from edstomo.data import HAADF, TiltSeries
 from edstomo.engine import Problem
 from edstomo.errors import InputError
-from edstomo.operators import BlockDiagonal, ParallelBeamProjector
+from edstomo.operators import BlockDiagonal, MixChannels, ParallelBeamProjector
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, response_ratios
 from pydantic import BeforeValidator, Field, PositiveFloat
 
@@ -30,15 +30,17 @@ def _ratio_mapping(value: Any) -> Any:
 
 
 class FusedDataTerm(DualTerm):
-    """The data terms of ``fused``: one KL term per line and the HAADF least-squares term, one projection.
+    """The data terms of ``fused``: one KL term per line and the HAADF least-squares term.
 
-    The maps ``x`` (``(nz, nx, k, slices)``) and the HAADF model map
-    ``h(x) = Σ_A r_A m_A (x_A / m_A)^γ`` are projected together (``BlockDiagonal(W, k + 1)``);
-    the first k sinograms enter the KL terms, the last the HAADF term
-    ``(w/2)‖W h(x) − I_H‖²``.  For γ = 1, ``h(x) = Σ_A r_A x_A`` is linear and this
-    is PDHG on ``K = [I_k; rᵀ] ⊗ W``; for γ ≠ 1 the HAADF row is linearised at
-    the extrapolated point x̄ (the nonlinear PDHG of Valkonen 2014), which
-    converges only locally.
+    The dual variable has k + 1 sinogram channels: the k lines' (KL terms) and
+    the HAADF's (``(w/2)‖W h(x) − I_H‖²``, ``h(x) = Σ_A r_A m_A (x_A / m_A)^γ``).
+    For γ = 1, ``h(x) = Σ_A r_A x_A`` is linear and the term is PDHG on
+    ``K = ([I_k; rᵀ] ⊗ I) ∘ (I_k ⊗ W)``: the maps are projected once and mixed in
+    the sinogram domain, and the adjoint mixes the duals there before one back
+    projection (as HEBT's operator, eq. 17).  For γ ≠ 1 the map ``h(x̄)`` is
+    projected as a (k+1)-th channel and the HAADF row is linearised at the
+    extrapolated point x̄ (the nonlinear PDHG of Valkonen 2014), which converges
+    only locally.
 
     Parameters
     ----------
@@ -50,7 +52,7 @@ class FusedDataTerm(DualTerm):
         The HAADF sinogram.
     ratios, references : array, shape (1, 1, k, 1)
         r_A and m_A.
-    weight : array
+    weight : float or array
         w, broadcasting against the HAADF sinogram.
     sigma : array, shape (1, 1, k + 1, slices or 1)
         Dual steps of the k KL rows and the HAADF row.
@@ -73,39 +75,43 @@ class FusedDataTerm(DualTerm):
         gamma: float,
     ) -> None:
         lines = counts.shape[2]
-        super().__init__(BlockDiagonal(projector, lines + 1), sigma)
+        mixing = np.vstack([np.eye(lines), backend.to_numpy(ratios).reshape(1, -1)])
+        super().__init__(MixChannels(mixing, projector.range_shape) @ BlockDiagonal(projector, lines), sigma)
         self.projector, self.counts, self.haadf = projector, counts, haadf
         self.ratios, self.references, self.weight = ratios, references, weight
         self.background, self.gamma, self.lines = background, float(gamma), lines
         self._slope: Any = ratios
 
-    def _stack(self, x: Any) -> Any:
+    def start(self, x: Any) -> Any:
         xp = backend.namespace(x)
-        if self.gamma == 1.0:
-            model = xp.sum(x * self.ratios, axis=2, keepdims=True)
-            self._slope = self.ratios
-        else:
-            relative = xp.maximum(x, 0) / self.references
-            model = xp.sum(self.ratios * self.references * relative**self.gamma, axis=2, keepdims=True)
-            self._slope = self.ratios * self.gamma * relative ** (self.gamma - 1.0)
-        return xp.concat([x, model], axis=2)
+        return xp.zeros((*self.projector.range_shape, self.lines + 1, *x.shape[3:]), dtype=x.dtype)
 
     def ascend(self, y: Any, xbar: Any) -> Any:
-        z = self.projector.forward(self._stack(xbar))
-        z *= self.sigma
-        z += y
-        return self.prox(z)
+        xp, k = backend.namespace(xbar), self.lines
+        if self.gamma == 1.0:
+            projected = self.projector.forward(xbar)
+            model = xp.sum(projected * self.ratios, axis=2, keepdims=True)
+        else:
+            relative = xp.maximum(xbar, 0) / self.references
+            image = xp.sum(self.ratios * self.references * relative**self.gamma, axis=2, keepdims=True)
+            self._slope = self.ratios * self.gamma * relative ** (self.gamma - 1.0)
+            both = self.projector.forward(xp.concat([xbar, image], axis=2))
+            projected, model = both[:, :, :k], both[:, :, k:]
+        y[:, :, :k] += self.sigma[:, :, :k] * projected
+        y[:, :, k:] += self.sigma[:, :, k:] * model
+        return self.prox(y)
 
     def prox(self, z: Any) -> Any:
-        k = self.lines
-        sigma = self.sigma
+        k, sigma = self.lines, self.sigma
         kl_dual_prox(z[:, :, :k], sigma[:, :, :k], self.counts, self.background, out=z[:, :, :k])
         least_squares_dual_prox(z[:, :, k:], sigma[:, :, k:], self.haadf, self.weight, out=z[:, :, k:])
         return z
 
     def adjoint(self, y: Any) -> Any:
-        back = self.projector.adjoint(y)
         k = self.lines
+        if self.gamma == 1.0:
+            return self.projector.adjoint(y[:, :, :k] + self.ratios * y[:, :, k:])
+        back = self.projector.adjoint(y)
         return back[:, :, :k] + self._slope * back[:, :, k:]
 
 

@@ -31,6 +31,7 @@ Default rules (all from the data, none from a ground truth):
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: λ₀ = LAMBDA_SCALE · b̄^LAMBDA_EXPONENT (b̄ in counts per ray), calibrated once on the phantom of
-#: ``edstomo_plugins.studies.dose_sweep.CALIBRATION_SHAPES`` (see docs/poisson-tv.md).
+#: ``benchmarks/calibrate_poisson_tv.py``, which no study uses (see docs/poisson-tv.md).
 LAMBDA_SCALE = 4.4
 LAMBDA_EXPONENT = -0.2
 #: Safety factor ρ < 1 of the PDHG step condition.
@@ -195,10 +196,10 @@ class PoissonSolverBase(ReconstructionSolver):
         channels, slices = len(problem.channels), problem.data.shape[3]
         joint = self.options.coupling == "joint"
         if self.options.tv == "2d":
-            gradient = Gradient((nz, nx))
+            gradient = _gradient((nz, nx), (0, 1))
             coupled = (3,) if joint else ()
         else:
-            gradient = Gradient((nz, nx, channels, slices), axes=(0, 1, 3))
+            gradient = _gradient((nz, nx, channels, slices), (0, 1, 3))
             coupled = (2,) if joint else ()
         xp = problem.xp
         # σ must be constant inside each ball: the bound uses the largest τ w² over the channels (and slices in 3-D)
@@ -209,6 +210,12 @@ class PoissonSolverBase(ReconstructionSolver):
         sigma = SAFETY / (terms * reach * gradient.norm() ** 2)
         sigma = _expand_components(sigma, self.options.tv, xp)
         return TotalVariationTerm(gradient, weights, lam, sigma, coupled=coupled)
+
+
+@lru_cache(maxsize=8)
+def _gradient(shape: tuple[int, ...], axes: tuple[int, ...]) -> Gradient:
+    """A finite-difference gradient, cached with its norm (the power method runs once per grid)."""
+    return Gradient(shape, axes=axes)
 
 
 def _expand_components(step: Any, tv: str, xp: Any) -> Any:

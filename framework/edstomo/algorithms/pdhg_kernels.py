@@ -1,0 +1,204 @@
+"""Compiled element-wise passes of PDHG and 2-D total variation (optional: needs numba).
+
+The generic code (:mod:`edstomo.algorithms.pdhg`, :mod:`edstomo.algorithms.tv`)
+runs any array library through the array API, one NumPy operation at a time;
+on volumes of hundreds of megabytes each operation is a pass over memory.
+These kernels do the same arithmetic in one pass each, multithreaded over the
+first image axis:
+
+``tv2d_ascend``   p ← proj_λ(p + σ ∇(w x̄)) for per-slice 2-D TV (forward
+                  differences, Neumann boundary), per channel or channel-coupled;
+``tv2d_adjoint``  out += w ∇ᵀp (minus the divergence);
+``primal_step``   x ← P(x − τ g), x̄ ← x + (x − x_old) and the partial sums of ‖x − x_old‖².
+
+Arrays are NumPy, C-ordered; estimates ``(nz, nx, channels, slices)``,
+duals ``(nz, nx, 2, channels, slices)``.  Every value is computed by one
+thread from its own inputs, and sums over channels run in a fixed order, so a
+batch column's result does not depend on the other columns or the number of
+threads: slices solved in chunks give the same bits.  :data:`HAVE_NUMBA` is
+False without numba; callers then use the generic code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised only without the 'speed' extra
+    numba = None
+
+__all__ = ["HAVE_NUMBA", "PARALLEL_WORK", "primal_step", "tv2d_adjoint", "tv2d_ascend"]
+
+HAVE_NUMBA: bool = numba is not None
+
+#: Values (voxels × batch) below which a pass runs on one thread: a parallel region costs tens of
+#: microseconds, and milliseconds when another process holds a core.
+PARALLEL_WORK = 2_000_000
+
+if HAVE_NUMBA:
+    _JIT = {"cache": True, "fastmath": {"contract"}, "nogil": True}
+
+    def _tv2d_ascend(x, p, w, sigma, radius, joint):  # pragma: no cover - compiled
+        nz, nx, nc, ns = x.shape
+        for i in numba.prange(nz):
+            down = min(i + 1, nz - 1)  # at the last row x[down] − x[i] = 0: the Neumann boundary
+            norms = np.empty((nc, ns), dtype=np.float64)
+            for j in range(nx):
+                right = min(j + 1, nx - 1)
+                for c in range(nc):
+                    wc = w[c]
+                    for s in range(ns):
+                        here = x[i, j, c, s]
+                        a = p[i, j, 0, c, s] + sigma[c, s] * ((x[down, j, c, s] - here) * wc)
+                        b = p[i, j, 1, c, s] + sigma[c, s] * ((x[i, right, c, s] - here) * wc)
+                        p[i, j, 0, c, s] = a
+                        p[i, j, 1, c, s] = b
+                        norms[c, s] = a * a + b * b
+                if joint:
+                    for s in range(ns):
+                        total = 0.0
+                        for c in range(nc):
+                            total += norms[c, s]
+                        for c in range(nc):
+                            norms[c, s] = total
+                for c in range(nc):
+                    for s in range(ns):
+                        size = math.sqrt(norms[c, s])
+                        r = radius[c, s]
+                        if size > r:
+                            factor = r / size
+                            p[i, j, 0, c, s] *= factor
+                            p[i, j, 1, c, s] *= factor
+
+    def _tv2d_adjoint(p, w, out):  # pragma: no cover - compiled
+        nz, nx, _, nc, ns = p.shape
+        for i in numba.prange(nz):
+            for j in range(nx):
+                for c in range(nc):
+                    wc = w[c]
+                    for s in range(ns):
+                        value = 0.0
+                        if i >= 1:
+                            value += p[i - 1, j, 0, c, s]
+                        if i + 1 < nz:
+                            value -= p[i, j, 0, c, s]
+                        if j >= 1:
+                            value += p[i, j - 1, 1, c, s]
+                        if j + 1 < nx:
+                            value -= p[i, j, 1, c, s]
+                        out[i, j, c, s] += wc * value
+
+    def _primal_step(x, xbar, g, tau, nonnegative, partial):  # pragma: no cover - compiled
+        rows, inner = x.shape
+        for r in numba.prange(rows):
+            acc = 0.0
+            for k in range(inner):
+                old = x[r, k]
+                new = old - tau[k] * g[r, k]
+                if nonnegative and new < 0:
+                    new = 0.0
+                x[r, k] = new
+                step = new - old
+                xbar[r, k] = new + step
+                acc += step * step
+            partial[r] = acc
+
+    #: (serial, parallel) compiled versions of each pass; both give the same bits (one thread per value).
+    _KERNELS = {
+        function.__name__: (numba.njit(parallel=False, **_JIT)(function), numba.njit(parallel=True, **_JIT)(function))
+        for function in (_tv2d_ascend, _tv2d_adjoint, _primal_step)
+    }
+
+
+def _kernel(name: str, size: int) -> Any:
+    return _KERNELS[name][size >= PARALLEL_WORK]
+
+
+def _usable(*arrays: Any) -> bool:
+    return HAVE_NUMBA and all(
+        isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype in (np.float32, np.float64) for a in arrays
+    )
+
+
+def tv2d_ascend(x: Any, p: Any, weights: Any, sigma: Any, radius: Any, joint: bool) -> bool:
+    """``p ← proj(p + σ ∇(w x))`` in place for 2-D TV; returns False (doing nothing) when it cannot run.
+
+    Parameters
+    ----------
+    x : ndarray, shape (nz, nx, channels, slices)
+    p : ndarray, shape (nz, nx, 2, channels, slices)
+    weights : array, broadcasting to (channels,)
+    sigma, radius : arrays or floats, broadcasting to (channels, slices) from the trailing axes
+    joint : bool
+        Channel-coupled balls (one norm over the channels) or one ball per channel.
+    """
+    if x.ndim != 4 or p.shape != (*x.shape[:2], 2, *x.shape[2:]) or not _usable(x, p):
+        return False
+    batch = x.shape[2:]
+    _kernel("_tv2d_ascend", x.size)(
+        x,
+        p,
+        _vector(weights, batch[0], x.dtype),
+        _batch(sigma, batch, x.dtype),
+        _batch(radius, batch, x.dtype),
+        bool(joint),
+    )
+    return True
+
+
+def tv2d_adjoint(p: Any, weights: Any, out: Any) -> bool:
+    """``out += w ∇ᵀ p`` for 2-D TV; returns False (doing nothing) when it cannot run."""
+    if out.ndim != 4 or p.shape != (*out.shape[:2], 2, *out.shape[2:]) or not _usable(p, out):
+        return False
+    _kernel("_tv2d_adjoint", out.size)(p, _vector(weights, out.shape[2], out.dtype), out)
+    return True
+
+
+def primal_step(x: Any, xbar: Any, step: Any, tau: Any, nonnegative: bool) -> float | None:
+    """``x ← P(x − τ g)``, ``x̄ ← 2x − x_old`` in one pass; returns ``‖x − x_old‖`` (None when it cannot run).
+
+    ``tau`` must be a float or an array whose shape is that of the trailing axes of
+    ``x`` (leading length-1 axes allowed).
+    """
+    if not (_usable(x, xbar, step) and x.shape == xbar.shape == step.shape and x.dtype == xbar.dtype == step.dtype):
+        return None
+    tau = np.asarray(tau, dtype=x.dtype)
+    if tau.ndim > x.ndim:
+        return None
+    tau = tau.reshape((1,) * (x.ndim - tau.ndim) + tau.shape)
+    varying = [axis for axis, size in enumerate(tau.shape) if size != 1]
+    first = varying[0] if varying else x.ndim - 1
+    try:
+        tau = np.broadcast_to(tau.reshape(tau.shape[first:]), x.shape[first:])
+    except ValueError:
+        return None
+    inner = int(np.prod(x.shape[first:]))
+    rows = x.size // inner
+    partial = np.empty(rows, dtype=np.float64)
+    _kernel("_primal_step", x.size)(
+        x.reshape(rows, inner),
+        xbar.reshape(rows, inner),
+        step.reshape(rows, inner),
+        np.ascontiguousarray(tau.reshape(inner)),
+        bool(nonnegative),
+        partial,
+    )
+    return math.sqrt(float(partial.sum()))
+
+
+def _vector(values: Any, size: int, dtype: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(values, dtype=dtype).reshape(-1), (size,)))
+
+
+def _batch(values: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``values`` (a float, or an array whose trailing axes broadcast to ``shape``) as a C-ordered ``shape`` array."""
+    array = np.asarray(values, dtype=dtype)
+    while array.ndim > len(shape):
+        if array.shape[0] != 1:
+            raise ValueError(f"values of shape {array.shape} vary along an axis before the batch axes {shape}")
+        array = array.reshape(array.shape[1:])
+    return np.ascontiguousarray(np.broadcast_to(array, shape))
