@@ -30,6 +30,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import backend
 from ..errors import InputError
 from ..operators import LinearOperator
@@ -97,8 +99,7 @@ class DualTerm(ABC):
 
     def ascend(self, y: Any, xbar: Any) -> Any:
         """The dual update ``prox_{σF*}(y + σ K x̄)``; may update ``y`` in place and return it."""
-        z = self.operator.forward(xbar)
-        z *= self.sigma
+        z = self.sigma * self.operator.forward(xbar)  # a new array: the operator may return x̄ itself
         z += y
         return self.prox(z)
 
@@ -184,6 +185,8 @@ class PDHG(Algorithm):
         for index, term in enumerate(self.terms):
             self.duals[index] = term.ascend(self.duals[index], self.xbar)
         back = self.terms[0].adjoint(self.duals[0])
+        if _aliases(back, self.duals):  # e.g. the identity returns its input: never add into a dual variable
+            back = xp.asarray(back, copy=True)
         for term, y in zip(self.terms[1:], self.duals[1:]):
             term.add_adjoint(y, back)
         change = pdhg_kernels.primal_step(self.x, self.xbar, back, self.tau, self.nonnegative)
@@ -206,3 +209,13 @@ class PDHG(Algorithm):
             previous *= self.extrapolation
         previous += self.x  # x̄ = x' + θ (x' − x)
         return change
+
+
+def _aliases(array: Any, others: Sequence[Any]) -> bool:
+    """Whether ``array`` is, or (for NumPy) shares memory with, one of ``others``."""
+    for other in others:
+        if array is other:
+            return True
+        if isinstance(array, np.ndarray) and isinstance(other, np.ndarray) and np.may_share_memory(array, other):
+            return True
+    return False

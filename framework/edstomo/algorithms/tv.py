@@ -75,9 +75,7 @@ class TotalVariationTerm(DualTerm):
             xbar, y, self.weights, self.sigma, self.radius, joint=len(self.axes) > 1
         ):
             return y
-        z = self.operator.forward(self._weighted(xbar))
-        z *= self.sigma
-        y += z
+        y += self.sigma * self.operator.forward(self._weighted(xbar))
         return project_balls(y, self.radius, self.axes, out=y)
 
     def prox(self, z: Any) -> Any:

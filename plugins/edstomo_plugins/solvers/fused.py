@@ -151,6 +151,9 @@ class FusedSolver(PoissonSolverBase):
     requires = frozenset({"lines", "haadf", "counts"})
     produces = "f_A"
     fits_from_data = ("levels", "ratios")
+    #: λ₀ = 2.8 at every dose: the best λ on the calibration phantom did not change with the dose.
+    lambda_scale = 2.8
+    lambda_exponent = 0.0
 
     class Options(PoissonOptions):
         ratios: Annotated[dict[str, PositiveFloat] | None, BeforeValidator(_ratio_mapping)] = Field(

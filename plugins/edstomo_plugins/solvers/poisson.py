@@ -20,9 +20,10 @@ Default rules (all from the data, none from a ground truth):
 * **channel weights** ``w_A = √(T / b̄_A)`` (T tilts): the Poisson data term's
   curvature at a pixel is about ``T / b̄_A``, so ``w_A X_A`` has about unit noise
   and every line is regularised on the same scale;
-* **TV weight** ``λ = regularization × λ₀`` with ``λ₀ = 4.4 b̄^(−0.2)``, ``b̄`` the
-  geometric mean of the ``b̄_A``: the best λ on a calibration phantom (not the
-  phantom of any study) grew slowly as the dose fell (see docs/poisson-tv.md);
+* **TV weight** ``λ = regularization × λ₀`` with ``λ₀ = 5.4 b̄^(−0.2)`` (``fused``:
+  ``λ₀ = 2.8``), ``b̄`` the geometric mean of the ``b̄_A``: fitted to the best λ on
+  a calibration phantom that no study uses, at EDS doses ÷1 … ÷300
+  (``benchmarks/calibrate_poisson_tv.py``, docs/poisson-tv.md);
 * **steps** from the operator norms (power method) and a primal–dual balance
   ``τ ∝ balance × s`` per batch column, ``s = Σ b / Σ W1`` the mean map value
   over the field of view that reproduces the column's counts.
@@ -53,9 +54,9 @@ __all__ = [
     "default_lambda",
 ]
 
-#: λ₀ = LAMBDA_SCALE · b̄^LAMBDA_EXPONENT (b̄ in counts per ray), calibrated once on the phantom of
-#: ``benchmarks/calibrate_poisson_tv.py``, which no study uses (see docs/poisson-tv.md).
-LAMBDA_SCALE = 4.4
+#: λ₀ = LAMBDA_SCALE · b̄^LAMBDA_EXPONENT (b̄ in counts per ray) for ``poisson-tv``, fitted once to the best λ
+#: of ``benchmarks/calibrate_poisson_tv.py`` on a phantom that no study uses (see docs/poisson-tv.md).
+LAMBDA_SCALE = 5.4
 LAMBDA_EXPONENT = -0.2
 #: Safety factor ρ < 1 of the PDHG step condition.
 SAFETY = 0.99
@@ -125,10 +126,10 @@ def count_levels(data: TiltSeries, channels: list[str]) -> dict[str, float]:
     return levels
 
 
-def default_lambda(levels: list[float]) -> float:
-    """λ₀ = 4.4 b̄^(−0.2), ``b̄`` the geometric mean of the lines' count levels (counts per ray)."""
+def default_lambda(levels: list[float], scale: float = LAMBDA_SCALE, exponent: float = LAMBDA_EXPONENT) -> float:
+    """λ₀ = scale · b̄^exponent (default 5.4 b̄^(−0.2)), ``b̄`` the geometric mean of the lines' count levels."""
     mean = math.exp(sum(math.log(v) for v in levels) / len(levels))
-    return LAMBDA_SCALE * mean**LAMBDA_EXPONENT
+    return scale * mean**exponent
 
 
 class PoissonSolverBase(ReconstructionSolver):
@@ -138,6 +139,9 @@ class PoissonSolverBase(ReconstructionSolver):
     produces = "f_A"
     fits_from_data: tuple[str, ...] = ("levels",)
     Options = PoissonOptions
+    #: The default TV weight rule λ₀ = lambda_scale · b̄^lambda_exponent of this solver.
+    lambda_scale: float = LAMBDA_SCALE
+    lambda_exponent: float = LAMBDA_EXPONENT
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -177,7 +181,9 @@ class PoissonSolverBase(ReconstructionSolver):
         xp = problem.xp
         tilts = problem.projector.n_angles
         weights = [math.sqrt(tilts / levels[c]) for c in problem.channels]
-        lam = self.options.regularization * default_lambda([levels[c] for c in problem.channels])
+        lam = self.options.regularization * default_lambda(
+            [levels[c] for c in problem.channels], self.lambda_scale, self.lambda_exponent
+        )
         self._record.update(levels_used=levels, lambda_used=lam, channel_weights=dict(zip(problem.channels, weights)))
         return xp.reshape(xp.asarray(weights, dtype=getattr(xp, problem.dtype)), (1, 1, -1, 1)), lam
 
