@@ -232,8 +232,11 @@ def test_fractions_of_poisson_tv_maps_sum_to_one() -> None:
 
 def test_fused_with_a_negligible_haadf_weight_is_poisson_tv() -> None:
     series = solver_test_series(slices=1, size=10)
-    common = {"iterations": 4000, "dtype": "float64", "regularization": 1.0}
-    fused = FusedSolver(haadf_weight=1e-9, ratios={"Ag_La": 3.0, "Au_Ma": 5.0}, **common).solve(series)
+    common = {"iterations": 4000, "dtype": "float64"}
+    lam = default_lambda(list(count_levels(series, ["Ag_La", "Au_Ma"]).values()))  # poisson-tv's λ; fused's λ₀ is 2.8
+    fused = FusedSolver(
+        haadf_weight=1e-9, ratios={"Ag_La": 3.0, "Au_Ma": 5.0}, regularization=lam / FusedSolver.lambda_scale, **common
+    ).solve(series)
     alone = PoissonTVSolver(**common).solve(series.select(["Ag_La", "Au_Ma"]))
     np.testing.assert_allclose(fused.data, alone.data, atol=2e-3 * alone.data.max())
 
