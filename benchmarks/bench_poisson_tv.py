@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_sirt  # noqa: E402
+import bench_sirt
 
 
 def main() -> None:
