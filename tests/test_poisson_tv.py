@@ -352,3 +352,29 @@ def test_fused_needs_the_haadf() -> None:
     series = solver_test_series(slices=1).select(["Ag_La", "Au_Ma"])
     with pytest.raises(InputError, match="HAADF"):
         FusedSolver(iterations=2).solve(series)
+
+
+# ---------------------------------------------------------------------------------------------- dose-sweep study
+def test_dose_sweep_study_writes_metrics_summary_and_figure(tmp_path) -> None:
+    from edstomo import figures
+    from edstomo.study import ResultsTable
+    from edstomo_plugins.studies.dose_sweep import dose_reduction
+
+    study = plugins.study("dose-sweep")(divisors=[30, 1], seeds=1, oracle_iterations=0)
+    summary = study.run(tmp_path)
+    assert summary["divisors"] == [1.0, 30.0]
+    table = ResultsTable.from_csv(tmp_path / "metrics.csv")
+    assert len(table) == 2 * 4  # divisors x methods (one seed)
+    for method in ("sirt", "hebt-sirt", "poisson-tv", "fused"):
+        for divisor in ("1", "30"):
+            entry = summary["statistics"][method][divisor]
+            assert entry["ssim_quant_Ag"]["failed"] == 0
+            assert 0.9 < entry["ssim_quant_Ag"]["mean"] <= 1.0 and entry["rmse_wt"]["mean"] > 0
+    reference = summary["sirt_reference_ssim_quant_Ag"]
+    assert reference == pytest.approx(table.where(method="sirt", divisor=1.0)[0]["ssim_quant_Ag"])
+    assert summary["dose_reduction"]["sirt"] == 1.0
+    assert summary["dose_reduction"]["fused"] == 30.0  # fused at EDS dose ÷ 30 beats SIRT at full dose
+    description, dpi = figures.read_description(tmp_path / "dose_sweep.png")
+    assert figures.problems(description, dpi=dpi) == []
+    assert dose_reduction({1.0: 0.9, 3.0: 0.95, 10.0: 0.8}, 0.9) == 3.0
+    assert dose_reduction({1.0: 0.5}, 0.9) is None
