@@ -378,3 +378,29 @@ def test_dose_sweep_study_writes_metrics_summary_and_figure(tmp_path) -> None:
     assert figures.problems(description, dpi=dpi) == []
     assert dose_reduction({1.0: 0.9, 3.0: 0.95, 10.0: 0.8}, 0.9) == 3.0
     assert dose_reduction({1.0: 0.5}, 0.9) is None
+
+
+def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities() -> None:
+    """The pipeline gives solvers that require counts counts='scaled' (its maps are normalised), fused its
+    ratios, and quantifies both with the quantifier of their factor: no solver is named in the pipeline."""
+    from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
+
+    options = PipelineOptions(
+        lines=["Ag_La", "Au_Ma"],
+        solvers=["poisson-tv", "fused"],
+        solver_options={"poisson-tv": {"iterations": 20}, "fused": {"iterations": 20}},
+        series="none",
+        axis="none",
+        threshold=1.0,
+    )
+    result = run_pipeline(solver_test_series(slices=3), options, pictures=False)
+    for name in ("poisson-tv", "fused"):
+        step = next(s for s in result.volumes[name].provenance if s.get("action") == "reconstruct")
+        assert step["parameters"]["counts"] == "scaled"
+        assert result.volumes[name].factor == "f_A"
+        assert result.maps[name].provenance[-1]["plugin"] == "eds"
+    assert (
+        "ratios"
+        in next(s for s in result.volumes["fused"].provenance if s.get("action") == "reconstruct")["parameters"]
+    )
+    assert any("counts='scaled'" in note for note in result.notes)
