@@ -129,7 +129,9 @@ class FusedSolver(PoissonSolverBase):
     rule: the HAADF noise variance is taken as the EDS variance on the HAADF
     scale at a typical ray, ``Σ_A r_A² b̄_A``, divided by ``haadf_weight`` (ω, the
     HAADF's precision relative to the summed EDS lines), so
-    ``w = ω / Σ_A r_A² b̄_A`` — it grows as the EDS dose falls.
+    ``w = ω / Σ_A r_A² b̄_A``: the HAADF term keeps the weight ω relative to the EDS
+    terms at every dose (conservative at low EDS dose, where the HAADF's relative
+    precision in fact grows).
 
     Without ``ratios`` the response ratios are fitted to the data (eq. 15,
     non-negative least squares on the sinograms filtered with σ = 0.8 px, as

@@ -36,7 +36,14 @@ def draw(table: ResultsTable, summary: dict[str, Any], path: Path) -> Path:
             ax.fill_between(divisors, [row["min"] for row in rows], [row["max"] for row in rows], alpha=0.2)
         if metric == "ssim_quant_Ag" and "sirt_reference_ssim_quant_Ag" in summary:
             ax.axhline(summary["sirt_reference_ssim_quant_Ag"], color="0.4", linestyle=":", linewidth=1)
-            ax.annotate("SIRT at full dose", (divisors[0], summary["sirt_reference_ssim_quant_Ag"]), fontsize=7)
+            ax.annotate(
+                "SIRT at full dose",
+                (divisors[-1], summary["sirt_reference_ssim_quant_Ag"]),
+                fontsize=7,
+                ha="right",
+                va="bottom",
+                color="0.3",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("EDS dose divisor (paper's dose ÷ d)")
         ax.set_ylabel(label)
