@@ -34,7 +34,7 @@ relation that exSpy uses too (the Fano term of silicon).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -243,7 +243,11 @@ def _family(element: str, shell: str, beam_energy_kev: float, yields: str, casca
 
 
 def element_families(
-    element: str, beam_energy_kev: float, *, yields: str = "auto", cascade: str = "coster-kronig"
+    element: str,
+    beam_energy_kev: float,
+    *,
+    yields: str | Mapping[str, str] = "auto",
+    cascade: str = "coster-kronig",
 ) -> list[Family]:
     """The K, L and M families an element emits at a beam energy (those the beam can excite).
 
@@ -253,8 +257,9 @@ def element_families(
         Element symbol.
     beam_energy_kev : float
         Beam energy (keV).
-    yields : {"auto", "xraylib", "eadl"}
-        Source of fluorescence yields and radiative rates (``"auto"``: see the module docstring).
+    yields : {"auto", "xraylib", "eadl"} or dict
+        Source of fluorescence yields and radiative rates (``"auto"``: see the
+        module docstring), or one source per family, ``{"K": "eadl", "L": …, "M": …}``.
     cascade : {"coster-kronig", "none"}
         Whether Coster-Kronig transitions move vacancies between sub-shells.
 
@@ -263,17 +268,21 @@ def element_families(
     InputError
         For an unknown element, source or cascade mode, or a beam energy that is not positive.
     """
-    if yields not in YIELDS:
-        raise InputError(f"yields: {yields!r} is not a data source; expected one of {YIELDS}")
+    if isinstance(yields, Mapping):
+        sources = {shell: yields.get(shell) for shell in FAMILY_SHELLS}
+    else:
+        sources = {shell: AUTO_YIELDS[shell] if yields == "auto" else yields for shell in FAMILY_SHELLS}
+    if any(source not in SOURCES for source in sources.values()):
+        raise InputError(
+            f"yields: {yields!r} is not a data source; expected one of {YIELDS} or a dict of one per family "
+            f"{tuple(FAMILY_SHELLS)}"
+        )
     if cascade not in CASCADES:
         raise InputError(f"cascade: {cascade!r} is not a mode; expected one of {CASCADES}")
     if not (np.isfinite(beam_energy_kev) and beam_energy_kev > 0):
         raise InputError(f"beam_energy: {beam_energy_kev!r} keV must be a positive energy")
     atomic_number(element)
-    found = [
-        _family(element, shell, float(beam_energy_kev), AUTO_YIELDS[shell] if yields == "auto" else yields, cascade)
-        for shell in FAMILY_SHELLS
-    ]
+    found = [_family(element, shell, float(beam_energy_kev), sources[shell], cascade) for shell in FAMILY_SHELLS]
     return [family for family in found if family is not None]
 
 

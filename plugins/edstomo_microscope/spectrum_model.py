@@ -67,6 +67,9 @@ UNEXPLAINED_FRACTION = 0.01
 NEAR_WEIGHT = 0.02
 #: Calibration corrections larger than this (eV) at a fitted line are noted.
 LARGE_CORRECTION_EV = 20.0
+#: Residuals (in standard deviations) beyond which the calibration refinement counts them less and less (soft L1
+#: loss): a family whose shape the atomic data get wrong must not drag the calibration of all the others.
+ROBUST_SCALE = 3.0
 #: Bounds of the refinement: offset (keV), relative gain, FWHM at Mn Kα (eV).
 OFFSET_BOUND_KEV = 0.2
 GAIN_BOUND = 0.03
@@ -120,7 +123,8 @@ def continuum_basis(energies_kev: np.ndarray, low_kev: float, high_kev: float, f
         spacing = min(max(KNOT_SPACING_ENERGY * knots[-1], MIN_KNOT_SPACING_FWHM * fwhm), KNOT_SPACING_FWHM * fwhm)
         knots.append(knots[-1] + spacing)
     knots = np.asarray(knots)
-    interior = low_kev + (knots - low_kev) * (high_kev - low_kev) / (knots[-1] - low_kev)  # last knot at high
+    interior = low_kev + (knots - low_kev) * (high_kev - low_kev) / (knots[-1] - low_kev)
+    interior[0], interior[-1] = low_kev, high_kev  # exactly, whatever the rounding
     t = np.concatenate([[low_kev] * 3, interior, [high_kev] * 3])
     x = np.clip(np.asarray(energies_kev, dtype=float), low_kev, high_kev)
     return BSpline.design_matrix(x, t, 3).toarray()
@@ -266,7 +270,13 @@ def _refine(problem: _Problem, notes: list[str]) -> EnergyCalibration:
     lower = np.array([-OFFSET_BOUND_KEV / 0.01, -GAIN_BOUND / 0.001, FWHM_BOUNDS_EV[0] / 10.0])
     upper = np.array([OFFSET_BOUND_KEV / 0.01, GAIN_BOUND / 0.001, FWHM_BOUNDS_EV[1] / 10.0])
     result = scipy.optimize.least_squares(
-        problem.residual, np.clip(start, lower, upper), bounds=(lower, upper), diff_step=0.02, xtol=1e-6
+        problem.residual,
+        np.clip(start, lower, upper),
+        bounds=(lower, upper),
+        diff_step=0.02,
+        xtol=1e-6,
+        loss="soft_l1",
+        f_scale=ROBUST_SCALE,
     )
     offset, gain, fwhm = result.x[0] * 0.01, result.x[1] * 0.001, result.x[2] * 10.0
     calibration = problem.calibration(offset, gain, fwhm)

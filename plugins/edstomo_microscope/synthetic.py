@@ -172,7 +172,7 @@ def write_spectrum_series(
     continuum_fraction: float = 0.5,
     sample_elements: Sequence[str] | None = None,
     physics: str = "mcxray",
-    yields: str = "auto",
+    yields: str | Mapping[str, str] = "auto",
     seed: int = 0,
 ) -> SyntheticSeries:
     """Write one HyperSpy ``.hspy`` EDS spectrum image per tilt (see the module docstring).
@@ -204,7 +204,7 @@ def write_spectrum_series(
         ``metadata.Sample.elements`` of the files; default the lines' elements.
     physics : str
         Physics plugin for the counts of the reference lines.
-    yields : {"auto", "xraylib", "eadl"}
+    yields : {"auto", "xraylib", "eadl"} or dict
         Atomic data of the family shapes (see :func:`~edstomo_microscope.families.element_families`).
     seed : int
         Seed of the Poisson noise.
