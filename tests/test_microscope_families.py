@@ -1,10 +1,9 @@
-"""Line families, detector resolution and the batched non-negative least squares of the family fit."""
+"""Line families of the family fit: relative intensities, detector resolution, guesses of unknown peaks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.optimize
 import xraylib
 from edstomo.errors import InputError
 from edstomo_microscope.families import (
@@ -13,9 +12,6 @@ from edstomo_microscope.families import (
     gaussian_bins,
     guess_lines,
 )
-from edstomo_microscope.linefit import nnls_gram
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def family(element, shell, beam=80.0, **options):
@@ -102,42 +98,3 @@ def test_guesses_name_the_usual_suspects_and_agree_with_exspy():
     assert "Cu" not in [g[0].split()[0] for g in guess_lines(8.05, 0.06, 200.0, exclude=["Cu"])]
     near = exspy.utils.eds.get_xray_lines_near_energy(8.05, width=0.12)
     assert "Cu_Ka" in near
-
-
-def _reference(gram, b):
-    """scipy's NNLS on the equivalent least-squares problem ‖Lᵀx − L⁻¹b‖ (G = L Lᵀ)."""
-    chol = np.linalg.cholesky(gram)
-    return scipy.optimize.nnls(chol.T, np.linalg.solve(chol, b))[0]
-
-
-def test_batched_nnls_equals_scipy_on_overlapping_gaussians():
-    rng = np.random.default_rng(3)
-    energies = np.linspace(6, 9, 301)
-    design = np.stack([np.exp(-0.5 * ((energies - c) / 0.06) ** 2) for c in (6.93, 7.06, 7.48, 7.65, 8.26)], axis=1)
-    gram = design.T @ design
-    truth = rng.uniform(0, 5, (200, 5)) * (rng.uniform(size=(200, 5)) > 0.4)
-    data = rng.poisson(truth @ design.T + 0.2)
-    solution = nnls_gram(gram, data @ design)
-    assert solution.min() >= 0
-    for row in range(0, 200, 7):
-        np.testing.assert_allclose(solution[row], _reference(gram, data[row] @ design), atol=1e-4)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=2, max_value=8))
-def test_batched_nnls_meets_the_optimality_conditions(seed, k):
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=(3 * k, k))
-    gram = a.T @ a + 1e-3 * np.eye(k)
-    rhs = rng.normal(size=(50, k)) * rng.uniform(0.1, 10, size=k)
-    x = nnls_gram(gram, rhs, tol=1e-10)
-    gradient = x @ gram - rhs
-    scale = np.abs(rhs).max() + 1.0
-    assert x.min() >= 0
-    assert gradient.min() >= -1e-6 * scale  # no descent direction into the feasible set
-    assert np.abs(x * gradient).max() <= 1e-6 * scale * max(1.0, x.max())  # complementary slackness
-
-
-def test_batched_nnls_rejects_mismatched_shapes():
-    with pytest.raises(InputError, match="nnls_gram"):
-        nnls_gram(np.eye(3), np.ones((4, 2)))

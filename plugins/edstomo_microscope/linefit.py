@@ -26,7 +26,7 @@ The steps (:func:`fit_series`):
    spectra). The continuum coefficients are free (nuisance parameters,
    eliminated in closed form); the family amplitudes are constrained to be
    non-negative and found, all pixels at once, by coordinate descent on the
-   reduced Gram matrix (:func:`nnls_gram`).
+   reduced Gram matrix (:func:`~edstomo_microscope.nnls.nnls_gram`).
 
 Without the non-negativity the fit is linear and unbiased: the per-pixel
 amplitudes then sum exactly to the fit of the summed spectrum. The constraint,
@@ -49,6 +49,7 @@ from edstomo.lines import parse_line
 from scipy.special import comb
 
 from .families import Family, element_families, families_of_lines, fwhm_kev
+from .nnls import nnls_gram
 from .spectrum_model import EnergyCalibration, SummedFit, fit_summed_spectrum
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "fit_series",
     "fit_tilt",
     "metadata_resolution",
-    "nnls_gram",
 ]
 
 #: Resolution at Mn Kα (eV) assumed when the files do not give it (exSpy's default for TEM detectors).
@@ -112,6 +112,18 @@ def metadata_resolution(eds: Any) -> float | None:
     return None
 
 
+def _sparse_counts(counts: np.ndarray) -> scipy.sparse.csr_matrix:
+    """A (pixels, channels) count array as a float32 CSR matrix (built from its non-zeros in one pass)."""
+    pixels, channels = counts.shape
+    flat = np.ascontiguousarray(counts).ravel()
+    where = np.flatnonzero(flat)
+    indptr = np.zeros(pixels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(where // channels, minlength=pixels), out=indptr[1:])
+    return scipy.sparse.csr_matrix(
+        (flat[where].astype(np.float32), (where % channels).astype(np.int32), indptr), shape=(pixels, channels)
+    )
+
+
 @dataclass
 class SpectrumCube:
     """One tilt's spectrum image as a sparse count matrix.
@@ -147,10 +159,11 @@ class SpectrumCube:
         data = np.asarray(eds.data)
         if data.ndim != 3:
             raise InputError(f"{source}: expected a spectrum image (rows, columns, channels), got shape {data.shape}")
-        if not np.all(np.isfinite(data)) or (data.size and data.min() < 0):
+        unsigned = np.issubdtype(data.dtype, np.unsignedinteger)  # counts as most files store them: no check needed
+        if not unsigned and data.size and (not np.all(np.isfinite(data)) or data.min() < 0):
             raise InputError(f"{source}: the spectrum image holds negative or non-finite counts")
         rows, columns = data.shape[:2]
-        matrix = scipy.sparse.csr_matrix(data.reshape(rows * columns, channels), dtype=np.float32)
+        matrix = _sparse_counts(data.reshape(rows * columns, channels))
         sample = eds.metadata.get_item("Sample.elements") if eds.metadata.has_item("Sample.elements") else []
         return cls(matrix, (rows, columns), offset, scale, source, tuple(sample), metadata_resolution(eds))
 
@@ -161,79 +174,6 @@ class SpectrumCube:
     def summed(self) -> np.ndarray:
         """The spectrum summed over the scan (counts per channel)."""
         return np.asarray(self.counts.sum(axis=0), dtype=np.float64).ravel()
-
-
-def nnls_gram(gram: np.ndarray, rhs: np.ndarray, *, tol: float = 1e-6, max_sweeps: int = 2000) -> np.ndarray:
-    """Non-negative least squares for many right-hand sides sharing one Gram matrix.
-
-    Solves ``min_x ½ xᵀ G x − bᵀ x`` subject to ``x ≥ 0`` for each row ``b`` of
-    ``rhs`` (the normal equations of ``min ‖A x − y‖²`` with ``G = AᵀA`` and
-    ``b = Aᵀy``) by cyclic coordinate descent, vectorised over the rows, after
-    scaling ``G`` to a unit diagonal; a row stops when no coordinate moves by more
-    than ``tol`` (relative to the row's largest scaled coefficient). Rows whose
-    unconstrained solution is non-negative are returned as that solution.
-
-    Parameters
-    ----------
-    gram : ndarray
-        Symmetric positive semi-definite matrix (k, k).
-    rhs : ndarray
-        Right-hand sides (n, k).
-    tol : float
-        Relative stopping tolerance.
-    max_sweeps : int
-        Most sweeps over the coordinates.
-
-    Returns
-    -------
-    ndarray
-        Solutions (n, k), non-negative.
-    """
-    gram = np.asarray(gram, dtype=np.float64)
-    rhs = np.asarray(rhs, dtype=np.float64)
-    if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or rhs.ndim != 2 or rhs.shape[1] != gram.shape[0]:
-        raise InputError(f"nnls_gram: gram {gram.shape} and rhs {rhs.shape} must be (k, k) and (n, k)")
-    diagonal = np.diag(gram).copy()
-    used = diagonal > 0
-    scale = np.where(used, np.sqrt(np.where(used, diagonal, 1.0)), 1.0)
-    g = gram / np.outer(scale, scale)
-    g[~used, :] = 0.0
-    g[:, ~used] = 0.0
-    g[np.diag_indices_from(g)] = 1.0
-    b = np.where(used, rhs / scale, 0.0)
-    x = b @ np.linalg.pinv(g, hermitian=True)
-    todo = np.flatnonzero(np.any(x < 0, axis=1))
-    np.maximum(x, 0.0, out=x)
-    if todo.size:
-        x[todo] = _coordinate_descent(g, b[todo], x[todo], tol, max_sweeps)
-    return x / scale
-
-
-def _coordinate_descent(g: np.ndarray, b: np.ndarray, x: np.ndarray, tol: float, max_sweeps: int) -> np.ndarray:
-    """Cyclic coordinate descent for unit-diagonal ``g``, over the rows still moving."""
-    x = x.copy()
-    active = np.arange(x.shape[0])
-    xa, ba = x, b
-    gradient = xa @ g - ba
-    for _ in range(max_sweeps):
-        moved = np.zeros(xa.shape[0])
-        for k in range(g.shape[0]):
-            old = xa[:, k]
-            new = np.maximum(old - gradient[:, k], 0.0)
-            delta = new - old
-            if not delta.any():
-                continue
-            xa[:, k] = new
-            gradient += delta[:, None] * g[k]
-            np.maximum(moved, np.abs(delta), out=moved)
-        still = moved > tol * np.maximum(xa.max(axis=1), 1e-12)
-        if not still.all():
-            x[active[~still]] = xa[~still]
-            active, xa, ba, gradient = active[still], xa[still], ba[still], gradient[still]
-        if active.size == 0:
-            break
-    x[active] = xa
-    return x
 
 
 @dataclass
