@@ -448,7 +448,7 @@ def spectrum_fit_figure(
             if e[0] <= peak["energy_kev"] <= e[-1]:
                 top.axvline(peak["energy_kev"], color="tab:purple", lw=0.6, ls=":")
         top.set_yscale("log")
-        top.set_ylim(max(0.5, 0.3 * continuum[inside].min(initial=1.0)), 2.0 * height)
+        top.set_ylim(max(0.5, 0.5 * model[inside].min()), 2.0 * height)
         top.set_ylabel("counts per channel")
         bottom.plot(e, residual[inside], "-", color="0.2", lw=0.6)
         bottom.axhline(0.0, color="tab:red", lw=0.6)
