@@ -229,3 +229,28 @@ def test_loading_with_fitting_records_the_evidence(tmp_path):
     pictures = pytest.importorskip("edstomo_microscope.pictures")
     path = pictures.spectrum_fit_figure(fit, path=tmp_path / "fit.png")
     assert path.stat().st_size > 10_000
+
+
+def test_negative_counts_are_refused():
+    amplitudes, continuum = amplitudes_and_continuum((3, 3))
+    signal = spectrum_image(amplitudes, continuum)
+    signal.data[1, 1, 500] = -2.0
+    with pytest.raises(InputError, match="synthetic: the spectrum image holds negative or non-finite counts"):
+        SpectrumCube.from_signal(signal, "synthetic")
+
+
+def test_command_line_options_reach_the_pipeline():
+    import argparse
+
+    from edstomo_microscope.commands import _pipeline_options, add_quantify
+    from edstomo_microscope.pipeline import PipelineOptions
+
+    parser = argparse.ArgumentParser()
+    add_quantify(parser.add_subparsers())
+    args = parser.parse_args(["quantify", "tilts", "--out", "o", "--elements", "Cu, Ga", "--intensities", "window"])
+    options = _pipeline_options(args)
+    assert options.intensities == "window" and options.load_options["elements"] == ["Cu", "Ga"]
+    default = _pipeline_options(parser.parse_args(["quantify", "tilts", "--out", "o"]))
+    assert default.intensities == "fit" and "elements" not in default.load_options
+    with pytest.raises(ValueError, match="intensities: 'gauss' must be one of"):
+        PipelineOptions(intensities="gauss")
