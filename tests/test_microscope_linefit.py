@@ -77,6 +77,9 @@ def test_line_counts_are_recovered_and_overlapping_families_are_separated():
         assert abs(found.sum() - truth.sum()) < 4 * np.sqrt(amplitudes.sum() + continuum.sum() * 0.05), line
         # per pixel: unbiased, scatter close to Poisson
         assert abs(np.mean(found - truth)) < 0.5 * np.std(found - truth) + 1.0
+    summed = fit.summed
+    parts = sum(summed.family_spectra().values()) + summed.continuum
+    np.testing.assert_allclose(parts, summed.model, rtol=1e-9, atol=1e-6)  # the model is its parts
     record = fit.record()
     assert set(record["lines"]) == set(LINES)
     assert record["chi2_reduced"] == pytest.approx(1.0, abs=0.15)

@@ -17,8 +17,9 @@ plentiful) :func:`fit_summed_spectrum`
 1. refines the energy calibration: an offset and a gain correction of the
    file's axis and the FWHM at Mn Kα, by least squares with the amplitudes
    solved inside (a coarse search of the offset first, so a calibration off by
-   more than a peak width is still found); corrections are recorded and large
-   ones noted;
+   more than a peak width is still found; a soft-L1 loss, so a family whose
+   atomic data are off does not drag the calibration of the others);
+   corrections are recorded and large ones noted;
 2. keeps the families of the requested lines and drops the families of the
    other expected elements (``Sample.elements``, the user's list) that the
    summed spectrum does not show (amplitude below 3 standard deviations);
@@ -40,6 +41,7 @@ import numpy as np
 import scipy.ndimage
 import scipy.optimize
 from edstomo.errors import InputError
+from edstomo.lines import parse_line
 from scipy.interpolate import BSpline
 
 from .families import Family, families_of_lines, fwhm_kev, gaussian_bins, guess_lines
@@ -230,7 +232,6 @@ class _Problem:
     """The summed spectrum and everything fixed while the calibration is refined."""
 
     def __init__(self, counts: np.ndarray, fit_range: slice, families: list[Family], file: EnergyCalibration):
-        self.all_counts = counts
         self.range = fit_range
         self.y = counts[fit_range].astype(float)
         self.families = families
@@ -368,7 +369,7 @@ def _line_stats(fit: SummedFit, covariance_sigma: dict[str, float]) -> dict[str,
     for line, family_name in families_of_lines(fit.lines).items():
         family = by_name[family_name]
         share = family.share(line)
-        energy = next(t.energy_kev for t in family.transitions if t.name in _transitions(line))
+        energy = next(t.energy_kev for t in family.transitions if t.name in parse_line(line).transitions)
         fwhm = float(fwhm_kev(energy, fit.calibration.fwhm_mn_ev))
         window = np.abs(energies - energy) <= fwhm
         residual = fit.counts[window] - fit.model[window]
@@ -383,12 +384,6 @@ def _line_stats(fit: SummedFit, covariance_sigma: dict[str, float]) -> dict[str,
             "residual_fraction": round(float(residual.sum()) / counts, 5) if counts > 0 else None,
         }
     return stats
-
-
-def _transitions(line: str) -> tuple[str, ...]:
-    from edstomo.lines import parse_line
-
-    return parse_line(line).transitions
 
 
 def _amplitude_sigmas(design: np.ndarray, sqrt_w: np.ndarray, count: int) -> np.ndarray:
