@@ -37,7 +37,7 @@ absent at low counts; both sums are recorded (``counts`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,6 +293,8 @@ class SeriesFit:
         The fit of the summed spectrum.
     notes : list of str
         Sentences for the user (assumed resolution, skipped elements, calibration, unexplained peaks).
+    beam_energy_kev, yields, smooth
+        The options of :func:`fit_series` used (recorded so the figure can redraw the families).
     """
 
     maps: list[dict[str, np.ndarray]]
@@ -300,7 +302,7 @@ class SeriesFit:
     summed: SummedFit
     notes: list[str]
     beam_energy_kev: float
-    yields: str
+    yields: str | Mapping[str, str]
     smooth: float
 
     def record(self) -> dict[str, Any]:
@@ -391,7 +393,7 @@ def _candidate_families(
     sample_elements: Iterable[str],
     beam_energy_kev: float,
     window: tuple[float, float],
-    yields: str,
+    yields: str | Mapping[str, str],
     notes: list[str],
 ) -> list[Family]:
     requested = families_of_lines(lines)
@@ -436,7 +438,7 @@ def fit_series(
     smooth: float = 0.0,
     fwhm_mn_ev: float | None = None,
     energy_range: tuple[float, float] | None = None,
-    yields: str = "auto",
+    yields: str | Mapping[str, str] = "auto",
     refine: bool = True,
 ) -> SeriesFit:
     """Line maps of every tilt of a series by family fitting (see the module docstring).
@@ -458,8 +460,8 @@ def fit_series(
         Detector resolution at Mn Kα (eV); default from the files, else 130 eV. Refined on the summed spectrum.
     energy_range : (low, high), optional
         Energies fitted (keV); default from 0.2 keV to the end of the spectrum.
-    yields : {"auto", "xraylib", "eadl"}
-        Atomic data of the family shapes (see :mod:`.families`).
+    yields : {"auto", "xraylib", "eadl"} or dict
+        Atomic data of the family shapes (see :func:`~edstomo_microscope.families.element_families`).
     refine : bool
         Refine the energy calibration and resolution on the summed spectrum.
 
