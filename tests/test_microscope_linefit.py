@@ -257,3 +257,22 @@ def test_command_line_options_reach_the_pipeline():
     assert default.intensities == "fit" and "elements" not in default.load_options
     with pytest.raises(ValueError, match="intensities: 'gauss' must be one of"):
         PipelineOptions(intensities="gauss")
+
+
+def test_a_pipeline_run_draws_the_spectrum_fit_and_summarises_it(tmp_path):
+    import json
+
+    from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
+    from edstomo_microscope.synthetic import Region, core_shell_labels, write_spectrum_series
+
+    regions = {1: Region("core", {"Co": 0.7, "Ni": 0.3}), 2: Region("shell", {"Ni": 0.8, "Zn": 0.2})}
+    labels = core_shell_labels(14, 14, core_radius=3, shell_radius=6)
+    series = write_spectrum_series(tmp_path / "series", labels, regions, LINES, angles_deg=[-60, -30, 0, 30, 60])
+    options = PipelineOptions(lines=LINES, rebin=1, eds_iterations=5, series="none", axis="none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_pipeline(series.files, options, out=tmp_path / "out")
+    assert (tmp_path / "out" / "figures" / "spectrum_fit.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["intensities"] == "fit" and summary["line_windows"] is None
+    assert set(summary["line_fit"]["lines"]) == set(LINES) and "spectrum" not in summary["line_fit"]
