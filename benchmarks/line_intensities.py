@@ -68,12 +68,17 @@ def accuracy(mismatch: bool) -> None:
             errors = {}
             for method in ("fit", "window"):
                 options = PipelineOptions(
-                    lines=LINES, rebin=1, intensities=method, series="none", axis="none", eds_iterations=200
+                    lines=LINES,
+                    rebin=1,
+                    intensities=method,
+                    series="none",
+                    axis="none",
+                    solver_options={"sirt": {"iterations": 200}},
                 )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     result = run_pipeline(series.files, options)
-                errors[method] = region_means(result.maps["eds"], labels)
+                errors[method] = region_means(result.maps["sirt"], labels)
             for label, region in REGIONS.items():
                 cells = []
                 for line in LINES:

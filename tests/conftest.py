@@ -10,7 +10,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 @pytest.fixture(scope="session")
 def paper_experiment():
-    from edstomo.experiment import yuan2020_phantom_experiment
+    from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
     return yuan2020_phantom_experiment()
 

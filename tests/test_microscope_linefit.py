@@ -230,7 +230,7 @@ def test_loading_with_fitting_records_the_evidence(tmp_path):
         assert len(load["line_counts"][line]) == 3
         assert series.channel(line).min() >= 0
     pictures = pytest.importorskip("edstomo_microscope.pictures")
-    path = pictures.spectrum_fit_figure(fit, path=tmp_path / "fit.png")
+    path = pictures.spectrum_fit_figure(fit, path=tmp_path / "fit.png", split_kev=20.0)  # one panel
     assert path.stat().st_size > 10_000
 
 
@@ -268,11 +268,18 @@ def test_a_pipeline_run_draws_the_spectrum_fit_and_summarises_it(tmp_path):
     regions = {1: Region("core", {"Co": 0.7, "Ni": 0.3}), 2: Region("shell", {"Ni": 0.8, "Zn": 0.2})}
     labels = core_shell_labels(14, 14, core_radius=3, shell_radius=6)
     series = write_spectrum_series(tmp_path / "series", labels, regions, LINES, angles_deg=[-60, -30, 0, 30, 60])
-    options = PipelineOptions(lines=LINES, rebin=1, eds_iterations=5, series="none", axis="none")
+    options = PipelineOptions(
+        lines=LINES, rebin=1, solver_options={"sirt": {"iterations": 5}}, series="none", axis="none"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run_pipeline(series.files, options, out=tmp_path / "out")
-    assert (tmp_path / "out" / "figures" / "spectrum_fit.png").stat().st_size > 10_000
+    from edstomo import figures
+
+    figure = tmp_path / "out" / "figures" / "spectrum_fit.png"
+    assert figure.stat().st_size > 10_000
+    description, dpi = figures.read_description(figure)
+    assert figures.problems(description, dpi=dpi) == [] and len(description["panels"]) == 4
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["intensities"] == "fit" and summary["line_windows"] is None
     assert set(summary["line_fit"]["lines"]) == set(LINES) and "spectrum" not in summary["line_fit"]

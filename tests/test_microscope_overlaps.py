@@ -30,7 +30,7 @@ pytest.importorskip("hyperspy")
 pytest.importorskip("exspy")
 
 from edstomo.cli import main
-from edstomo.io import load
+from edstomo.data import load
 from edstomo_microscope.metadata import MetadataWarning
 from edstomo_microscope.synthetic import Region, core_shell_labels, region_means, write_spectrum_series
 
@@ -52,11 +52,11 @@ def synthetic(tmp_path_factory):
 
 def quantify(synthetic, out, *options):
     arguments = ["quantify", str(synthetic.files[0].parent), "--out", str(out), "--lines", ",".join(LINES)]
-    arguments += ["--rebin", "1", "--series", "none", "--axis", "none", "--eds-iterations", "200", "--no-figures"]
+    arguments += ["--rebin", "1", "--series", "none", "--axis", "none", "--set", "sirt.iterations=200", "--no-figures"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetadataWarning)
         assert main([*arguments, *options]) == 0
-    means = region_means(load(out / "maps_eds.h5"), synthetic.labels, margin=3)
+    means = region_means(load(out / "maps_sirt.h5"), synthetic.labels, margin=3)
     counts = next(s for s in load(out / "tilt_series_raw.h5").provenance if s["action"] == "load")
     ratios = {line: sum(counts["parameters"]["line_counts"][line]) / synthetic.line_counts[line] for line in LINES}
     errors = {

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 from edstomo import plugins
-from edstomo.experiment import yuan2020_phantom_experiment
 from edstomo.lines import element_density
 from edstomo.units import ureg
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def test_core_shell_matches_the_paper(paper_experiment, paper_truth):
@@ -76,7 +76,7 @@ def test_core_shell_errors(paper_experiment):
 def test_arrays_phantom_round_trip(paper_experiment, paper_truth):
     fractions = {e: paper_truth.fraction(e)[..., 0] for e in paper_truth.elements}
     density = ureg.Quantity(paper_truth.density[..., 0] * 1000, "kg/m**3")
-    own = plugins.phantom("arrays")(fractions, density).generate(paper_experiment)
+    own = plugins.phantom("arrays")(weight_fractions=fractions, density=density).generate(paper_experiment)
     np.testing.assert_allclose(own.density, paper_truth.density)
     np.testing.assert_allclose(own.weight_fractions, paper_truth.weight_fractions)
 
@@ -95,10 +95,12 @@ def test_arrays_phantom_round_trip(paper_experiment, paper_truth):
 )
 def test_arrays_phantom_rejects_bad_input(fractions, density, message):
     with pytest.raises(ValueError, match=message):
-        plugins.phantom("arrays")(fractions, density)
+        plugins.phantom("arrays")(weight_fractions=fractions, density=density)
 
 
 def test_arrays_phantom_must_match_the_grid(paper_experiment):
-    phantom = plugins.phantom("arrays")({"Ag": np.ones((8, 8))}, ureg.Quantity(np.ones((8, 8)), "g/cm**3"))
+    phantom = plugins.phantom("arrays")(
+        weight_fractions={"Ag": np.ones((8, 8))}, density=ureg.Quantity(np.ones((8, 8)), "g/cm**3")
+    )
     with pytest.raises(ValueError, match=r"does not match the experiment's grid \(97, 97, 1\)"):
         phantom.generate(paper_experiment)

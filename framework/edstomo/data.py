@@ -1,6 +1,6 @@
 """Data containers: tilt series, reconstructed volumes, composition maps.
 
-Array layouts (batch axes trailing, the layout of :mod:`edstomo.projector`):
+Array layouts (batch axes trailing, the layout of :mod:`edstomo.operators.projector`):
 
 * :class:`TiltSeries` ``data``: ``(channels, tilts, positions, slices)``;
 * :class:`Volume` ``data``: ``(channels, nz, nx, slices)``;
@@ -15,15 +15,20 @@ problem has one slice. Each object carries its provenance: a list of steps
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
 import pint
 
+from . import io
 from .lines import element_of
-from .units import as_quantity
+from .provenance import versions
+from .units import as_quantity, format_quantity, ureg
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -151,14 +156,10 @@ class TiltSeries:
     # ----- files -------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write to HDF5 atomically (see :mod:`edstomo.io` for the layout)."""
-        from .io import save
-
         return save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TiltSeries:
-        from .io import load
-
         result = load(path)
         if not isinstance(result, cls):
             raise ValueError(f"{path}: holds a {type(result).__name__}, not a tilt series")
@@ -171,6 +172,11 @@ class Volume:
 
     ``quantity`` says what the values are (e.g. ``"X_A = n f_A C_A rho"``) and
     ``unit`` their unit (``"arbitrary"`` when on no absolute scale).
+    ``factor`` names the per-line factor ``g_A`` of the maps of EDS lines,
+    ``X_A = K g_A C_A ρ`` with one unknown constant ``K``: ``"f_A"`` (EDS scale,
+    eq. 11) or ``"z_A"`` (HAADF scale, eq. 17); it tells which quantifier
+    applies (:meth:`edstomo.registry.Registry.quantifier_for`).  None: the maps
+    cannot be quantified (e.g. a HAADF reconstruction).
     """
 
     data: np.ndarray
@@ -180,6 +186,7 @@ class Volume:
     unit: str = "arbitrary"
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    factor: str | None = None
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data)
@@ -205,8 +212,6 @@ class Volume:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> Path:
-        from .io import save
-
         return save(self, path)
 
 
@@ -294,6 +299,113 @@ class CompositionMaps:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> Path:
-        from .io import save
-
         return save(self, path)
+
+
+# ----- files ------------------------------------------------------------------
+def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compression: str | None = None) -> Path:
+    """Save a tilt series, volume or composition maps to HDF5, atomically.
+
+    Parameters
+    ----------
+    obj
+        What to save.
+    path
+        Destination ``.h5`` file; replaced if it exists.
+    compression
+        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
+    """
+    writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
+        TiltSeries: _write_tilt_series,
+        Volume: _write_volume,
+        CompositionMaps: _write_composition,
+    }
+    writer = writers.get(type(obj))
+    if writer is None:
+        raise TypeError(f"obj: cannot save a {type(obj).__name__}; expected TiltSeries, Volume or CompositionMaps")
+    path = Path(path)
+    with io.atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as file:
+            file.attrs["format"] = io.FORMAT
+            file.attrs["format_version"] = io.FORMAT_VERSION
+            file.attrs["object"] = type(obj).__name__
+            if obj.experiment is not None:
+                file.create_dataset("experiment", data=obj.experiment.to_json(), dtype=io.STRING)
+            record = {"steps": obj.provenance, "versions": versions()}
+            file.create_dataset("provenance", data=json.dumps(record), dtype=io.STRING)
+            file.attrs["pixel_size"] = format_quantity(obj.pixel_size)
+            writer(file, obj, compression)
+    return path
+
+
+def _strings(file: h5py.File, name: str, values: list[str]) -> None:
+    file.create_dataset(name, data=np.array(values, dtype=object), dtype=io.STRING)
+
+
+def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
+    file.create_dataset("data", data=series.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,tilts,positions,slices"
+    _strings(file, "channels", series.channels)
+    file.create_dataset("angles", data=series.angles.m_as("deg"))
+    file["angles"].attrs["units"] = "deg"
+
+
+def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
+    file.create_dataset("data", data=volume.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,nz,nx,slices"
+    _strings(file, "channels", volume.channels)
+    file.attrs["quantity"] = volume.quantity
+    file.attrs["unit"] = volume.unit
+    if volume.factor is not None:
+        file.attrs["factor"] = volume.factor
+
+
+def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
+    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
+    file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
+    _strings(file, "elements", maps.elements)
+    if maps.density is not None:
+        file.create_dataset("density", data=maps.density, compression=compression)
+        file["density"].attrs["units"] = "g/cm**3"
+    if maps.mask is not None:
+        file.create_dataset("mask", data=maps.mask, compression=compression)
+    if maps.threshold is not None:
+        file.attrs["threshold"] = float(maps.threshold)
+
+
+def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+    """Load an object saved by :func:`save`; errors name the file and what is wrong with it."""
+    from .experiment import Experiment
+
+    with io.open_file(path) as file:
+        experiment = Experiment.from_json(io.text_of(file["experiment"])) if "experiment" in file else None
+        steps = json.loads(io.text_of(file["provenance"]))["steps"]
+        pixel_size = ureg.Quantity(file.attrs["pixel_size"])
+        kind = file.attrs["object"]
+        common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
+        if kind == "TiltSeries":
+            return TiltSeries(
+                data=file["data"][()],
+                channels=io.strings_of(file["channels"]),
+                angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
+                **common,
+            )
+        if kind == "Volume":
+            return Volume(
+                data=file["data"][()],
+                channels=io.strings_of(file["channels"]),
+                quantity=str(file.attrs["quantity"]),
+                unit=str(file.attrs["unit"]),
+                factor=str(file.attrs["factor"]) if "factor" in file.attrs else None,
+                **common,
+            )
+        if kind == "CompositionMaps":
+            return CompositionMaps(
+                weight_fractions=file["weight_fractions"][()],
+                elements=io.strings_of(file["elements"]),
+                density=file["density"][()] if "density" in file else None,
+                mask=file["mask"][()] if "mask" in file else None,
+                threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                **common,
+            )
+        raise ValueError(f"path: {str(path)!r} holds an unknown object {kind!r}")

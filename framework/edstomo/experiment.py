@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from .lines import element_of, parse_line
-from .units import UnitError, as_quantity, to_jsonable, ureg
+from .units import QuantityUnit, UnitError, as_quantity, to_jsonable, ureg
 
 
 def quantity_field(unit: str, *, minimum: str = "none", array: bool = False) -> Any:
@@ -72,6 +72,7 @@ def quantity_field(unit: str, *, minimum: str = "none", array: bool = False) -> 
 
     return Annotated[
         pint.Quantity,
+        QuantityUnit(unit),
         PlainValidator(validate, json_schema_input_type=str),
         PlainSerializer(to_jsonable, when_used="always"),
     ]
@@ -349,25 +350,3 @@ class Experiment(_Model):
             raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
         text = path.read_text(encoding="utf-8")
         return cls.from_yaml(text) if path.suffix.lower() in {".yaml", ".yml"} else cls.from_json(text)
-
-
-def yuan2020_phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.0) -> Experiment:
-    """The acquisition of the phantom study of Yuan et al. (2020), section 3.1.1.
-
-    100 keV; Ag Lα and Au Mα; 31 tilts from −75° to 75°; 97 positions of
-    1.5 nm; HAADF 1e5 electrons per pixel (444 e/Å²); EDS 100 pA × 0.5 s per
-    pixel (3.121e8 electrons, 1.39e6 e/Å²), divided by ``eds_dose_divisor``.
-    The paper does not give the detector solid angle; ``solid_angle`` sets it.
-    """
-    if not eds_dose_divisor > 0:
-        raise ValueError(f"eds_dose_divisor: {eds_dose_divisor!r} must be positive")
-    return Experiment(
-        name="yuan2020-phantom",
-        description="Ag-Au core-shell phantom of Yuan et al. 2020, section 3.1.1",
-        beam_energy="100 keV",
-        lines=["Ag_La", "Au_Ma"],
-        tilts=TiltScheme(start="-75 deg", stop="75 deg", step="5 deg"),
-        scan=Scan(positions=97, pixel_size="1.5 nm"),
-        haadf=HAADFDetector(electrons_per_pixel="1e5 e", inner_angle="94 mrad", outer_angle="611 mrad"),
-        eds=EDSDetector(probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle),
-    )

@@ -10,7 +10,7 @@ How a spectrum is made, pixel by pixel:
   thin-film forward model (plugin ``thin-film``, the strip projector), and the
   counts of each element's reference line (the requested line, else its
   strongest K, L or M line) from ``n f_A`` with the physics plugin the
-  pipeline uses (``mcxray`` by default) — so quantifying the requested lines
+  pipeline uses (the registry's default) — so quantifying the requested lines
   with that plugin recovers the composition;
 * every family of the element (:mod:`.families`: Kα and Kβ, all L and M lines,
   with the relative intensities the fit uses by default: xraylib's for K and L
@@ -171,7 +171,7 @@ def write_spectrum_series(
     fwhm_mn_ev: float = 130.0,
     continuum_fraction: float = 0.5,
     sample_elements: Sequence[str] | None = None,
-    physics: str = "mcxray",
+    physics: str | None = None,
     yields: str | Mapping[str, str] = "auto",
     seed: int = 0,
 ) -> SyntheticSeries:
@@ -202,8 +202,8 @@ def write_spectrum_series(
         Continuum counts as a fraction of the characteristic counts (over the whole series).
     sample_elements : list of str, optional
         ``metadata.Sample.elements`` of the files; default the lines' elements.
-    physics : str
-        Physics plugin for the counts of the reference lines.
+    physics : str, optional
+        Physics plugin for the counts of the reference lines; default the registry's default, as the pipeline.
     yields : {"auto", "xraylib", "eadl"} or dict
         Atomic data of the family shapes (see :func:`~edstomo_microscope.families.element_families`).
     seed : int
@@ -235,7 +235,8 @@ def write_spectrum_series(
             solid_angle=ureg.Quantity(0.7, "sr"),
         ),
     )
-    factors = plugins.physics(physics)().compute(experiment)
+    model = plugins.physics(physics) if physics else plugins.default("physics")
+    factors = model().compute(experiment)
     fractions = np.zeros((len(elements), *labels.shape))
     density = np.zeros(labels.shape)
     for label, region in regions.items():

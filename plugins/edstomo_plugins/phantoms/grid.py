@@ -81,7 +81,7 @@ def regions_to_maps(
 
     Returns
     -------
-    weight_fractions : ndarray, shape (elements, *grid)
+    weight_fractions : ndarray, shape ``(elements, *grid)``
     density : ndarray, shape grid, g/cm³ (mass per voxel volume)
     """
     shape = regions[0][0].shape

@@ -19,57 +19,38 @@ and why (``threshold_note``).
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Literal
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, Volume
-from edstomo.factors import PhysicsFactors
-from edstomo.interfaces import Quantifier
+from edstomo.interfaces import Quantifier, QuantifierOptions
 from edstomo.lines import element_of
-from edstomo.threshold import FALLBACKS, EsfFit, esf_threshold
+from edstomo.threshold import EsfFit, esf_threshold
+from pydantic import Field
+
+
+class RatioOptions(QuantifierOptions):
+    """Options of the ratio quantifiers."""
+
+    trials: int = Field(200, ge=8, description="number of trial thresholds of the ESF method")
+    fallback: Literal["otsu"] | None = Field(
+        None, description="with threshold='esf': None raises when the volume curve has no plateau; 'otsu' uses Otsu's"
+    )
 
 
 class RatioQuantifier(Quantifier):
     """Weight fractions from factor-normalised maps, inside a thresholded particle.
 
-    Parameters
-    ----------
-    factors
-        The physics factors of the maps' lines.
-    threshold
-        ``"esf"`` (automatic, edge-spread-function method) or a number >= 0 in
-        the units of the summed map S = Σ X_A / g_A (map units per b·mol/g).
-    trials
-        Number of trial thresholds of the ESF method (at least 8).
-    fallback
-        With ``threshold="esf"``: None (default) raises when the summed map's
-        volume curve has no plateau; ``"otsu"`` uses Otsu's threshold of S then.
-        Unused with a given threshold.
+    Options (see :class:`RatioOptions`): ``threshold`` — ``"esf"`` (automatic,
+    edge-spread-function method) or a number >= 0 in the units of the summed map
+    S = Σ X_A / g_A (map units per b·mol/g); ``trials`` — number of trial
+    thresholds of the ESF method; ``fallback`` — with ``threshold="esf"``: None
+    (default) raises when the summed map's volume curve has no plateau,
+    ``"otsu"`` uses Otsu's threshold of S then.
     """
 
-    #: Symbol of the factor in messages (``"f_A"`` or ``"z_A"``).
-    factor_symbol: str = "g_A"
-
-    def __init__(
-        self, factors: PhysicsFactors, threshold: float | str = "esf", trials: int = 200, fallback: str | None = None
-    ):
-        super().__init__(factors, threshold)
-        if threshold != "esf" and threshold < 0:
-            raise ValueError(
-                f"threshold: {threshold!r} must be >= 0 (a value of S = Σ X_A/{self.factor_symbol}, "
-                "in map units per b·mol/g) or 'esf'"
-            )
-        if not (isinstance(trials, (int, np.integer)) and trials >= 8):
-            raise ValueError(f"trials: {trials!r} must be an integer >= 8 (number of ESF trial thresholds)")
-        if fallback is not None and fallback not in FALLBACKS:
-            raise ValueError(
-                f"fallback: {fallback!r} must be None (raise when ESF finds no plateau) or one of {FALLBACKS}"
-            )
-        self.trials = int(trials)
-        self.fallback = fallback
-
-    def parameters(self) -> dict[str, object]:
-        return {"threshold": self.threshold, "trials": self.trials, "fallback": self.fallback}
+    Options = RatioOptions
 
     @abstractmethod
     def factor_values(self, lines: list[str]) -> np.ndarray:
@@ -81,16 +62,16 @@ class RatioQuantifier(Quantifier):
 
     def esf(self, maps: Volume) -> EsfFit:
         """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
-        return esf_threshold(self.summed(maps), self.trials, fallback=self.fallback)
+        return esf_threshold(self.summed(maps), self.options.trials, fallback=self.options.fallback)
 
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
         summed = normalised.sum(axis=0)
-        if self.threshold == "esf":
-            fit = esf_threshold(summed, self.trials, fallback=self.fallback)
+        if self.options.threshold == "esf":
+            fit = esf_threshold(summed, self.options.trials, fallback=self.options.fallback)
             threshold, method, note = fit.threshold, fit.method, fit.note
         else:
-            threshold, method, note = float(self.threshold), "given", ""
+            threshold, method, note = float(self.options.threshold), "given", ""
         mask = summed > threshold
         safe = np.where(mask, summed, 1.0)
         fractions = np.where(mask[None], normalised / safe[None], 0.0)
@@ -100,8 +81,8 @@ class RatioQuantifier(Quantifier):
             threshold_method=method,
             threshold_note=note,
             threshold=threshold,
-            trials=self.trials,
-            fallback=self.fallback,
+            trials=self.options.trials,
+            fallback=self.options.fallback,
             factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
             factor_unit="b*mol/g",
         )
