@@ -7,12 +7,14 @@ Skipped only when the docs tools (extra ``docs``, part of ``tests``) are absent.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import edstomo as et
 import pytest
 
 pytest.importorskip("sphinx")
@@ -105,8 +107,17 @@ def test_tutorial_commands_run_as_written(tmp_path):
             command = edstomo + command.removeprefix("edstomo")
         done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    summary = (tmp_path / "maps" / "quantify_summary.json").read_text(encoding="utf-8")
-    assert '"hebt-sirt"' in summary and (tmp_path / "maps" / "hspy" / "maps_hebt-sirt_Au.hspy").is_file()
+    summary = json.loads((tmp_path / "maps" / "quantify_summary.json").read_text(encoding="utf-8"))
+    assert set(summary["thresholds"]) == {"sirt", "hebt-sirt"}
+    assert (tmp_path / "maps" / "hspy" / "maps_hebt-sirt_Ni.hspy").is_file()
+    # the user's own elements and phantom, the default physics (mcxray), weight fractions between the regions'
+    series = et.load(tmp_path / "series.h5")
+    assert series.channels == ["HAADF", "Fe_Ka", "Ni_Ka"] and series.provenance[0]["plugin"] == "mcxray"
+    phantom = next(s for s in series.provenance[-1]["parameters"]["phantom_provenance"] if s["action"] == "phantom")
+    assert phantom["plugin"] == "shapes"
+    for method in ("sirt", "hebt-sirt"):
+        mean_ni = summary["findings"][method]["elements"]["Ni"]["mean_weight_fraction"]
+        assert 0.25 < mean_ni < 0.5  # mostly the 75/25 Fe/Ni body, some of the 25/75 inclusion
     assert (tmp_path / "maps" / "view").is_dir() or (tmp_path / "maps" / "figures").is_dir()
 
 
