@@ -46,7 +46,10 @@ if HAVE_NUMBA:
         nz, nx, nc, ns = x.shape
         for i in numba.prange(nz):
             down = min(i + 1, nz - 1)  # at the last row x[down] − x[i] = 0: the Neumann boundary
+            first = np.empty((nc, ns), dtype=p.dtype)
+            second = np.empty((nc, ns), dtype=p.dtype)
             norms = np.empty((nc, ns), dtype=np.float64)
+            total = np.empty(ns, dtype=np.float64)
             for j in range(nx):
                 right = min(j + 1, nx - 1)
                 for c in range(nc):
@@ -55,52 +58,50 @@ if HAVE_NUMBA:
                         here = x[i, j, c, s]
                         a = p[i, j, 0, c, s] + sigma[c, s] * ((x[down, j, c, s] - here) * wc)
                         b = p[i, j, 1, c, s] + sigma[c, s] * ((x[i, right, c, s] - here) * wc)
-                        p[i, j, 0, c, s] = a
-                        p[i, j, 1, c, s] = b
+                        first[c, s] = a
+                        second[c, s] = b
                         norms[c, s] = a * a + b * b
                 if joint:
                     for s in range(ns):
-                        total = 0.0
-                        for c in range(nc):
-                            total += norms[c, s]
-                        for c in range(nc):
-                            norms[c, s] = total
+                        total[s] = 0.0
+                    for c in range(nc):
+                        for s in range(ns):
+                            total[s] += norms[c, s]
+                    for c in range(nc):
+                        for s in range(ns):
+                            norms[c, s] = total[s]
                 for c in range(nc):
                     for s in range(ns):
-                        size = math.sqrt(norms[c, s])
                         r = radius[c, s]
-                        if size > r:
-                            factor = r / size
-                            p[i, j, 0, c, s] *= factor
-                            p[i, j, 1, c, s] *= factor
+                        factor = r / max(math.sqrt(norms[c, s]), r, 1e-300)  # 1 inside the ball, 0 for r = 0
+                        p[i, j, 0, c, s] = first[c, s] * factor
+                        p[i, j, 1, c, s] = second[c, s] * factor
 
     def _tv2d_adjoint(p, w, out):  # pragma: no cover - compiled
         nz, nx, _, nc, ns = p.shape
         for i in numba.prange(nz):
+            up, has_up, has_down = max(i - 1, 0), 1.0 if i >= 1 else 0.0, 1.0 if i + 1 < nz else 0.0
             for j in range(nx):
+                left, has_left, has_right = max(j - 1, 0), 1.0 if j >= 1 else 0.0, 1.0 if j + 1 < nx else 0.0
                 for c in range(nc):
                     wc = w[c]
                     for s in range(ns):
-                        value = 0.0
-                        if i >= 1:
-                            value += p[i - 1, j, 0, c, s]
-                        if i + 1 < nz:
-                            value -= p[i, j, 0, c, s]
-                        if j >= 1:
-                            value += p[i, j - 1, 1, c, s]
-                        if j + 1 < nx:
-                            value -= p[i, j, 1, c, s]
+                        value = (
+                            has_up * p[up, j, 0, c, s]
+                            - has_down * p[i, j, 0, c, s]
+                            + has_left * p[i, left, 1, c, s]
+                            - has_right * p[i, j, 1, c, s]
+                        )
                         out[i, j, c, s] += wc * value
 
     def _primal_step(x, xbar, g, tau, nonnegative, partial):  # pragma: no cover - compiled
         rows, inner = x.shape
+        floor = 0.0 if nonnegative else -np.inf
         for r in numba.prange(rows):
             acc = 0.0
             for k in range(inner):
                 old = x[r, k]
-                new = old - tau[k] * g[r, k]
-                if nonnegative and new < 0:
-                    new = 0.0
+                new = max(old - tau[k] * g[r, k], floor)
                 x[r, k] = new
                 step = new - old
                 xbar[r, k] = new + step
