@@ -6,10 +6,10 @@ on volumes of hundreds of megabytes each operation is a pass over memory.
 These kernels do the same arithmetic in one pass each, multithreaded over the
 first image axis:
 
-``tv2d_ascend``   p ← proj_λ(p + σ ∇(w x̄)) for per-slice 2-D TV (forward
-                  differences, Neumann boundary), per channel or channel-coupled;
-``tv2d_adjoint``  out += w ∇ᵀp (minus the divergence);
-``primal_step``   x ← P(x − τ g), x̄ ← x + (x − x_old) and the partial sums of ‖x − x_old‖².
+* ``tv2d_ascend``: p ← proj_λ(p + σ ∇(w x̄)) for per-slice 2-D TV (forward
+  differences, Neumann boundary), per channel or channel-coupled;
+* ``tv2d_adjoint``: out += w ∇ᵀp (minus the divergence);
+* ``primal_step``: x ← P(x − τ g), x̄ ← x + (x − x_old) and the partial sums of ‖x − x_old‖².
 
 Arrays are NumPy, C-ordered; estimates ``(nz, nx, channels, slices)``,
 duals ``(nz, nx, 2, channels, slices)``.  Every value is computed by one
