@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - exercised only without the 'speed' ext
 
 __all__ = ["HAVE_NUMBA", "PARALLEL_WORK", "primal_step", "tv2d_adjoint", "tv2d_ascend"]
 
+#: Whether the compiled passes are available (numba importable).
 HAVE_NUMBA: bool = numba is not None
 
 #: Values (voxels × batch) below which a pass runs on one thread: a parallel region costs tens of

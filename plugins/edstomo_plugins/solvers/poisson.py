@@ -57,6 +57,7 @@ __all__ = [
 #: λ₀ = LAMBDA_SCALE · b̄^LAMBDA_EXPONENT (b̄ in counts per ray) for ``poisson-tv``, fitted once to the best λ
 #: of ``benchmarks/calibrate_poisson_tv.py`` on a phantom that no study uses (see docs/poisson-tv.md).
 LAMBDA_SCALE = 5.4
+#: The exponent of b̄ in that rule (the fitted −0.197, rounded).
 LAMBDA_EXPONENT = -0.2
 #: Safety factor ρ < 1 of the PDHG step condition.
 SAFETY = 0.99

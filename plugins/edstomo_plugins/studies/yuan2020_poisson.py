@@ -26,6 +26,7 @@ __all__ = ["POISSON_SOLVERS", "POISSON_SUMMARY_KEYS", "poisson_summary", "run_po
 
 #: The solvers run, with the prefix of their summary keys.
 POISSON_SOLVERS: dict[str, str] = {"poisson-tv": "poisson_tv", "fused": "fused"}
+#: The summary keys added to each level of ``yuan2020-phantom``.
 POISSON_SUMMARY_KEYS: tuple[str, ...] = (
     "poisson_tv_ssim_quant_Ag", "fused_ssim_quant_Ag",
     "poisson_tv_core_wt_Au", "poisson_tv_shell_wt_Ag", "fused_core_wt_Au", "fused_shell_wt_Ag",
