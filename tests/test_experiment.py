@@ -2,7 +2,15 @@ import json
 
 import numpy as np
 import pytest
-from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme, yuan2020_phantom_experiment
+from edstomo.experiment import (
+    EDSDetector,
+    Experiment,
+    ExperimentError,
+    HAADFDetector,
+    Scan,
+    TiltScheme,
+    yuan2020_phantom_experiment,
+)
 from pydantic import ValidationError
 
 
@@ -91,7 +99,7 @@ def test_derived_values_are_read_only():
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(changes, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ExperimentError, match=message):
         make(**changes)
 
 

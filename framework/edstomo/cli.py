@@ -2,8 +2,10 @@
 
 Each sub-command is a pair of functions: ``_add_<name>(subparsers)`` declares
 its arguments, ``_run_<name>(args)`` does the work and returns an exit code.
-Errors in user input are printed as one line, without a traceback, with exit
-code 2.
+A command that writes declares ``--overwrite``/``--allow-large``
+(:func:`edstomo.safety.add_arguments`) and checks its output first
+(:func:`edstomo.safety.prepare`). Exit codes (:mod:`edstomo.safety`): 0 ok,
+1 user error (one line, no traceback), 2 usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from . import safety
 from .experiment import Experiment, yuan2020_phantom_experiment
 from .registry import plugins
 
@@ -35,11 +38,16 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forward", default="thin-film", help="forward-model plugin (default: thin-film)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise (default: 0)")
     p.add_argument("--no-noise", action="store_true", help="write the noise-free mean signal")
+    safety.add_arguments(p, output="file")
     p.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from .resources import check_simulation
+
+    safety.prepare(args, output="file", inputs=[args.experiment])
     experiment = _load_experiment(args.experiment)
+    check_simulation(experiment)
     factors = plugins.physics(args.physics)().compute(experiment)
     truth = plugins.phantom(args.phantom)().generate(experiment)
     model = plugins.forward(args.forward)(experiment, factors)
@@ -57,6 +65,9 @@ def _add_plugins(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_plugins(args: argparse.Namespace) -> int:
+    from .registry import KINDS
+
+    safety.check_choice(args.kind, KINDS, "--kind", "a plugin kind")
     infos = plugins.available(args.kind)
     width_kind = max((len(i.kind) for i in infos), default=4)
     width_name = max((len(i.name) for i in infos), default=4)
@@ -127,18 +138,17 @@ def _physics_options(args: argparse.Namespace) -> dict[str, object]:
 def _run_physics(args: argparse.Namespace) -> int:
     import inspect
 
-    from pydantic import ValidationError
-
     from .experiment import EDSDetector, HAADFDetector, Scan
     from .lines import parse_line
-    from .units import as_quantity
+    from .units import as_beam_energy
 
-    energy = as_quantity(args.beam_energy, "keV", "--beam-energy")
+    energy, _ = as_beam_energy(args.beam_energy, "--beam-energy")
     if not energy.magnitude > 0:
         raise ValueError(f"--beam-energy: {args.beam_energy!r} must be a positive energy (e.g. '80 keV')")
     for line in args.lines:
         parse_line(line)
     options = _physics_options(args)
+    safety.check_used(options.get("overrides", {}), args.lines, "--override", "lines")  # type: ignore[arg-type]
     try:
         constant = float(args.efficiency)
     except ValueError:
@@ -152,18 +162,15 @@ def _run_physics(args: argparse.Namespace) -> int:
         if key not in accepted:
             flag = {"overrides": "--override"}.get(key, f"--{key}")
             raise ValueError(f"{flag}: the {args.model!r} physics model has no such option")
-    try:
-        experiment = Experiment(
-            name="physics",
-            beam_energy=energy,
-            lines=args.lines,
-            tilts=["0 deg"],
-            scan=Scan(positions=1, pixel_size="1 nm"),
-            haadf=HAADFDetector(electrons_per_pixel="1 e", inner_angle=args.haadf_inner, outer_angle=args.haadf_outer),
-            eds=EDSDetector(electrons_per_pixel="1 e", solid_angle="1 sr", efficiency=constant or 1.0),
-        )
-    except ValidationError as error:
-        raise ValueError("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors())) from None
+    experiment = Experiment(
+        name="physics",
+        beam_energy=energy,
+        lines=args.lines,
+        tilts=["0 deg"],
+        scan=Scan(positions=1, pixel_size="1 nm"),
+        haadf=HAADFDetector(electrons_per_pixel="1 e", inner_angle=args.haadf_inner, outer_angle=args.haadf_outer),
+        eds=EDSDetector(electrons_per_pixel="1 e", solid_angle="1 sr", efficiency=constant or 1.0),
+    )
     factors = model(**options).compute(experiment)
     print(factors.to_json() if args.format == "json" else factors.table())
     return 0
@@ -188,6 +195,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of the Poisson noise (default: 0)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures (no matplotlib needed)")
     p.add_argument("--quick", action="store_true", help="a reduced sweep (fewer alpha values and iterations)")
+    safety.add_arguments(p, output="folder")
     p.set_defaults(func=_run_study)
 
 
@@ -197,6 +205,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
     from .study import ProgressPrinter
 
+    safety.prepare(args, output="folder")
     study = plugins.study(args.name)
     options: dict[str, object] = {
         "solid_angle": args.solid_angle,
@@ -250,6 +259,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     )
     add_distributed_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="do not show progress")
+    safety.add_arguments(p, output="file")
     p.set_defaults(func=_run_solve)
 
 
@@ -263,6 +273,10 @@ def _solver_options(args: argparse.Namespace, model: type) -> dict[str, object]:
     if args.alpha is not None:
         options["alpha"] = args.alpha
     accepted = inspect.signature(model.__init__).parameters
+    for key in options:
+        if key not in accepted:
+            raise ValueError(f"--{key}: the {args.solver!r} solver has no such option")
+    model(**options)  # every option checked before anything is computed
     if "ratios" in accepted:
         if args.ratios:
             ratios: dict[str, float] = {}
@@ -274,6 +288,10 @@ def _solver_options(args: argparse.Namespace, model: type) -> dict[str, object]:
                     sep = ""
                 if not (sep and line.strip()):
                     raise ValueError(f"--ratios: {item!r} is not of the form LINE=VALUE, e.g. Ag_La=805")
+            from .io import read_channels
+
+            used = options.get("channels") or [c for c in read_channels(args.series) if c != "HAADF"]
+            safety.check_used(ratios, used, "--ratios", "reconstructed lines")  # type: ignore[arg-type]
             options["ratios"] = ratios
         else:
             from .data import TiltSeries
@@ -283,15 +301,15 @@ def _solver_options(args: argparse.Namespace, model: type) -> dict[str, object]:
             fit = response_ratios(series, options.get("channels"))  # type: ignore[arg-type]
             print(f"response ratios fitted to the whole series: {fit.ratios} (R² = {fit.r_squared:.3f})")
             options["ratios"] = fit.ratios
-    for key in options:
-        if key not in accepted:
-            raise ValueError(f"--{key}: the {args.solver!r} solver has no such option")
     return options
 
 
 def _run_solve(args: argparse.Namespace) -> int:
     from .distributed import solve_file
+    from .resources import check_solve_file
 
+    safety.prepare(args, output="file", inputs=[args.series])
+    check_solve_file(args.series, args.iterations, args.chunk_slices, args.workers)
     model = plugins.solver(args.solver)
     solver = model(**_solver_options(args, model))
     if args.no_progress:
@@ -333,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="edstomo", description="Quantitative 3D chemical maps from STEM-EDS and HAADF tilt series."
+        prog="edstomo",
+        description="Quantitative 3D chemical maps from STEM-EDS and HAADF tilt series.",
+        epilog=safety.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edstomo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -363,14 +384,9 @@ def _command_plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``edstomo`` command."""
+    """Entry point of the ``edstomo`` command; returns the exit code (see :mod:`edstomo.safety`)."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, KeyError, LookupError, FileNotFoundError, TypeError) as error:
-        message = str(error).strip("'\"")
-        print(f"edstomo {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    return safety.run(args.command, args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pint
 
+from .errors import InputError
+from .experiment import MAX_TILT_DEG
 from .lines import element_of
-from .units import as_quantity
+from .units import as_quantity, shown
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -36,20 +38,38 @@ def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
+        raise InputError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
     if nonnegative and array.size and array.min() < 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmin(array)), array.shape))
-        raise ValueError(
+        raise InputError(
             f"{name}: contains negative values (minimum {array.min():g} at index {index}); counts must be >= 0"
         )
 
 
+def _as_array(data: Any) -> np.ndarray:
+    try:
+        return np.asarray(data)
+    except (TypeError, ValueError) as error:  # ragged lists and the like
+        raise InputError(f"data: not an array ({error})") from None
+
+
+def _check_pixel_size(value: Any) -> pint.Quantity:
+    """A positive, finite length (the pixel or voxel size)."""
+    pixel = as_quantity(value, "nm", "pixel_size")
+    magnitude = np.asarray(pixel.magnitude)
+    if magnitude.ndim != 0 or not np.isfinite(pixel.m_as("nm")) or not pixel.m_as("nm") > 0:
+        raise InputError(f"pixel_size: {shown(value)} must be positive and finite (one length, in nm)")
+    return pixel
+
+
 def _check_channels(name: str, channels: list[str], count: int) -> list[str]:
+    if isinstance(channels, str) or not isinstance(channels, (list, tuple)):
+        raise InputError(f"{name}: {channels!r} must be a list of names")
     channels = [str(c) for c in channels]
     if len(channels) != count:
-        raise ValueError(f"{name}: {len(channels)} channel names {channels} for {count} channels in the data")
+        raise InputError(f"{name}: {len(channels)} channel names {channels} for {count} channels in the data")
     if len(set(channels)) != len(channels):
-        raise ValueError(f"{name}: channel names {channels} are not unique")
+        raise InputError(f"{name}: channel names {channels} are not unique")
     return channels
 
 
@@ -81,26 +101,30 @@ class TiltSeries:
     provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.data = np.asarray(self.data)
+        self.data = _as_array(self.data)
         if self.data.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"data: shape {self.data.shape} has {self.data.ndim} axes; expected 4: "
                 "(channels, tilts, positions, slices)"
             )
         if self.data.dtype.kind not in "fiu":
-            raise ValueError(f"data: dtype {self.data.dtype} is not numeric")
+            raise InputError(f"data: dtype {self.data.dtype} is not numeric")
         self.channels = _check_channels("channels", self.channels, self.data.shape[0])
         for channel in self.channels:
             if channel != HAADF:
                 element_of(channel)
         self.angles = as_quantity(self.angles, "deg", "angles").to("deg")
         if np.ndim(self.angles.magnitude) != 1 or len(self.angles.magnitude) != self.data.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"angles: {np.size(self.angles.magnitude)} tilt angles for {self.data.shape[1]} tilts in the data"
             )
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
-        if not self.pixel_size.magnitude > 0:
-            raise ValueError(f"pixel_size: {self.pixel_size} must be positive (in nm)")
+        degrees = np.asarray(self.angles.magnitude, dtype=float)
+        if not np.all(np.isfinite(degrees)) or np.any(np.abs(degrees) > MAX_TILT_DEG):
+            raise InputError(
+                f"angles: {shown(self.angles)} must be finite and within ±{MAX_TILT_DEG:g} deg "
+                "(a tilt beyond a full turn is a unit mistake)"
+            )
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("data", self.data, nonnegative=True)
 
     # ----- shape -------------------------------------------------------------
@@ -161,7 +185,7 @@ class TiltSeries:
 
         result = load(path)
         if not isinstance(result, cls):
-            raise ValueError(f"{path}: holds a {type(result).__name__}, not a tilt series")
+            raise InputError(f"{path}: holds a {type(result).__name__}, not a tilt series")
         return result
 
 
@@ -182,13 +206,15 @@ class Volume:
     provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.data = np.asarray(self.data)
+        self.data = _as_array(self.data)
         if self.data.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"data: shape {self.data.shape} has {self.data.ndim} axes; expected 4: (channels, nz, nx, slices)"
             )
+        if self.data.dtype.kind not in "fiu":
+            raise InputError(f"data: dtype {self.data.dtype} is not numeric")
         self.channels = _check_channels("channels", self.channels, self.data.shape[0])
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("data", self.data, nonnegative=False)
 
     @property
@@ -240,30 +266,33 @@ class CompositionMaps:
     provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+        try:
+            self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError("weight_fractions: not an array of numbers") from None
         if self.weight_fractions.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"weight_fractions: shape {self.weight_fractions.shape} has {self.weight_fractions.ndim} axes; "
                 "expected 4: (elements, nz, nx, slices)"
             )
         self.elements = _check_channels("elements", self.elements, self.weight_fractions.shape[0])
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("weight_fractions", self.weight_fractions, nonnegative=True)
         if self.weight_fractions.max(initial=0) > 1 + 1e-9:
-            raise ValueError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
+            raise InputError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
         total = self.weight_fractions.sum(axis=0)
         if total.max(initial=0) > 1 + 1e-6:
-            raise ValueError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
+            raise InputError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
         spatial = self.weight_fractions.shape[1:]
         if self.density is not None:
             self.density = np.asarray(self.density, dtype=float)
             if self.density.shape != spatial:
-                raise ValueError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
+                raise InputError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
             _check_finite("density", self.density, nonnegative=True)
         if self.mask is not None:
             self.mask = np.asarray(self.mask, dtype=bool)
             if self.mask.shape != spatial:
-                raise ValueError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
+                raise InputError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -287,7 +316,7 @@ class CompositionMaps:
     def partial_density(self) -> np.ndarray:
         """Mass of each element per volume, C_A·ρ (g/cm³), shape (elements, nz, nx, slices)."""
         if self.density is None:
-            raise ValueError("density: these composition maps carry no density")
+            raise InputError("density: these composition maps carry no density")
         return self.weight_fractions * self.density[None]
 
     def replace(self, **changes: Any) -> CompositionMaps:

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import provenance
+from . import outputs, provenance
 from .data import TiltSeries
 from .interfaces import Solver
 from .io import atomic_path, load, open_file, save
@@ -139,7 +138,7 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator[tu
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: {workers!r} must be a positive integer (local worker processes)")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), outputs.children_ignore_interrupts():  # Ctrl-C is this process's to handle
         warnings.simplefilter("ignore", UserWarning)  # e.g. "port 8787 is already in use"
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
     with cluster, Client(cluster) as client:
@@ -244,7 +243,8 @@ def solve_file(
     if not out.parent.is_dir():
         raise FileNotFoundError(f"out: folder {str(out.parent)!r} for {out.name!r} does not exist")
     report, close = _progress(progress, len(ranges))
-    folder = tempfile.mkdtemp(prefix=f".{out.name}.chunks-", dir=out.parent)
+    outputs.remove_stale(out)
+    folder = str(outputs.temporary_folder(out))  # found and removed by a later run if this one is killed
     try:
         with _client(scheduler, workers, processes) as (client, threads):
             from distributed import as_completed

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, provenance
+from . import backend, provenance, resources
 from .data import TiltSeries, Volume
 from .interfaces import Callback, IterationState, Solver
 from .projector import MODELS, ParallelBeamProjector
@@ -265,6 +265,14 @@ class IterativeSolver(Solver):
         self._check_channels(data, channels)
         if data.n_positions < 1 or data.n_slices < 1:
             raise ValueError(f"data: shape {data.shape} has no positions or no slices")
+        resources.check_iterations(self.iterations)
+        resources.check_memory(
+            resources.solve_bytes(
+                len(channels), data.n_tilts, data.n_positions, data.n_slices, itemsize=np.dtype(self.dtype).itemsize
+            ),
+            f"solve: {self.name} of {len(channels)} channels, {data.n_tilts} tilts, {data.n_positions} positions, "
+            f"{data.n_slices} slices",
+        )
 
         shape = (data.n_positions, data.n_positions)
         proj = projector_for(data.angles.m_as("rad"), shape, self.projector, self.dtype)

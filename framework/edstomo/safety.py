@@ -1,0 +1,178 @@
+"""The command line's safety net: output and size options, checks before computing, exit codes.
+
+Every ``edstomo`` command that writes declares ``--overwrite`` and
+``--allow-large`` with :func:`add_arguments` and calls :func:`prepare` first,
+before any computation: the output path is checked by the rules of
+:mod:`edstomo.outputs` (never over an input, never over a special file or a
+link, an existing output only with ``--overwrite``) and ``--allow-large``
+lifts the size guard of :mod:`edstomo.resources`. :func:`run` runs a command
+and turns every outcome into an exit code:
+
+====  ===================================================================
+code  meaning
+====  ===================================================================
+0     success
+1     a user error: bad input, option, file or output path (one line on
+      stderr, ``edstomo <command>: error: …``, no traceback)
+2     a usage error (unknown option, missing argument; from argparse)
+130   interrupted by Ctrl-C (SIGINT); 143: terminated by SIGTERM. One line
+      on stderr; outputs not completed are not written, old ones are intact
+====  ===================================================================
+
+Warnings (assumed metadata, a unit conversion) are printed as one line each,
+``edstomo <command>: note: …``. Set ``EDSTOMO_STRICT_ERRORS=1`` to let errors
+that are not edstomo's own (a ``KeyError`` from deep inside a library, …)
+end in a traceback instead of a one-line message — the fuzz tests do, to find
+them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import outputs, resources
+from .errors import EdstomoError, InputError
+
+__all__ = [
+    "EXIT_CODES",
+    "STRICT_ENV",
+    "add_arguments",
+    "check_choice",
+    "check_used",
+    "prepare",
+    "run",
+]
+
+STRICT_ENV = "EDSTOMO_STRICT_ERRORS"
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    user error: bad input, option, file or output path (one line on stderr, no traceback)
+  2    usage error: unknown option or missing argument
+  130  interrupted by Ctrl-C (143: terminated by SIGTERM); unfinished outputs are not written,
+       existing files are left as they were
+
+outputs: a command that writes refuses an output that is one of its inputs, a folder where a
+file is expected, a FIFO, device or symbolic link, and an existing file or non-empty run folder
+unless --overwrite is given (the old file is replaced only once the new one is complete).
+Runs that would need more memory than is available, or more than 100000 iterations, are
+refused unless --allow-large is given (or EDSTOMO_ALLOW_LARGE=1)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, output: str) -> None:
+    """Add ``--overwrite`` and ``--allow-large`` to a command that writes an output ``"file"`` or ``"folder"``."""
+    if output not in ("file", "folder"):
+        raise ValueError(f"output: {output!r} must be 'file' or 'folder'")
+    what = (
+        "replace an existing output file (it is kept until the new one is complete)"
+        if output == "file"
+        else "write into a non-empty output folder (files of the same names are replaced)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help=what)
+    parser.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the memory estimate exceeds the available memory, or with more than 100000 iterations",
+    )
+
+
+def prepare(args: argparse.Namespace, *, output: str, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """The checks a writing command makes before computing; returns the output path.
+
+    Parameters
+    ----------
+    args
+        The parsed arguments: ``out``, ``overwrite`` and ``allow_large`` are read.
+    output
+        ``"file"`` or ``"folder"``: what ``--out`` names.
+    inputs
+        The files and folders the command reads (None entries are skipped); they are protected.
+    """
+    if getattr(args, "allow_large", False):
+        os.environ[resources.ALLOW_ENV] = "1"
+    sources = [Path(p) for p in inputs if p is not None]
+    overwrite = bool(getattr(args, "overwrite", False))
+    if output == "file":
+        return outputs.check_output_file(args.out, inputs=sources, overwrite=overwrite)
+    return outputs.check_output_folder(args.out, inputs=sources, overwrite=overwrite)
+
+
+def check_choice(value: Any, choices: Iterable[str], option: str, what: str) -> None:
+    """Raise :class:`InputError` when ``value`` (if given) is not one of ``choices``."""
+    allowed = list(choices)
+    if value is not None and value not in allowed:
+        raise InputError(f"{option}: {value!r} is not {what}; expected one of {', '.join(allowed)}")
+
+
+def check_used(given: Iterable[str], used: Iterable[str], option: str, what: str) -> None:
+    """Raise :class:`InputError` when ``given`` names lines that the run does not use.
+
+    A value for a line that is not used (a ratio, an override) would be silently
+    ignored; it is almost always a typo or the wrong line list.
+    """
+    used = list(used)
+    unused = [name for name in given if name not in used]
+    if unused:
+        raise InputError(f"{option}: {unused} are not among the {what} {used}; a value for an unused line is a mistake")
+
+
+# ----- running a command -----------------------------------------------------------
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.filename}: {error.strerror}"
+    text = str(error).strip().strip("'\"")
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _strict() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def run(command: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run ``func(args)`` and return the exit code (see the module docstring), printing one line on failure."""
+    prefix = f"edstomo {command}"
+
+    def show(message: Any, category: type[Warning], *rest: Any, **options: Any) -> None:
+        kind = "note" if issubclass(category, UserWarning) else "warning"
+        text = " ".join(str(message).split())
+        print(f"{prefix}: {kind}: {text}", file=sys.stderr)
+
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:  # an interrupt inside a finaliser is handled by the flag, not shown
+        if issubclass(info.exc_type, KeyboardInterrupt) and outputs.interrupted() is not None:
+            return
+        previous_hook(info)
+
+    with warnings.catch_warnings(), outputs.interrupt_handlers():
+        warnings.showwarning = show
+        sys.unraisablehook = unraisable
+        try:
+            code = int(func(args) or 0)
+            outputs.raise_if_interrupted()
+            return code
+        except KeyboardInterrupt:
+            terminated = outputs.interrupted() == signal.SIGTERM
+            what = "terminated (SIGTERM)" if terminated else "interrupted"
+            print(f"{prefix}: {what}; unfinished outputs were not written, old files are unchanged", file=sys.stderr)
+            return 143 if terminated else 130
+        except EdstomoError as error:
+            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
+            return 1
+        except (ValueError, LookupError, TypeError) as error:
+            if _strict():
+                raise
+            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
+            return 1
+        finally:
+            sys.unraisablehook = previous_hook
