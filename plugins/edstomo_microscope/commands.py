@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from edstomo import safety
+
 
 def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by 'reconstruct' and 'quantify' (see edstomo_microscope.pipeline.PipelineOptions)."""
@@ -38,6 +40,7 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solid-angle", help="EDS solid angle with its unit (default assumed: 0.7 sr)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the PNG figures")
     add_distributed_arguments(p, optional=True)
+    safety.add_arguments(p, output="folder")
 
 
 def _dask_options(args: argparse.Namespace) -> object:
@@ -67,7 +70,7 @@ def _numbers(text: str | None, name: str, count: int | None = None) -> list[floa
     return values
 
 
-def _pipeline_options(args: argparse.Namespace) -> object:
+def _pipeline_options(args: argparse.Namespace, threshold: object = "esf") -> object:
     from edstomo.units import ureg
 
     from .loading import DEFAULT_LINES
@@ -99,6 +102,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         alpha=args.alpha,
         ratios=args.ratios,
         pad=args.pad,
+        threshold=threshold,
     )
 
 
@@ -106,11 +110,17 @@ def _source(paths: list[str]) -> object:
     return paths[0] if len(paths) == 1 else paths
 
 
+def _print_notes(summary: dict) -> None:
+    for note in summary["notes"]:
+        print(f"  note: {note}")
+    for warning in summary.get("warnings", []):
+        print(f"  WARNING: {warning}")
+
+
 def _print_run(result: object, out: str) -> None:
     summary = result.summary()  # type: ignore[attr-defined]
     print(f"results in {out}: aligned series {summary['shape_aligned']} (channels, tilts, positions, slices)")
-    for note in summary["notes"]:
-        print(f"  note: {note}")
+    _print_notes(summary)
     print("  time per step (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
 
 
@@ -133,6 +143,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
 
     from .pipeline import run_pipeline
 
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
     options = _pipeline_options(args)
     result = run_pipeline(
         _source(args.source),
@@ -158,8 +169,38 @@ def add_quantify(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", nargs="+", help="microscope files or their folder, or volume_*.h5 files or their folder")
     _microscope_arguments(p)
-    p.add_argument("--threshold", help="particle threshold on the summed map (default: ESF, Otsu if ESF fails)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METHOD=VALUE",
+        help="particle threshold of one method (eds or hebt) on its summed map S = Σ X_A/f_A or Σ X_A/z_A, or "
+        "'esf' (default: ESF, Otsu if ESF fails); repeat for the other method; a bare VALUE only when one "
+        "method is quantified (the two summed maps are on different scales)",
+    )
     p.set_defaults(func=_run_quantify)
+
+
+def _thresholds(items: list[str]) -> object:
+    """``--threshold`` values: "esf", one bare value, or {method: value} from METHOD=VALUE items."""
+    from edstomo.errors import InputError
+
+    if not items:
+        return "esf"
+    named = [item for item in items if "=" in item]
+    if not named:
+        if len(items) > 1:
+            raise InputError(f"--threshold: {items} gives several bare values; write METHOD=VALUE for each method")
+        return items[0]
+    if len(named) != len(items):
+        raise InputError(f"--threshold: {items} mixes METHOD=VALUE and bare values; write METHOD=VALUE for each")
+    chosen: dict[str, str] = {}
+    for item in named:
+        method, _, value = (part.strip() for part in item.partition("="))
+        if method in chosen:
+            raise InputError(f"--threshold: {method!r} is given twice")
+        chosen[method] = value
+    return chosen
 
 
 def _saved_volumes(paths: list[str]) -> list[str] | None:
@@ -181,7 +222,8 @@ def _run_quantify(args: argparse.Namespace) -> int:
 
     from .pipeline import quantify_saved, run_pipeline
 
-    threshold: float | str = "esf" if args.threshold is None else float(args.threshold)
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
+    threshold = _thresholds(args.threshold)
     saved = _saved_volumes(args.source)
     dask = _dask_options(args)
     if saved is not None and dask is not None:
@@ -199,11 +241,9 @@ def _run_quantify(args: argparse.Namespace) -> int:
             progress=ProgressPrinter(),
         )
         print(f"quantified {len(saved)} volume(s); results in {args.out}")
-        for note in summary["notes"]:
-            print(f"  note: {note}")
+        _print_notes(summary)
     else:
-        options = _pipeline_options(args)
-        options.threshold = threshold  # type: ignore[attr-defined]
+        options = _pipeline_options(args, threshold)
         result = run_pipeline(
             _source(args.source),
             options,  # type: ignore[arg-type]

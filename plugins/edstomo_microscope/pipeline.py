@@ -38,8 +38,8 @@ Progress is reported as ``progress(stage, done, total)``.
 
 from __future__ import annotations
 
-import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -50,11 +50,15 @@ import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
 from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text, load
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
+from edstomo.resources import check_iterations
+from edstomo.threshold import MaskWarning
+from edstomo.units import as_beam_energy, as_quantity, shown
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .loading import DEFAULT_LINES, load_tilt_series
@@ -98,7 +102,11 @@ class PipelineOptions:
     Physics: ``physics`` (plugin name), ``physics_options``.
     Reconstruction: ``eds_iterations``, ``hebt_iterations``, ``alpha``, ``ratios`` (physics/fit),
     ``pad`` (fraction of the positions added on each side before reconstruction).
-    Quantification: ``threshold`` ("esf" or a number).
+    Quantification: ``threshold``: "esf" (automatic) or, per method, ``{"eds": 0.5, "hebt": "esf"}``
+    (methods left out use "esf"); a single number only when one method is quantified, since the
+    summed maps of EDS-only and HEBT reconstructions are on different scales.
+
+    Every option is checked when the options are made, before anything is computed.
     """
 
     lines: Sequence[str] = DEFAULT_LINES
@@ -124,7 +132,7 @@ class PipelineOptions:
     alpha: float = 0.8
     ratios: str = "physics"
     pad: float = 0.25
-    threshold: float | str = "esf"
+    threshold: float | str | Mapping[str, float | str] = "esf"
 
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
@@ -146,9 +154,104 @@ class PipelineOptions:
             raise ValueError(f"pad: {self.pad!r} must be a fraction of the positions in [0, 2]")
         if not (isinstance(self.sinogram_sigma, (int, float)) and self.sinogram_sigma >= 0):
             raise ValueError(f"sinogram_sigma: {self.sinogram_sigma!r} must be a non-negative number of pixels")
+        _check_number("alpha", self.alpha, "in [0, 1) (the weight of the HAADF term)", lambda v: 0 <= v < 1)
+        _check_number("smooth", self.smooth, ">= 0 (pixels)", lambda v: v >= 0)
+        for name in ("eds_iterations", "hebt_iterations"):
+            check_iterations(getattr(self, name), name)
+        _check_load_values(self.load_options)
+        # the values now; whether one number is given for several methods is checked when they are known
+        thresholds_for(self.threshold, METHODS if isinstance(self.threshold, Mapping) else METHODS[:1])
 
     def to_dict(self) -> dict[str, Any]:
         return provenance.jsonable(asdict(self))
+
+
+#: The quantification methods, in order: EDS-only (quantifier ``eds``) and HEBT (``hebt``).
+METHODS = ("eds", "hebt")
+
+
+def _check_number(name: str, value: Any, expected: str, test: Callable[[float], bool]) -> None:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and test(float(value))):
+        raise InputError(f"{name}: {value!r} must be a number {expected}")
+
+
+#: Acquisition values that may replace the metadata (``load_options``), their unit and largest value.
+_LOAD_VALUES = {
+    "pixel_size": ("nm", None),
+    "probe_current": ("pA", None),
+    "dwell_time": ("s", None),
+    "solid_angle": ("sr", 4 * np.pi),
+}
+
+
+def _check_load_values(options: Mapping[str, Any]) -> None:
+    """Given acquisition values: the right unit, positive and finite (beam energy: an energy or a voltage)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "beam_energy":
+            quantity, unit, largest = as_beam_energy(value, name)[0], "keV", None
+        elif name in _LOAD_VALUES:
+            unit, largest = _LOAD_VALUES[name]
+            quantity = as_quantity(value, unit, name)
+        else:
+            continue
+        magnitude = np.asarray(quantity.m_as(unit), dtype=float)
+        if magnitude.ndim or not np.isfinite(magnitude) or magnitude <= 0:
+            raise InputError(f"{name}: {shown(value)} must be one positive, finite value (in {unit})")
+        if largest is not None and magnitude > largest:
+            raise InputError(f"{name}: {shown(value)} exceeds {largest:.4g} {unit}")
+
+
+def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | str]:
+    """The particle threshold of each method quantified.
+
+    Parameters
+    ----------
+    threshold
+        ``"esf"``; a mapping ``{method: "esf" or number >= 0}`` (methods left
+        out use ``"esf"``); or one number, accepted only when a single method
+        is quantified.
+    methods
+        The methods that will be quantified (of :data:`METHODS`).
+
+    Raises
+    ------
+    InputError
+        An unknown method, a value that is not "esf" or a finite number >= 0,
+        or one number for several methods (their summed maps differ in scale).
+    """
+
+    def checked(method: str, value: Any) -> float | str:
+        if isinstance(value, str) and value.strip().lower() == "esf":
+            return "esf"
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0")
+        if not (np.isfinite(value) and value >= 0):
+            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a finite number >= 0")
+        return float(value)
+
+    if isinstance(threshold, Mapping):
+        unknown = [m for m in threshold if m not in METHODS]
+        if unknown:
+            raise InputError(f"threshold: methods {unknown} are unknown; the methods are {list(METHODS)}")
+        return {m: checked(m, threshold.get(m, "esf")) for m in methods}
+    if isinstance(threshold, str) and threshold.strip().lower() == "esf":
+        return dict.fromkeys(methods, "esf")
+    value = checked("threshold", threshold)
+    if len(methods) > 1:
+        raise InputError(
+            f"threshold: one value ({threshold!r}) for the {' and '.join(methods)} maps; their summed maps "
+            "S = Σ X_A/f_A and Σ X_A/z_A are on different scales, so give one per method, e.g. "
+            "--threshold eds=VALUE --threshold hebt=VALUE (or {'eds': …, 'hebt': …})"
+        )
+    return dict.fromkeys(methods, value)
 
 
 @dataclass(frozen=True)
@@ -205,6 +308,7 @@ class PipelineResult:
     timings: dict[str, float]
     notes: list[str]
     files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
@@ -228,6 +332,7 @@ class PipelineResult:
                 "findings": self.findings,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
+                "warnings": self.warnings,
                 "files": self.files,
             }
         )
@@ -314,23 +419,34 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
 def quantify_volumes(
     volumes: Mapping[str, Volume],
     factors: PhysicsFactors,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     notes: list[str] | None = None,
+    alerts: list[str] | None = None,
 ) -> dict[str, CompositionMaps]:
     """Weight fractions of ``{"eds": ..., "hebt": ...}`` volumes by the quantifier of the same name.
 
-    With ``threshold="esf"`` the quantifiers fall back to Otsu's threshold of
-    the summed map Σ X_A/g_A when the ESF fit finds no plateau
-    (``fallback="otsu"``); the maps' provenance records it, and a note is
-    added to ``notes``.
+    ``threshold`` is read by :func:`thresholds_for` (one per method). With
+    ``"esf"`` the quantifiers fall back to Otsu's threshold of the summed map
+    Σ X_A/g_A when the ESF fit finds no plateau (``fallback="otsu"``); the
+    maps' provenance records it, and a note is added to ``notes``. A given
+    threshold that leaves no voxel is an error; one whose particle differs from
+    the automatic threshold's by more than 10× is added to ``alerts`` (to ``notes`` when no ``alerts``).
     """
+    chosen_thresholds = thresholds_for(threshold, list(volumes))
     result = {}
-    for name, volume in volumes.items():
-        maps = plugins.quantifier(name)(factors, threshold=threshold, fallback="otsu").quantify(volume)
-        chosen = maps.provenance[-1]["parameters"]
-        if notes is not None and chosen["threshold_method"] == "otsu":
-            notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
-        result[name] = maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
+        for name, volume in volumes.items():
+            quantifier = plugins.quantifier(name)(factors, threshold=chosen_thresholds[name], fallback="otsu")
+            maps = quantifier.quantify(volume)
+            chosen = maps.provenance[-1]["parameters"]
+            if notes is not None and chosen["threshold_method"] == "otsu":
+                notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
+            if "mask_warning" in chosen:
+                target = alerts if alerts is not None else notes
+                if target is not None:
+                    target.append(chosen["mask_warning"])
+            result[name] = maps
     return result
 
 
@@ -559,6 +675,8 @@ def run_pipeline(
         with _timed(timings, "load", progress, report=False):
             raw = _load(source, options, progress)
     notes.extend(_load_parameters(raw).get("values", {}).get("notes", []))
+    if quantify:  # one threshold per method: checked now that the methods are known, before reconstructing
+        thresholds_for(options.threshold, METHODS if raw.has_haadf else METHODS[:1])
     with _timed(timings, "align", progress):
         alignment = align(raw, options, notes)
         series = apply_alignment(raw, alignment)
@@ -618,9 +736,10 @@ def run_pipeline(
     maps: dict[str, CompositionMaps] = {}
     comparison: dict[str, dict[str, float]] = {}
     findings: dict[str, Any] = {}
+    alerts: list[str] = []
     if quantify:
         with _timed(timings, "quantify", progress):
-            maps = quantify_volumes(volumes, factors, options.threshold, notes)
+            maps = quantify_volumes(volumes, factors, options.threshold, notes, alerts)
         with _timed(timings, "compare", progress):
             comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
             findings = {name: _findings(m) for name, m in maps.items()}
@@ -639,6 +758,7 @@ def run_pipeline(
         timings,
         notes,
         files,
+        alerts,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)
@@ -658,7 +778,7 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
 
         with _timed(result.timings, "pictures", progress):
             result.files.extend(str(p) for p in pipeline_figures(result, out / "figures"))
-    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
+    atomic_write_text(out / "summary.json", provenance.strict_json(result.summary(), note_key="notes"))
     result.files.append(str(out / "summary.json"))
 
 
@@ -683,15 +803,16 @@ def quantify_saved(
     *,
     physics: str = "mcxray",
     physics_options: Mapping[str, Any] | None = None,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     pictures: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Quantify volumes saved by the pipeline (``volume_eds.h5``, ``volume_hebt.h5``) and write the maps.
 
-    The physics is computed for each volume's stored experiment. Writes
-    ``maps_<method>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
-    and ``quantify_summary.json`` into ``out``; returns that summary.
+    The physics is computed for each volume's stored experiment; ``threshold``
+    as for :func:`thresholds_for`. Writes ``maps_<method>.h5``/``.hspy``/``.tif``,
+    orthoslice and composite figures and ``quantify_summary.json`` (strict JSON:
+    undefined values are null, with a note) into ``out``; returns that summary.
     """
     from edstomo.io import load
 
@@ -714,14 +835,16 @@ def quantify_saved(
             if method in volumes:
                 raise ValueError(f"{path}: a second {method} volume; give one volume per method")
             volumes[method] = volume
+    chosen = thresholds_for(threshold, list(volumes))
     with _timed(timings, "physics", progress):
         model = plugins.physics(physics)(**dict(physics_options or {}))
         for method, volume in volumes.items():
             factors[method] = model.compute(volume.experiment)
+    alerts: list[str] = []
     with _timed(timings, "quantify", progress):
         maps = {}
         for method, volume in volumes.items():
-            maps.update(quantify_volumes({method: volume}, factors[method], threshold, notes))
+            maps.update(quantify_volumes({method: volume}, factors[method], chosen, notes, alerts))
     comparison = compare_maps(maps["eds"], maps["hebt"]) if {"eds", "hebt"} <= set(maps) else {}
     files: list[str] = []
     with _timed(timings, "export", progress):
@@ -747,8 +870,9 @@ def quantify_saved(
             "findings": {method: _findings(m) for method, m in maps.items()},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
+            "warnings": alerts,
             "files": files,
         }
     )
-    atomic_write_text(out / "quantify_summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "quantify_summary.json", provenance.strict_json(summary, note_key="notes"))
     return summary

@@ -33,8 +33,9 @@ import numpy as np
 import pint
 import pyxray
 import xraylib
+from edstomo.errors import InputError
 from edstomo.experiment import Experiment
-from edstomo.factors import LineParameters
+from edstomo.factors import LineParameters, PhysicsFactors
 from edstomo.interfaces import PhysicsModel
 from edstomo.lines import XrayLine, parse_line
 from edstomo.units import as_quantity, ureg
@@ -126,6 +127,16 @@ class MCXRayPhysics(PhysicsModel):
         self.overrides = _checked_overrides(overrides or {})
 
     # ----- the contract ---------------------------------------------------------
+    def compute(self, experiment: Experiment) -> PhysicsFactors:
+        """The factors of every line of ``experiment``; an override of a line it does not use is an error."""
+        unused = [line for line in self.overrides if line not in experiment.lines]
+        if unused:
+            raise InputError(
+                f"overrides: lines {unused} are not among the experiment's lines {experiment.lines}; "
+                "an override of a line that is not used would be ignored"
+            )
+        return super().compute(experiment)
+
     def line_parameters(self, line: str, experiment: Experiment) -> LineParameters:
         xray_line = parse_line(line)
         self.check_excitable(xray_line, experiment)

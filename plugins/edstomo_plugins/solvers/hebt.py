@@ -118,6 +118,12 @@ class HEBTSolver(IterativeSolver):
             missing = [c for c in channels if c not in self.ratios]
             if missing:
                 raise ValueError(f"ratios: no response ratio for line(s) {missing}; given for {list(self.ratios)}")
+            unused = [line for line in self.ratios if line not in channels]
+            if unused:
+                raise ValueError(
+                    f"ratios: line(s) {unused} are not reconstructed (channels {channels}); a ratio "
+                    "of a line that is not used would be ignored"
+                )
 
     def _resolve_ratios(self, data: TiltSeries, channels: list[str]) -> np.ndarray:
         if self.ratios is not None:
