@@ -385,8 +385,7 @@ def _command_plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edstomo`` command; returns the exit code (see :mod:`edstomo.safety`)."""
-    args = build_parser().parse_args(argv)
-    return safety.run(args.command, args.func, args)
+    return safety.main(build_parser, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

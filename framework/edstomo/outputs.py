@@ -45,7 +45,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from .errors import OutputPathError
 
@@ -393,19 +392,24 @@ def interrupt_handlers() -> Iterator[None]:
 
 @contextlib.contextmanager
 def children_ignore_interrupts() -> Iterator[None]:
-    """Start child processes inside this block so that they ignore SIGINT.
+    """Start child processes inside this block so that a terminal's Ctrl-C does not reach them.
 
-    A Ctrl-C at a terminal reaches every process of the foreground group; worker
-    processes that ignore it leave the interrupt to this process, which stops
-    them cleanly instead of each printing its own traceback. Child processes
-    inherit an ignored SIGINT (also across ``exec``); the handler of this process
-    is restored at the end of the block. Only in the main thread.
+    A Ctrl-C at a terminal sends SIGINT to every process of the foreground
+    group; worker processes that ignore it leave the interrupt to this process,
+    which stops them cleanly instead of each printing its own traceback.
+    Within the block SIGINT is ignored (children inherit that, across ``exec``
+    too, whichever thread starts them) and blocked in this thread: on Linux a
+    blocked signal is kept pending rather than discarded, so a Ctrl-C that
+    arrives meanwhile is handled here when the block ends. Only in the main
+    thread, on POSIX.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous: Any = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, handler)  # the handler first: a pending Ctrl-C then reaches it
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)

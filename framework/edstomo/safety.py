@@ -5,8 +5,8 @@ Every ``edstomo`` command that writes declares ``--overwrite`` and
 before any computation: the output path is checked by the rules of
 :mod:`edstomo.outputs` (never over an input, never over a special file or a
 link, an existing output only with ``--overwrite``) and ``--allow-large``
-lifts the size guard of :mod:`edstomo.resources`. :func:`run` runs a command
-and turns every outcome into an exit code:
+lifts the size guard of :mod:`edstomo.resources`. :func:`main` parses the
+arguments, runs the command and turns every outcome into an exit code:
 
 ====  ===================================================================
 code  meaning
@@ -46,8 +46,8 @@ __all__ = [
     "add_arguments",
     "check_choice",
     "check_used",
+    "main",
     "prepare",
-    "run",
 ]
 
 STRICT_ENV = "EDSTOMO_STRICT_ERRORS"
@@ -135,15 +135,13 @@ def _strict() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def run(command: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run ``func(args)`` and return the exit code (see the module docstring), printing one line on failure."""
-    prefix = f"edstomo {command}"
+def main(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None = None) -> int:
+    """Build the parser, parse ``argv`` and run the command; the exit code (see the module docstring).
 
-    def show(message: Any, category: type[Warning], *rest: Any, **options: Any) -> None:
-        kind = "note" if issubclass(category, UserWarning) else "warning"
-        text = " ".join(str(message).split())
-        print(f"{prefix}: {kind}: {text}", file=sys.stderr)
-
+    Interrupts are handled from the start (building the parser imports the
+    plugins, which takes a moment); only a Ctrl-C while Python imports edstomo
+    itself, before this function runs, ends with Python's own traceback.
+    """
     previous_hook = sys.unraisablehook
 
     def unraisable(info: Any) -> None:  # an interrupt inside a finaliser is handled by the flag, not shown
@@ -152,27 +150,44 @@ def run(command: str, func: Callable[[argparse.Namespace], int | None], args: ar
         previous_hook(info)
 
     with warnings.catch_warnings(), outputs.interrupt_handlers():
-        warnings.showwarning = show
         sys.unraisablehook = unraisable
         try:
-            code = int(func(args) or 0)
-            outputs.raise_if_interrupted()
-            return code
-        except KeyboardInterrupt:
-            terminated = outputs.interrupted() == signal.SIGTERM
-            what = "terminated (SIGTERM)" if terminated else "interrupted"
-            print(f"{prefix}: {what}; unfinished outputs were not written, old files are unchanged", file=sys.stderr)
-            return 143 if terminated else 130
-        except EdstomoError as error:
-            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
-            return 1
-        except OSError as error:
-            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
-            return 1
-        except (ValueError, LookupError, TypeError) as error:
-            if _strict():
-                raise
-            print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
-            return 1
+            try:
+                args = build_parser().parse_args(argv)
+            except KeyboardInterrupt:
+                return _interrupted("edstomo")
+            return _run(args.command, args.func, args)
         finally:
             sys.unraisablehook = previous_hook
+
+
+def _interrupted(prefix: str) -> int:
+    terminated = outputs.interrupted() == signal.SIGTERM
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    print(f"{prefix}: {what}; unfinished outputs were not written, old files are unchanged", file=sys.stderr)
+    return 143 if terminated else 130
+
+
+def _run(command: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    prefix = f"edstomo {command}"
+
+    def show(message: Any, category: type[Warning], *rest: Any, **options: Any) -> None:
+        kind = "note" if issubclass(category, UserWarning) else "warning"
+        text = " ".join(str(message).split())
+        print(f"{prefix}: {kind}: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        code = int(func(args) or 0)
+        outputs.raise_if_interrupted()
+        return code
+    except KeyboardInterrupt:
+        return _interrupted(prefix)
+    except (EdstomoError, OSError) as error:
+        print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
+        return 1
+    except (ValueError, LookupError, TypeError) as error:
+        if _strict():
+            raise
+        print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
+        return 1
