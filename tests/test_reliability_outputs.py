@@ -25,6 +25,9 @@ from edstomo.data import TiltSeries
 from edstomo.errors import OutputPathError
 from edstomo.io import atomic_path, atomic_write_text
 
+SOLVE_QUICKLY = ("--iterations", "2", "--no-progress", "--overwrite")
+SOLVE_SLOWLY = ("--iterations", "400", "--chunk-slices", "1", "--no-progress")
+
 
 def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -254,8 +257,7 @@ def test_ctrl_c_inside_a_finaliser_during_the_dask_assembly_stops_with_130(small
     path = tmp_path / "inject.py"
     path.write_text(textwrap.dedent(script))
     result = subprocess.run(
-        [sys.executable, str(path), "solve", str(small_series_file), "--out", str(out), "--iterations", "2"]
-        + ["--no-progress", "--overwrite"],
+        [sys.executable, str(path), "solve", str(small_series_file), "--out", str(out), *SOLVE_QUICKLY],
         capture_output=True,
         text=True,
         timeout=600,
@@ -298,8 +300,7 @@ def test_kill_9_during_solve_leaves_a_chunk_folder_that_the_next_run_removes(sma
     """Kill the command once its chunk folder exists; the next run of the same output removes it."""
     out = tmp_path / "V.h5"
     process = subprocess.Popen(
-        [*edstomo_command(), "solve", str(small_series_file), "--out", str(out), "--iterations", "400"]
-        + ["--chunk-slices", "1", "--no-progress"],
+        [*edstomo_command(), "solve", str(small_series_file), "--out", str(out), *SOLVE_SLOWLY],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -16,10 +16,10 @@ pytest.importorskip("hyperspy")
 pytest.importorskip("exspy")
 pytest.importorskip("rsciio")
 
-from conftest import SHARED, run_edstomo  # noqa: E402
-from edstomo_microscope import reader  # noqa: E402
-from edstomo_microscope.loading import load_tilt_series  # noqa: E402
-from edstomo_microscope.reader import UnreadableFileError  # noqa: E402
+from conftest import SHARED, run_edstomo
+from edstomo_microscope import reader
+from edstomo_microscope.loading import load_tilt_series
+from edstomo_microscope.reader import UnreadableFileError
 
 DATA = SHARED / "data" / "openNCEM_L2083-K-4-1_EDS_tilt_series"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="the shared openNCEM data set is not available")

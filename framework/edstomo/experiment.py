@@ -170,6 +170,9 @@ class _Model(BaseModel):
         except ValidationError as error:
             raise ExperimentError.from_validation(error, type(self).__name__) from None
 
+    # Not a custom initialiser for pydantic: nested parts are validated in one pass, so each error keeps its path.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Any:
         try:
