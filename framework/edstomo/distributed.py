@@ -43,6 +43,7 @@ import h5py
 import numpy as np
 
 from . import outputs, provenance
+from .cluster import local_cluster
 from .consistency import check_agrees
 from .data import TiltSeries
 from .interfaces import Solver
@@ -131,7 +132,7 @@ def _solve_chunk(solver: Solver, source: str, start: int, stop: int, folder: str
 def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator[tuple[Any, int | None]]:
     """A ``distributed.Client`` and the numba threads each task may use (None: leave as is)."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as error:
         raise ImportError("distributed solving needs dask.distributed: pip install 'edstomo[dask]'") from error
     if scheduler is not None:
@@ -141,40 +142,8 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator[tu
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: {workers!r} must be a positive integer (local worker processes)")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with _workers_ignore_interrupts(processes):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # e.g. "port 8787 is already in use"
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
-        with cluster, Client(cluster) as client:
-            yield client, threads
-
-
-@contextlib.contextmanager
-def _workers_ignore_interrupts(processes: bool) -> Iterator[None]:
-    """Local worker processes forked from a server that ignores SIGINT, so that Ctrl-C is this process's to handle.
-
-    A terminal's Ctrl-C reaches every process of its group; workers that took
-    it would each print a traceback. The workers are started through
-    multiprocessing's fork server, itself started with SIGINT ignored (which
-    its children inherit) during the moment it takes to start it
-    (:func:`edstomo.outputs.children_ignore_interrupts`); this process keeps
-    handling Ctrl-C all along. Where there is no fork server (Windows), nothing changes.
-    """
-    import multiprocessing
-
-    if not processes or "forkserver" not in multiprocessing.get_all_start_methods():
-        yield
-        return
-    from multiprocessing import forkserver
-
-    import dask
-    from distributed.utils import get_mp_context
-
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
-        get_mp_context()  # distributed's preload list for the fork server
-        with outputs.children_ignore_interrupts():
-            forkserver.ensure_running()
-        yield
+    with local_cluster(workers, processes) as client:
+        yield client, threads
 
 
 def _progress(progress: bool | Progress | None, total: int) -> tuple[Progress, Callable[[], None]]:

@@ -45,10 +45,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .errors import OutputPathError
 
 __all__ = [
+    "DeferredInterrupts",
     "check_output_file",
     "check_output_folder",
     "check_target",
@@ -57,6 +59,7 @@ __all__ = [
     "interrupted",
     "protect",
     "protected",
+    "protecting",
     "raise_if_interrupted",
     "remove_stale",
     "remove_stale_in",
@@ -388,6 +391,35 @@ def interrupt_handlers() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _SIGNALLED.clear()
+
+
+class DeferredInterrupts:
+    """Hold SIGINT and SIGTERM back during a block that must not be cut short (e.g. starting a cluster).
+
+    A signal that arrives inside the block is recorded (``signalled``) instead
+    of raising; the caller acts on it once the block's work can be undone
+    cleanly. Under :func:`interrupt_handlers` the signal is also remembered for
+    :func:`interrupted` and :func:`raise_if_interrupted`. Only in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.signalled: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        if self.signalled is None:
+            self.signalled = signum
+        if self._previous.get(signum) is _on_signal:
+            _SIGNALLED.append(signum)
+
+    def __enter__(self) -> DeferredInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._record) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -21,9 +21,10 @@ code  meaning
 
 Warnings (assumed metadata, a unit conversion) are printed as one line each,
 ``edstomo <command>: note: …``. Set ``EDSTOMO_STRICT_ERRORS=1`` to let errors
-that are not edstomo's own (a ``KeyError`` from deep inside a library, …)
-end in a traceback instead of a one-line message — the fuzz tests do, to find
-them.
+that are not edstomo's own — neither an :class:`EdstomoError` nor a
+``ValueError`` raised by edstomo's code, but e.g. a ``KeyError`` or a pint
+error from deep inside a library — end in a traceback instead of a one-line
+message; the fuzz tests do, to find them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "check_choice",
     "check_used",
     "main",
+    "non_negative_int",
     "prepare",
 ]
 
@@ -104,6 +106,17 @@ def prepare(args: argparse.Namespace, *, output: str, inputs: Iterable[str | Pat
     return outputs.check_output_folder(args.out, inputs=sources, overwrite=overwrite)
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (e.g. a random seed); a usage error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
+    return value
+
+
 def check_choice(value: Any, choices: Iterable[str], option: str, what: str) -> None:
     """Raise :class:`InputError` when ``value`` (if given) is not one of ``choices``."""
     allowed = list(choices)
@@ -135,12 +148,27 @@ def _strict() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: Packages whose own ``ValueError`` messages are edstomo's (they name the parameter, the value and what is
+#: expected); code not yet converted to :class:`EdstomoError` still raises plain ``ValueError`` there.
+OWN_PACKAGES = ("edstomo", "edstomo_plugins", "edstomo_microscope")
+
+
+def _raised_by_edstomo(error: BaseException) -> bool:
+    """Whether ``error`` is a ValueError raised by edstomo's own code (not by a library it calls)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    module = "" if frame is None else str(frame.tb_frame.f_globals.get("__name__", ""))
+    return isinstance(error, ValueError) and module.split(".")[0] in OWN_PACKAGES
+
+
 def main(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None = None) -> int:
     """Build the parser, parse ``argv`` and run the command; the exit code (see the module docstring).
 
     Interrupts are handled from the start (building the parser imports the
-    plugins, which takes a moment); only a Ctrl-C while Python imports edstomo
-    itself, before this function runs, ends with Python's own traceback.
+    plugins, which takes a moment); a Ctrl-C while Python imports edstomo
+    itself, before this function runs, is handled by the console script's
+    launcher (:mod:`edstomo_entry`).
     """
     previous_hook = sys.unraisablehook
 
@@ -187,7 +215,7 @@ def _run(command: str, func: Callable[[argparse.Namespace], int | None], args: a
         print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
         return 1
     except (ValueError, LookupError, TypeError) as error:
-        if _strict():
+        if _strict() and not _raised_by_edstomo(error):
             raise
         print(f"{prefix}: error: {_message(error)}", file=sys.stderr)
         return 1
