@@ -124,14 +124,17 @@ def test_an_existing_output_needs_overwrite_and_is_then_replaced(small_experimen
     assert TiltSeries.load(out).shape == (3, 7, 24, 2)
 
 
-def test_help_says_how_outputs_are_treated():
+def test_help_says_how_outputs_are_treated(capsys):
     top = run_edstomo("--help")
     assert top.returncode == 0
     for fragment in ("--overwrite", "exit codes", "130", "symbolic link"):
         assert fragment in top.stdout
+    assert "--overwrite" in run_edstomo("solve", "--help").stdout
     for command in ("simulate", "solve", "study", "reconstruct", "quantify"):
-        text = run_edstomo(command, "--help").stdout
-        assert "--overwrite" in text and "--allow-large" in text, command
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert stop.value.code == 0 and "--overwrite" in text and "--allow-large" in text, command
 
 
 def test_a_run_folder_must_be_empty_unless_overwrite(tmp_path, capsys):

@@ -125,8 +125,16 @@ def test_a_file_whose_experiment_contradicts_its_data_fails_to_load(small_series
     with pytest.raises(InputError, match="the stored experiment does not describe the data") as caught:
         io.load(path)
     assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_solve_refuses_a_file_whose_experiment_contradicts_its_data(small_series_file, tmp_path):
+    path = tmp_path / "S.h5"
+    path.write_bytes(small_series_file.read_bytes())
+    rewrite_experiment(path, lambda d: d["scan"].update(positions=30))
     result = run_edstomo("solve", path, "--out", tmp_path / "V.h5", "--iterations", "2", "--no-progress")
-    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert result.returncode == 1
+    assert "the stored experiment does not describe the data: positions 24 in the data, 30" in result.stderr
+    assert not (tmp_path / "V.h5").exists()
 
 
 def test_a_contradiction_is_refused_when_saving_too(small_series_file, small_experiment, tmp_path):
