@@ -212,6 +212,43 @@ def test_edstomo_files_with_odd_attributes_are_refused_naming_the_file(valid_fil
         assert str(path) in str(error)
 
 
+@pytest.fixture(scope="module")
+def spectrum_image_file(tmp_path_factory):
+    """A small valid EDS spectrum image (HyperSpy file) with an Fe Kα peak."""
+    exspy = pytest.importorskip("exspy")
+    energy = np.arange(200) * 0.05
+    counts = np.random.default_rng(3).poisson(1 + 30 * np.exp(-0.5 * ((energy - 6.4) / 0.06) ** 2), (6, 6, 200))
+    signal = exspy.signals.EDSTEMSpectrum(counts.astype(float))
+    signal.axes_manager.signal_axes[0].scale, signal.axes_manager.signal_axes[0].units = 0.05, "keV"
+    for axis in signal.axes_manager.navigation_axes:
+        axis.scale, axis.units = 3.0, "nm"
+    signal.set_microscope_parameters(beam_energy=200.0, live_time=1.0)
+    path = tmp_path_factory.mktemp("hspy") / "0.hspy"
+    signal.save(path)
+    return path.read_bytes()
+
+
+@fuzz(15)
+@given(data=st.data())
+def test_damaged_microscope_files_are_refused_naming_the_file(spectrum_image_file, tmp_path_factory, data):
+    from edstomo_microscope.loading import load_tilt_series
+
+    content = bytearray(spectrum_image_file)
+    if data.draw(st.booleans()):
+        content = content[: data.draw(st.integers(0, len(content) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 30))):
+            content[data.draw(st.integers(0, len(content) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path_factory.mktemp("tilt") / "0.hspy"
+    path.write_bytes(bytes(content))
+    try:
+        series = load_tilt_series([path], ["Fe_Ka"], angles=["0 deg"], probe_current="1 nA", solid_angle="1 sr")
+    except EdstomoError as error:
+        assert str(path) in str(error)
+        return
+    assert series.shape[:2] == (1, 1) and np.isfinite(series.data).all()
+
+
 # ----- command-line arguments -----------------------------------------------------------------
 PLAUSIBLE = ["80 keV", "200 kV", "Co_Ka", "Au_Ma", "table", "mcxray", "json", "eadl", "nope", "Au_Ma.p=0.9",
              "Zn_Ka.p=2", "Ag_La=800", "sirt", "hebt-sirt", "esf", "eds=1"]  # fmt: skip

@@ -23,7 +23,7 @@ from edstomo import outputs
 from edstomo.cli import main
 from edstomo.data import TiltSeries
 from edstomo.errors import OutputPathError
-from edstomo.io import atomic_path, atomic_write_text
+from edstomo.io import atomic_path, atomic_save_figure, atomic_write_text
 
 SOLVE_QUICKLY = ("--iterations", "2", "--no-progress", "--overwrite")
 SOLVE_SLOWLY = ("--iterations", "400", "--chunk-slices", "1", "--no-progress")
@@ -155,6 +155,23 @@ def test_protected_inputs_are_never_replaced_by_any_write(tmp_path):
     assert source.read_text() == "input"
     atomic_write_text(source, "no longer protected")
     assert source.read_text() == "no longer protected"
+
+
+def test_figures_are_written_atomically(tmp_path):
+    from matplotlib.figure import Figure
+
+    class FailingFigure(Figure):
+        def savefig(self, fname, **options):
+            Path(fname).write_bytes(b"half a figure")
+            raise RuntimeError("disk full")
+
+    path = tmp_path / "figure.png"
+    path.write_bytes(b"the previous figure")
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_save_figure(FailingFigure(), path)
+    assert path.read_bytes() == b"the previous figure" and leftovers(tmp_path) == []
+    atomic_save_figure(Figure(figsize=(1, 1)), path)
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 # ----- "Leftovers and interrupts" ----------------------------------------------------------

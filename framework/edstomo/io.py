@@ -102,6 +102,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8")
 
 
+def atomic_save_figure(figure: Any, path: str | Path, **options: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix, e.g. ``.png``); other options go to ``savefig``."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=path.suffix.lstrip(".").lower() or "png", **options)
+    return path
+
+
 def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compression: str | None = None) -> Path:
     """Save a tilt series, volume or composition maps to HDF5, atomically.
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from edstomo.data import CompositionMaps
+from edstomo.io import atomic_save_figure
 
 from .alignment import centre_of_mass
 
@@ -167,9 +168,10 @@ def _finish(fig: Any, path: str | Path | None, dpi: int) -> Any:
     import matplotlib.pyplot as plt
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    try:
+        return atomic_save_figure(fig, path, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def colour_composite(

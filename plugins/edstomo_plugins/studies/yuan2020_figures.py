@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from edstomo.io import atomic_save_figure
 from edstomo.study import ResultsTable
 
 if TYPE_CHECKING:
@@ -43,8 +44,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path)
-    return path
+    return atomic_save_figure(figure, path)
 
 
 def _image(axes: Axes, image: np.ndarray, title: str, vmin: float, vmax: float, cmap: str = "viridis") -> Any:
