@@ -157,6 +157,13 @@ def test_protected_inputs_are_never_replaced_by_any_write(tmp_path):
     assert source.read_text() == "no longer protected"
 
 
+def test_inputs_are_protected_for_one_command_only(small_experiment, tmp_path):
+    experiment = small_experiment.save(tmp_path / "exp.yaml")
+    assert main(["simulate", str(experiment), "--out", str(tmp_path / "S.h5")]) == 0
+    assert outputs.protected(experiment) is None  # a later command (or the library) may write it again
+    small_experiment.save(experiment)
+
+
 def test_figures_are_written_atomically(tmp_path):
     from matplotlib.figure import Figure
 

@@ -177,7 +177,8 @@ def main(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | 
             return
         previous_hook(info)
 
-    with warnings.catch_warnings(), outputs.interrupt_handlers():
+    # the inputs a command protects are protected for that command only (outputs.protecting restores the set)
+    with warnings.catch_warnings(), outputs.interrupt_handlers(), outputs.protecting([]):
         sys.unraisablehook = unraisable
         try:
             try:
@@ -199,10 +200,14 @@ def _interrupted(prefix: str) -> int:
 def _run(command: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     prefix = f"edstomo {command}"
 
+    shown: set[str] = set()
+
     def show(message: Any, category: type[Warning], *rest: Any, **options: Any) -> None:
         kind = "note" if issubclass(category, UserWarning) else "warning"
         text = " ".join(str(message).split())
-        print(f"{prefix}: {kind}: {text}", file=sys.stderr)
+        if text not in shown:  # the same note from two places is said once
+            shown.add(text)
+            print(f"{prefix}: {kind}: {text}", file=sys.stderr)
 
     warnings.showwarning = show
     try:
