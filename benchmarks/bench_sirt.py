@@ -74,7 +74,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    from edstomo import kernels
+    from edstomo.operators import kernels
 
     info: dict[str, Any] = {
         "cpu": model,
@@ -155,7 +155,7 @@ def phantom(n: int, slices: int, element: int = 0) -> np.ndarray:
 
 def make_case(case: str, seed: int = 0) -> dict[str, np.ndarray]:
     """Truth maps (4 elements), noisy EDS sinograms, and the HAADF sinogram Σ r_A I_A."""
-    from edstomo.projector import ParallelBeamProjector
+    from edstomo.operators import ParallelBeamProjector
 
     n, slices = CASES[case]
     proj = ParallelBeamProjector(np.deg2rad(ANGLES_DEG), (n, n))
@@ -170,7 +170,7 @@ def make_case(case: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _matrix_bytes(proj: Any) -> int:
-    m = proj.T.matrix
+    m = proj.matrix_t
     return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
@@ -196,13 +196,13 @@ def edstomo_solve(series: Any, solver: str, iterations: int, **options: Any) -> 
     cls = et.plugins.solver(solver)
     cls(iterations=1, **options).solve(series)  # build and cache the projector, load the kernels
     wait_for_quiet()
-    volume = cls(iterations=iterations, **options).solve(series, callback=lambda s: stamps.append(time.perf_counter()))
+    volume = cls(iterations=iterations, **options).solve(series, callbacks=lambda s: stamps.append(time.perf_counter()))
     return volume.data, statistics.median(np.diff(stamps))
 
 
 def edstomo_steps(series: Any, iterations: int = 8) -> dict[str, float]:
     """Seconds per SIRT iteration of the implementation steps, on the projector directly."""
-    from edstomo.projector import ParallelBeamProjector
+    from edstomo.operators import ParallelBeamProjector
 
     sino = np.ascontiguousarray(series.data[0], dtype=np.float32)  # (tilts, n, slices)
     n = sino.shape[1]
@@ -331,7 +331,7 @@ def worker(method: str, data_file: str, iterations: int) -> None:
     et.plugins.solver("sirt")(iterations=2).solve(tiny)  # load the compiled kernels
     if method == "astra":
         astra_sirt(np.ones((len(ANGLES_DEG), 8, 1), dtype=np.float32), 1, [0], 1)
-    from edstomo.solver_base import _cached_projector
+    from edstomo.operators.projector import _cached_projector
 
     _cached_projector.cache_clear()
     base = _start_peak()
@@ -477,7 +477,7 @@ def main() -> None:
     print()
     for case in ("a", "b") if args.case == "all" else (args.case,):
         print("\n".join(run_case(case, args.iterations, args.astra_slices, args.timing_iterations, not args.no_memory)))
-    from edstomo import kernels
+    from edstomo.operators import kernels
 
     print(f"compiled kernels after the runs: {kernels.describe()}")
     print(

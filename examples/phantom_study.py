@@ -18,9 +18,9 @@ from pathlib import Path
 
 import edstomo as et
 import numpy as np
-from edstomo.experiment import yuan2020_phantom_experiment
 from edstomo.preprocessing import gaussian_filter, response_ratios
 from edstomo.study import dice, interior
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def main(out: Path | None = None, seed: int = 0) -> None:
@@ -53,7 +53,7 @@ def main(out: Path | None = None, seed: int = 0) -> None:
     def follow(state):
         curve.append(structure(np.asarray(state.estimate[0], dtype=float), truth.fraction("Ag")))
 
-    et.plugins.solver("sirt")(iterations=100).solve(filtered.select(["Ag_La", "Au_Ma"]), callback=follow)
+    et.plugins.solver("sirt")(iterations=100).solve(filtered.select(["Ag_La", "Au_Ma"]), callbacks=follow)
     best_n = int(np.argmax(curve)) + 1
     print(f"EDS-only SIRT: SSIM-structure of Ag best at n = {best_n} ({max(curve):.3f}), {curve[-1]:.3f} at n = 100")
 

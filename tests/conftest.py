@@ -10,7 +10,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 @pytest.fixture(scope="session")
 def paper_experiment():
-    from edstomo.experiment import yuan2020_phantom_experiment
+    from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
     return yuan2020_phantom_experiment()
 
@@ -61,7 +61,8 @@ def run_edstomo(*args, cwd=None, timeout=600, env=None):
 @pytest.fixture(scope="session")
 def small_experiment():
     """A quick version of the paper's phantom experiment: 7 tilts, 24 positions of 6 nm, 2 slices."""
-    from edstomo.experiment import Experiment, yuan2020_phantom_experiment
+    from edstomo.experiment import Experiment
+    from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
     definition = yuan2020_phantom_experiment().to_dict()
     definition.update(

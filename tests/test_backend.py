@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from edstomo import backend
 from edstomo.data import TiltSeries
-from edstomo.projector import ParallelBeamProjector
+from edstomo.operators import ParallelBeamProjector
 
 needs_gpu = pytest.mark.skipif(not backend.gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -44,8 +44,16 @@ def test_unknown_device_is_an_error():
 def test_gpu_without_cupy_or_device_is_a_clear_error(series):
     with pytest.raises(ValueError, match="device: 'gpu' needs CuPy and a CUDA GPU"):
         backend.namespace_for("gpu")
-    with pytest.raises(ValueError, match="device: 'gpu' needs CuPy"):
+    with pytest.raises(ValueError, match="device: solver 'sirt' asked for 'gpu', but CuPy with a CUDA GPU"):
         et.plugins.solver("sirt")(iterations=1, device="gpu").solve(series)
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present")
+def test_auto_device_falls_back_to_the_cpu(series):
+    auto = et.plugins.solver("sirt")(iterations=3, device="auto").solve(series)
+    cpu = et.plugins.solver("sirt")(iterations=3).solve(series)
+    np.testing.assert_array_equal(auto.data, cpu.data)
+    assert auto.provenance[-1]["parameters"]["device_used"] == "cpu"
 
 
 def test_contiguous_casts_and_orders():
@@ -64,9 +72,9 @@ def test_to_numpy_and_is_gpu_array_on_numpy():
 
 
 def test_solver_device_option_is_checked():
-    with pytest.raises(ValueError, match=r"device: 'cuda' is not a device; expected one of \['cpu', 'gpu'\]"):
+    with pytest.raises(ValueError, match=r"option 'device' = 'cuda': expected 'cpu' \| 'gpu' \| 'auto'"):
         et.plugins.solver("sirt")(device="cuda")
-    with pytest.raises(ValueError, match="device: 'cuda'"):
+    with pytest.raises(ValueError, match="'device' = 'cuda'"):
         et.plugins.solver("hebt-sirt")(device="cuda")
 
 

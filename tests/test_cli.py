@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from edstomo import TiltSeries
 from edstomo.cli import main
-from edstomo.experiment import yuan2020_phantom_experiment
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def test_simulate_with_the_built_in_default(tmp_path, capsys):
@@ -40,9 +40,20 @@ def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
 
 def test_plugins_lists_kind_name_and_description():
     out = subprocess.run([sys.executable, "-m", "edstomo.cli", "plugins"], capture_output=True, text=True, check=True)
-    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
+    rows = [line.replace(" * ", " ").split(None, 2) for line in out.stdout.splitlines()[:-1]]
     assert ["forward", "thin-film"] == rows[[r[1] for r in rows].index("thin-film")][:2]
     assert all(len(r) == 3 for r in rows)
+    assert out.stdout.splitlines()[-1] == "(* the default of its kind)"
+    assert any(line.startswith("solver") and " * sirt " in line for line in out.stdout.splitlines())
+
+
+def test_plugins_shows_the_options_of_one_plugin():
+    out = subprocess.run(
+        [sys.executable, "-m", "edstomo.cli", "plugins", "solver", "hebt-sirt"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert "alpha : float (>= 0, < 1) = 0.8" in out.stdout
+    assert "ratios : dict[str, float (> 0)] | None = None" in out.stdout
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["plugins", "--help"]])

@@ -21,7 +21,7 @@ RATIOS = {"Ag_La": 800.0, "Au_Ma": 1000.0}
 @pytest.fixture(scope="module")
 def series() -> TiltSeries:
     """A small 3-D tilt series: HAADF + 2 lines, 13 tilts, 20 positions, 11 slices, noise-free phantom."""
-    from edstomo.projector import ParallelBeamProjector
+    from edstomo.operators import ParallelBeamProjector
 
     angles = np.arange(-60.0, 61.0, 10.0)
     proj = ParallelBeamProjector(np.deg2rad(angles), (20, 20), dtype="float64")
@@ -152,9 +152,18 @@ def test_a_failing_task_leaves_no_output_and_no_chunks(series_file, cluster, tmp
     assert list(tmp_path.iterdir()) == []
 
 
-def test_solvers_that_fit_per_chunk_parameters_are_refused(series_file, tmp_path):
-    with pytest.raises(ValueError, match="ratios"):
-        distributed.solve_file(et.plugins.solver("hebt-sirt")(iterations=2), series_file, tmp_path / "v.h5")
+def test_options_estimated_from_data_are_fitted_once_on_the_whole_series(series, series_file, tmp_path):
+    """hebt-sirt without ratios: one fit on the whole series, not one per chunk (which would differ)."""
+    from edstomo.preprocessing import response_ratios
+
+    out = distributed.solve_file(
+        et.plugins.solver("hebt-sirt")(iterations=4), series_file, tmp_path / "v.h5", chunk_slices=3
+    )
+    fit = response_ratios(series)
+    expected = et.plugins.solver("hebt-sirt")(iterations=4, ratios=fit.ratios).solve(series)
+    volume = et.load(out)
+    np.testing.assert_array_equal(volume.data, expected.data)
+    assert volume.provenance[-2]["parameters"]["ratios"] == pytest.approx(fit.ratios)
 
 
 def test_bad_options_are_errors(series_file, tmp_path):
@@ -193,7 +202,8 @@ def test_cli_solve_writes_the_in_process_volume(series, series_file, tmp_path, c
     from edstomo.cli import main
 
     out = tmp_path / "hebt.h5"
-    options = ["--solver", "hebt-sirt", "--iterations", "6", "--alpha", "0.7", "--ratios", "Ag_La=800,Au_Ma=1000"]
+    options = ["--solver", "hebt-sirt", "--set", "iterations=6", "--set", "alpha=0.7"]
+    options += ["--set", "ratios={Ag_La: 800, Au_Ma: 1000}"]
     code = main(["solve", str(series_file), "--out", str(out), *options, "--chunk-slices", "5", "--no-progress"])
     assert code == 0
     assert "wrote" in capsys.readouterr().out
@@ -206,9 +216,9 @@ def test_cli_solve_fits_hebt_ratios_to_the_whole_series(series, series_file, tmp
     from edstomo.preprocessing import response_ratios
 
     out = tmp_path / "hebt.h5"
-    assert main(["solve", str(series_file), "--out", str(out), "--solver", "hebt-sirt", "--iterations", "3"]) == 0
+    assert main(["solve", str(series_file), "--out", str(out), "--solver", "hebt-sirt", "--set", "iterations=3"]) == 0
     fit = response_ratios(series)
-    assert "response ratios fitted to the whole series" in capsys.readouterr().out
+    assert "estimated once on the whole series: ratios" in capsys.readouterr().out
     expected = et.plugins.solver("hebt-sirt")(iterations=3, ratios=fit.ratios).solve(series)
     np.testing.assert_array_equal(et.load(out).data, expected.data)
 
@@ -216,8 +226,10 @@ def test_cli_solve_fits_hebt_ratios_to_the_whole_series(series, series_file, tmp
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--solver", "hebt-sirt", "--ratios", "Ag_La:800"], "--ratios.*LINE=VALUE"),
-        (["--alpha", "0.5"], "--alpha.*'sirt' solver has no such option"),
+        (["--solver", "hebt-sirt", "--set", "ratios=Ag_La:800"], r"option 'ratios' = 'Ag_La:800': expected dict"),
+        (["--set", "alpha=0.5"], "option 'alpha' = 0.5: not an option of solver 'sirt'"),
+        (["--solver", "nope"], "solver: unknown plugin 'nope'"),
+        (["--set", "solver.iterations=-1"], r"option 'iterations' = -1: expected int \(>= 0"),
         (["--chunk-slices", "0"], "chunk_slices"),
     ],
 )

@@ -2,15 +2,8 @@ import json
 
 import numpy as np
 import pytest
-from edstomo.experiment import (
-    EDSDetector,
-    Experiment,
-    ExperimentError,
-    HAADFDetector,
-    Scan,
-    TiltScheme,
-    yuan2020_phantom_experiment,
-)
+from edstomo.experiment import EDSDetector, Experiment, ExperimentError, HAADFDetector, Scan, TiltScheme
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 from pydantic import ValidationError
 
 

@@ -149,7 +149,7 @@ def inject(argv: list[str], cwd: Path, outputs: list[str], complete, what: str, 
 
 
 def test_simulate_survives_kill_9_and_ctrl_c(tmp_path):
-    from edstomo.experiment import yuan2020_phantom_experiment
+    from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
     base = yuan2020_phantom_experiment()
     experiment = base.model_copy(update={"scan": base.scan.model_copy(update={"slices": 120})})
@@ -160,7 +160,7 @@ def test_simulate_survives_kill_9_and_ctrl_c(tmp_path):
 def test_solve_on_dask_survives_kill_9_and_ctrl_c(small_series_file, tmp_path):
     pytest.importorskip("distributed")
     (tmp_path / "S.h5").write_bytes(small_series_file.read_bytes())
-    argv = ["solve", "S.h5", "--out", "V.h5", "--iterations", "300", "--chunk-slices", "1", "--no-progress"]
+    argv = ["solve", "S.h5", "--out", "V.h5", "--set", "iterations=300", "--chunk-slices", "1", "--no-progress"]
     inject(argv, tmp_path, ["V.h5", "S.h5"], complete_h5, "solve", 3, 3)
 
 
@@ -186,8 +186,8 @@ def write_tilts(folder: Path) -> None:
 def test_reconstruct_survives_kill_9_and_ctrl_c(tmp_path):
     pytest.importorskip("hyperspy")
     write_tilts(tmp_path / "tilts")
-    argv = ["reconstruct", "tilts", "--out", "run", "--lines", "Fe_Ka", "--rebin", "1", "--eds-iterations", "10"]
-    argv += ["--series", "none", "--axis", "none", "--no-figures"]
-    names = ["volume_eds.h5", "tilt_series_raw.h5", "tilt_series_aligned.h5", "alignment.json", "summary.json"]
+    argv = ["reconstruct", "tilts", "--out", "run", "--lines", "Fe_Ka", "--rebin", "1", "--set", "sirt.iterations=10"]
+    argv += ["--series", "none", "--axis", "none", "--intensities", "window", "--no-figures"]
+    names = ["volume_sirt.h5", "tilt_series_raw.h5", "tilt_series_aligned.h5", "alignment.json", "summary.json"]
     inputs = ["tilts/-30.hspy", "tilts/0.hspy", "tilts/30.hspy"]
     inject(argv, tmp_path, [f"run/{n}" for n in names] + inputs, complete_any, "reconstruct", 2, 2)

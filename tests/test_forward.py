@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 from edstomo import plugins
-from edstomo.experiment import Experiment, yuan2020_phantom_experiment
+from edstomo.experiment import Experiment
 from edstomo.factors import avogadro
 from edstomo.lines import element_density
 from edstomo.units import ureg
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def simulate(experiment, factors, truth, **kwargs):
@@ -20,7 +21,7 @@ def test_noise_free_counts_of_a_pure_disk_match_the_thin_film_formula():
     disk = (np.hypot(yy, xx) <= radius_px).astype(float)
     rho = element_density("Ag")
     truth = plugins.phantom("arrays")(
-        {"Ag": disk, "Au": np.zeros_like(disk)}, ureg.Quantity(disk * rho, "g/cm**3")
+        weight_fractions={"Ag": disk, "Au": np.zeros_like(disk)}, density=ureg.Quantity(disk * rho, "g/cm**3")
     ).generate(exp)
     series = simulate(exp, factors, truth, noise=None)
     centre = series.channel("Ag_La")[:, 48, 0]  # ray through the centre at every tilt

@@ -20,9 +20,8 @@ import h5py
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from edstomo import io
 from edstomo.cli import main
-from edstomo.data import TiltSeries
+from edstomo.data import TiltSeries, load
 from edstomo.errors import EdstomoError
 from edstomo.experiment import Experiment, ExperimentError
 from edstomo.safety import STRICT_ENV
@@ -178,7 +177,7 @@ def test_damaged_edstomo_files_are_refused_naming_the_file(valid_file, tmp_path_
     path = tmp_path_factory.mktemp("damaged") / "S.h5"
     path.write_bytes(bytes(content))
     try:
-        loaded = io.load(path)
+        loaded = load(path)
     except EdstomoError as error:
         assert str(path) in str(error)
         return
@@ -209,7 +208,7 @@ def test_edstomo_files_with_odd_attributes_are_refused_naming_the_file(valid_fil
     with h5py.File(path, "r+") as file:
         file[group].attrs[name] = new
     try:
-        io.load(path)
+        load(path)
     except EdstomoError as error:
         assert str(path) in str(error)
 
@@ -252,8 +251,10 @@ def test_damaged_microscope_files_are_refused_naming_the_file(spectrum_image_fil
 
 
 # ----- command-line arguments -----------------------------------------------------------------
-PLAUSIBLE = ["80 keV", "200 kV", "Co_Ka", "Au_Ma", "table", "mcxray", "json", "eadl", "nope", "Au_Ma.p=0.9",
-             "Zn_Ka.p=2", "Ag_La=800", "sirt", "hebt-sirt", "esf", "eds=1"]  # fmt: skip
+PLAUSIBLE = ["80 keV", "200 kV", "Co_Ka", "Au_Ma", "table", "mcxray", "json", "eadl", "nope", "sirt", "hebt-sirt",
+             "fbp", "cgls", "esf", "sirt=1", "iterations=3", "iterations=-1", "iterations=1e9", "alpha=1.0",
+             "relaxation=nan", "channels=[Ag_La]", "ratios={Ag_La: 800}", "ratios={Xx: 1}", "overrides={Zn_Ka: {p: 2}}",
+             "hebt-sirt.alpha=0.5", "physics.cascade=full", "quick=true", "core_radius=1e9 nm"]  # fmt: skip
 words = st.one_of(
     junk_text.filter(lambda t: not t.startswith("-")), unit_strings, numbers.map(str), st.sampled_from(PLAUSIBLE)
 )
@@ -279,8 +280,7 @@ def run_cli(argv, monkeypatch, capsys):
     return code
 
 
-PHYSICS = ["--beam-energy", "--model", "--efficiency", "--haadf-inner", "--haadf-outer", "--yields", "--elastic",
-           "--cascade", "--override", "--format"]  # fmt: skip
+PHYSICS = ["--beam-energy", "--physics", "--efficiency", "--haadf-inner", "--haadf-outer", "--format", "--set"]
 
 
 @fuzz(80)
@@ -290,7 +290,7 @@ def test_physics_arguments(monkeypatch, capsys, lines, extra):
 
 
 @fuzz(25)
-@given(extra=options(["--physics", "--phantom", "--forward", "--seed"]), noise=st.booleans())
+@given(extra=options(["--physics", "--phantom", "--forward", "--seed", "--set"]), noise=st.booleans())
 def test_simulate_arguments(small_experiment, tmp_path_factory, monkeypatch, capsys, extra, noise):
     folder = tmp_path_factory.mktemp("simulate")
     experiment = small_experiment.save(folder / "exp.yaml")
@@ -298,7 +298,7 @@ def test_simulate_arguments(small_experiment, tmp_path_factory, monkeypatch, cap
     run_cli(argv, monkeypatch, capsys)
 
 
-SOLVE = ["--solver", "--iterations", "--relaxation", "--channels", "--alpha", "--ratios", "--chunk-slices", "--workers"]
+SOLVE = ["--solver", "--set", "--chunk-slices", "--workers", "--options"]
 
 
 @fuzz(80)
@@ -311,9 +311,9 @@ def test_solve_arguments(small_series_file, tmp_path_factory, monkeypatch, capsy
     run_cli(["solve", str(small_series_file), "--out", str(out), "--no-progress", *extra], monkeypatch, capsys)
 
 
-MICROSCOPE = ["--lines", "--rebin", "--crop", "--angles", "--smooth", "--eds-iterations", "--hebt-iterations",
-              "--alpha", "--pad", "--beam-energy", "--pixel-size", "--probe-current", "--solid-angle",
-              "--threshold"]  # fmt: skip
+MICROSCOPE = ["--lines", "--rebin", "--crop", "--angles", "--smooth", "--solver", "--set", "--pad", "--beam-energy",
+              "--pixel-size", "--probe-current", "--solid-angle", "--threshold", "--intensities", "--elements",
+              "--ratios"]  # fmt: skip
 
 
 @fuzz(25)

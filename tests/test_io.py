@@ -1,7 +1,7 @@
 import h5py
 import numpy as np
 import pytest
-from edstomo import io
+from edstomo import data, io
 from edstomo.data import CompositionMaps, TiltSeries, Volume
 from edstomo.units import ureg
 
@@ -34,11 +34,11 @@ def test_tilt_series_round_trip(tmp_path, series):
 
 def test_volume_and_composition_round_trips(tmp_path, paper_truth):
     volume = Volume(np.random.default_rng(0).random((2, 4, 4, 3)), ["Ag_La", "Au_Ma"], "2 nm", quantity="X_A")
-    back = io.load(volume.save(tmp_path / "v.h5"))
+    back = data.load(volume.save(tmp_path / "v.h5"))
     np.testing.assert_array_equal(back.data, volume.data)
     assert (back.quantity, back.channels) == ("X_A", ["Ag_La", "Au_Ma"])
     maps = paper_truth.replace(mask=paper_truth.density > 0, threshold=0.5)
-    back = io.load(maps.save(tmp_path / "c.h5"))
+    back = data.load(maps.save(tmp_path / "c.h5"))
     assert isinstance(back, CompositionMaps)
     np.testing.assert_array_equal(back.weight_fractions, maps.weight_fractions)
     np.testing.assert_array_equal(back.density, maps.density)
@@ -70,30 +70,30 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path, series, monkeypa
         file.create_dataset("data", data=np.zeros(10))
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr(io, "_write_tilt_series", crash)
+    monkeypatch.setattr(data, "_write_tilt_series", crash)
     with pytest.raises(KeyboardInterrupt):
-        io.save(series, path)
+        data.save(series, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # no temporary file left behind
 
 
 def test_interrupted_first_write_leaves_nothing(tmp_path, series, monkeypatch):
-    monkeypatch.setattr(io, "_write_tilt_series", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(data, "_write_tilt_series", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        io.save(series, tmp_path / "new.h5")
+        data.save(series, tmp_path / "new.h5")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.h5"):
-        io.load(tmp_path / "missing.h5")
+        data.load(tmp_path / "missing.h5")
     junk = tmp_path / "junk.h5"
     junk.write_text("not hdf5")
     with pytest.raises(ValueError, match="junk.h5.*not a readable HDF5"):
-        io.load(junk)
+        data.load(junk)
     with h5py.File(tmp_path / "other.h5", "w") as file:
         file["x"] = 1
     with pytest.raises(ValueError, match="other.h5.*not an edstomo file"):
-        io.load(tmp_path / "other.h5")
+        data.load(tmp_path / "other.h5")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        io.save(Volume(np.zeros((1, 2, 2, 1)), ["Ag_La"], "1 nm"), tmp_path / "no" / "dir.h5")
+        data.save(Volume(np.zeros((1, 2, 2, 1)), ["Ag_La"], "1 nm"), tmp_path / "no" / "dir.h5")

@@ -47,7 +47,7 @@ def test_structure_of_a_constant_image_needs_c():
     with pytest.raises(ValueError, match="reference: the image is constant"):
         structure()(np.arange(16.0).reshape(4, 4), np.ones((4, 4)))
     assert structure(c=0.5)(np.ones((4, 4)), np.ones((4, 4))) == 1.0
-    with pytest.raises(ValueError, match="c: -1"):
+    with pytest.raises(ValueError, match="'c' = -1.*>= 0"):
         structure(c=-1)
 
 
@@ -112,7 +112,7 @@ def test_data_range_defaults_to_the_reference_range_and_is_checked():
     span = x.max() - x.min()
     assert plugins.metric("psnr")()(y, x) == pytest.approx(plugins.metric("psnr")(data_range=span)(y, x))
     assert plugins.metric("ssim")()(y, x) == pytest.approx(plugins.metric("ssim")(data_range=span)(y, x))
-    with pytest.raises(ValueError, match="data_range: 0"):
+    with pytest.raises(ValueError, match="'data_range' = 0.*> 0"):
         plugins.metric("ssim")(data_range=0)
     with pytest.raises(ValueError, match="reference: the image is constant"):
         plugins.metric("psnr")()(y, np.ones_like(y))

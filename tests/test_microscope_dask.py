@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from edstomo.cli import main
 from edstomo.data import TiltSeries
-from edstomo.projector import ParallelBeamProjector
+from edstomo.operators import ParallelBeamProjector
 from edstomo_microscope import pipeline
 from edstomo_microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
 
@@ -32,7 +32,11 @@ PHYSICS = {
     },
 }
 OPTIONS = dict(
-    series="none", axis="none", physics="table", physics_options=PHYSICS, eds_iterations=15, hebt_iterations=20
+    series="none",
+    axis="none",
+    physics="table",
+    physics_options=PHYSICS,
+    solver_options={"sirt": {"iterations": 15}, "hebt-sirt": {"iterations": 20}},
 )
 
 
@@ -80,7 +84,7 @@ def cluster():
 
 
 def _assert_same_results(a, b):
-    assert set(a.volumes) == set(b.volumes) == {"eds", "hebt"}
+    assert set(a.volumes) == set(b.volumes) == {"sirt", "hebt-sirt"}
     for method in a.volumes:
         assert a.volumes[method].channels == b.volumes[method].channels
         np.testing.assert_array_equal(a.volumes[method].data, b.volumes[method].data)
@@ -92,21 +96,21 @@ def test_a_local_two_worker_cluster_gives_the_in_process_volumes(series, in_proc
     dask = DaskOptions(chunk_slices=4, workers=2, processes=False)
     chunked = run_pipeline(series, PipelineOptions(**OPTIONS), out=tmp_path, pictures=False, dask=dask)
     _assert_same_results(chunked, in_process)
-    assert in_process.volumes["eds"].data.max() > 0 and in_process.maps["hebt"].mask.any()
+    assert in_process.volumes["sirt"].data.max() > 0 and in_process.maps["hebt-sirt"].mask.any()
     # HEBT ran with the ratios fitted once to the whole series, not per chunk
-    hebt = next(s for s in chunked.volumes["hebt"].provenance if s["action"] == "reconstruct")
+    hebt = next(s for s in chunked.volumes["hebt-sirt"].provenance if s["action"] == "reconstruct")
     assert hebt["parameters"]["ratios_used"] == pytest.approx(chunked.ratios.ratios, rel=1e-15)
     assert "ratios_estimated" not in hebt["parameters"]
-    steps = [s["action"] for s in chunked.volumes["eds"].provenance]
+    steps = [s["action"] for s in chunked.volumes["sirt"].provenance]
     assert steps[-3:] == ["reconstruct", "distributed", "crop_to_field"]
-    assert chunked.volumes["eds"].provenance[-2]["parameters"]["chunks"] == 3  # 9 slices in chunks of 4
+    assert chunked.volumes["sirt"].provenance[-2]["parameters"]["chunks"] == 3  # 9 slices in chunks of 4
     # the solver input is kept; the padded intermediate volumes are not
     padded = et.load(tmp_path / "tilt_series_padded.h5")
     width = round(0.25 * POSITIONS)
     assert padded.shape == (3, len(ANGLES), POSITIONS + 2 * width, SLICES)
     assert str(tmp_path / "tilt_series_padded.h5") in chunked.files
     assert not list(tmp_path.glob("volume_*_padded.h5"))
-    np.testing.assert_array_equal(et.load(tmp_path / "volume_hebt.h5").data, in_process.volumes["hebt"].data)
+    np.testing.assert_array_equal(et.load(tmp_path / "volume_hebt-sirt.h5").data, in_process.volumes["hebt-sirt"].data)
     assert any("Dask" in note for note in chunked.notes)
 
 
@@ -114,7 +118,7 @@ def test_a_running_scheduler_gives_the_in_process_volumes(series, in_process, cl
     dask = DaskOptions(scheduler=cluster.scheduler_address, chunk_slices=2)
     chunked = run_pipeline(series, PipelineOptions(**OPTIONS), out=tmp_path, pictures=False, dask=dask)
     _assert_same_results(chunked, in_process)
-    assert chunked.volumes["hebt"].provenance[-2]["parameters"]["chunks"] == 5
+    assert chunked.volumes["hebt-sirt"].provenance[-2]["parameters"]["chunks"] == 5
 
 
 def test_dask_needs_an_output_folder_and_valid_options(series):
@@ -153,13 +157,13 @@ def test_command_line_dask_options_reach_the_pipeline(monkeypatch, tmp_path, arg
 
 @pytest.mark.filterwarnings("ignore::edstomo_plugins.physics.elastic.ModelRangeWarning")  # mcxray at 200 keV
 def test_quantifying_saved_volumes_with_dask_options_is_an_error(in_process, tmp_path, capsys):
-    in_process.volumes["eds"].save(tmp_path / "volume_eds.h5")
+    in_process.volumes["sirt"].save(tmp_path / "volume_sirt.h5")
     assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--scheduler", "tcp://h:8786"]) == 1
     assert "quantifying them solves nothing" in capsys.readouterr().err
     assert not Path(tmp_path / "q" / "quantify_summary.json").exists()
     assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--no-figures"]) == 0
     summary = json.loads((tmp_path / "q" / "quantify_summary.json").read_text())
-    assert list(summary["thresholds"]) == ["eds"]
+    assert list(summary["thresholds"]) == ["sirt"]
 
 
 def test_the_pipeline_thresholds_with_the_quantifiers_otsu_fallback(in_process):

@@ -93,8 +93,8 @@ def test_compare_maps_of_identical_and_swapped_maps():
 
 def test_method_of_reads_the_solver_from_the_provenance():
     volume = Volume(np.zeros((1, 4, 4, 2)), ["Fe_Ka"], "1 nm", provenance=[{"action": "reconstruct", "plugin": "sirt"}])
-    assert method_of(volume) == "eds"
-    assert method_of(volume.replace(provenance=[{"action": "reconstruct", "plugin": "hebt-sirt"}])) == "hebt"
+    assert method_of(volume) == "sirt"
+    assert method_of(volume.replace(provenance=[{"action": "reconstruct", "plugin": "hebt-sirt"}])) == "hebt-sirt"
     with pytest.raises(ValueError, match="no reconstruction step"):
         method_of(volume.replace(provenance=[]))
 
@@ -104,7 +104,9 @@ def test_method_of_reads_the_solver_from_the_provenance():
     [
         ({"normalise": "both"}, "normalise"),
         ({"ratios": "guess"}, "ratios"),
-        ({"eds_iterations": 0}, "eds_iterations"),
+        ({"rebin": 0}, "rebin"),
+        ({"solvers": []}, "solvers"),
+        ({"solvers": ["sirt"], "solver_options": {"cgls": {"iterations": 3}}}, "solver_options"),
         ({"pad": -1}, "pad"),
         ({"series": "manual"}, "series"),
     ],

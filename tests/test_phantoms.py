@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 from edstomo import plugins
-from edstomo.experiment import yuan2020_phantom_experiment
 from edstomo.lines import element_density
 from edstomo.units import ureg
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def test_core_shell_matches_the_paper(paper_experiment, paper_truth):
@@ -76,7 +76,7 @@ def test_core_shell_errors(paper_experiment):
 def test_arrays_phantom_round_trip(paper_experiment, paper_truth):
     fractions = {e: paper_truth.fraction(e)[..., 0] for e in paper_truth.elements}
     density = ureg.Quantity(paper_truth.density[..., 0] * 1000, "kg/m**3")
-    own = plugins.phantom("arrays")(fractions, density).generate(paper_experiment)
+    own = plugins.phantom("arrays")(weight_fractions=fractions, density=density).generate(paper_experiment)
     np.testing.assert_allclose(own.density, paper_truth.density)
     np.testing.assert_allclose(own.weight_fractions, paper_truth.weight_fractions)
 
@@ -95,10 +95,65 @@ def test_arrays_phantom_round_trip(paper_experiment, paper_truth):
 )
 def test_arrays_phantom_rejects_bad_input(fractions, density, message):
     with pytest.raises(ValueError, match=message):
-        plugins.phantom("arrays")(fractions, density)
+        plugins.phantom("arrays")(weight_fractions=fractions, density=density)
 
 
 def test_arrays_phantom_must_match_the_grid(paper_experiment):
-    phantom = plugins.phantom("arrays")({"Ag": np.ones((8, 8))}, ureg.Quantity(np.ones((8, 8)), "g/cm**3"))
+    phantom = plugins.phantom("arrays")(
+        weight_fractions={"Ag": np.ones((8, 8))}, density=ureg.Quantity(np.ones((8, 8)), "g/cm**3")
+    )
     with pytest.raises(ValueError, match=r"does not match the experiment's grid \(97, 97, 1\)"):
         phantom.generate(paper_experiment)
+
+
+# ------------------------------------------------------------------ shapes
+def _grid_experiment(slices: int = 1):
+    from edstomo.experiment import Experiment
+
+    return Experiment.model_validate(
+        {
+            "beam_energy": "200 keV",
+            "lines": ["Fe_Ka", "Ni_Ka"],
+            "tilts": ["0 deg"],
+            "scan": {"positions": 80, "pixel_size": "1 nm", "slices": slices},
+            "eds": {"electrons_per_pixel": "1e6 e", "solid_angle": "0.7 sr"},
+        }
+    )
+
+
+def test_shapes_areas_overlap_and_masses():
+    body = {"kind": "ellipsoid", "radii": ["30 nm", "20 nm", "500 nm"], "composition": {"Fe": 1.0}}
+    inclusion = {"kind": "box", "radii": ["5 nm", "5 nm", "5 nm"], "rotation": "45 deg", "composition": {"Ni": 1.0}}
+    phantom = plugins.phantom("shapes")(shapes=[body, inclusion], supersample=12)
+    maps = phantom.generate(_grid_experiment())
+    rho_fe, rho_ni = element_density("Fe"), element_density("Ni")
+    fe_mass = maps.partial_density()[maps.elements.index("Fe")].sum()
+    ni_mass = maps.partial_density()[maps.elements.index("Ni")].sum()
+    assert fe_mass / rho_fe == pytest.approx(np.pi * 30 * 20 - 100, rel=2e-3)  # ellipse area minus the square's
+    assert ni_mass / rho_ni == pytest.approx(100, rel=1e-2)  # a 10 nm square, turned by 45° (sampled edges)
+    inside = maps.density > 0
+    np.testing.assert_allclose(maps.weight_fractions.sum(axis=0)[inside], 1.0)
+    regions = phantom.regions(_grid_experiment())
+    assert not (regions[0] & regions[1]).any() and regions[1].sum() == pytest.approx(100, abs=15)
+
+
+def test_shapes_given_density_and_three_dimensions():
+    ball = {"radii": ["10 nm", "10 nm", "10 nm"], "composition": {"Fe": 0.5, "Ni": 0.5}, "density": 5.0}
+    maps = plugins.phantom("shapes")(shapes=[ball]).generate(_grid_experiment(slices=24))
+    assert maps.density.max() == pytest.approx(5.0)
+    assert maps.density.sum() / 5.0 == pytest.approx(4 / 3 * np.pi * 1000, rel=3e-3)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ({"radii": ["1 nm", "2 nm", "-3 nm"], "composition": {"Fe": 1}}, r"shapes\[0\]\.radii\[2\].*positive"),
+        ({"radii": ["1 nm", "2 nm", "3 nm"], "composition": {"Fe": 0.5}}, "sum to 0.5"),
+        ({"radii": ["1 nm", "2 nm", "3 nm"], "composition": {"Xx": 1}}, "Xx"),
+        ({"kind": "cone", "radii": ["1 nm", "2 nm", "3 nm"], "composition": {"Fe": 1}}, "kind"),
+        ({"radii": [1, 2, 3], "composition": {"Fe": 1}}, "no unit"),
+    ],
+)
+def test_shapes_bad_input_is_named(shape, message):
+    with pytest.raises(ValueError, match=message):
+        plugins.phantom("shapes")(shapes=[shape])

@@ -48,29 +48,27 @@ def test_options_reach_the_model(capsys):
     _, out, _ = run(
         capsys,
         *argv,
-        "--override",
-        "Au_Ma.p=0.999",
-        "--override",
-        "Au_Ma.sigma_ion=7460 b",
-        "--yields",
-        "xraylib",
-        "--cascade",
-        "coster-kronig",
+        "--set",
+        "overrides={Au_Ma: {p: 0.999, sigma_ion: 7460 b}}",
+        "--set",
+        "yields=xraylib",
+        "--set",
+        "cascade=coster-kronig",
     )
     lines = json.loads(out)["lines"]
     assert lines["Au_Ma"]["p"] == 0.999 and lines["Au_Ma"]["sigma_ion_barn"] == 7460
     assert lines["Ag_La"]["omega"] == pytest.approx(0.052)
     assert lines["Ag_La"]["sigma_ion_barn"] == pytest.approx(1.27 * 2443.8, rel=1e-3)
-    _, out, _ = run(capsys, *argv, "--elastic", "wentzel-annular", "--haadf-inner", "50 mrad")
+    _, out, _ = run(capsys, *argv, "--set", "elastic=wentzel-annular", "--haadf-inner", "50 mrad")
     wide = json.loads(out)["lines"]["Ag_La"]["sigma_ela_barn"]
-    _, out, _ = run(capsys, *argv, "--elastic", "wentzel-annular")
+    _, out, _ = run(capsys, *argv, "--set", "elastic=wentzel-annular")
     assert json.loads(out)["lines"]["Ag_La"]["sigma_ela_barn"] < wide
-    _, out, _ = run(capsys, *argv, "--efficiency", "si3n4-window-sdd")
+    _, out, _ = run(capsys, *argv, "--set", "efficiency=si3n4-window-sdd")
     assert 0.9 < json.loads(out)["lines"]["Ag_La"]["epsilon"] < 1
 
 
 def test_table_model_is_selectable(capsys):
-    code, out, _ = run(capsys, "--beam-energy", "80 keV", "Co_Ka", "--model", "table")
+    code, out, _ = run(capsys, "--beam-energy", "80 keV", "Co_Ka", "--physics", "table")
     assert code == 0 and "(model: table)" in out
 
 
@@ -83,10 +81,18 @@ def test_table_model_is_selectable(capsys):
         (["--beam-energy", "80 keV", "Xx_Ka"], "unknown element symbol 'Xx'"),
         (["--beam-energy", "80 keV", "Co_Kz"], "'Co_Kz' has unknown family 'Kz'"),
         (["--beam-energy", "60 keV", "Au_Ka"], "Au_Ka cannot be excited: the K edge of Au is at 80.96 keV"),
-        (["--beam-energy", "80 keV", "Co_Ka", "--efficiency", "1.5"], "--efficiency: '1.5' must lie in (0, 1]"),
-        (["--beam-energy", "80 keV", "Co_Ka", "--override", "Co_Ka"], "--override: 'Co_Ka' is not of the form"),
-        (["--beam-energy", "80 keV", "Co_Ka", "--model", "table", "--yields", "eadl"], "--yields: the 'table'"),
-        (["--beam-energy", "80 keV", "Co_Ka", "--model", "nope"], "unknown plugin 'nope'"),
+        (["--beam-energy", "80 keV", "Co_Ka", "--efficiency", "1.5"], "--efficiency: 1.5 must lie in (0, 1]"),
+        (["--beam-energy", "80 keV", "Co_Ka", "--set", "Co_Ka"], "expected KEY=VALUE"),
+        (
+            ["--beam-energy", "80 keV", "Co_Ka", "--physics", "table", "--set", "yields=eadl"],
+            "physics 'table': option 'yields' = 'eadl': not an option of physics 'table'",
+        ),
+        (["--beam-energy", "80 keV", "Co_Ka", "--physics", "nope"], "unknown plugin 'nope'"),
+        (
+            ["--beam-energy", "80 keV", "Co_Ka", "--set", "overrides={Co_Ka: {p: 1.5}}"],
+            "overrides['Co_Ka'].p: 1.5 must be a number in (0, 1]",
+        ),
+        (["--beam-energy", "80 keV", "Co_Ka", "--set", "cascade=1"], "option 'cascade' = 1: expected 'none'"),
         (["--beam-energy", "80 keV", "Co_Ka", "--haadf-inner", "700 mrad"], "must exceed inner_angle 700 mrad"),
     ],
 )

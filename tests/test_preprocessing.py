@@ -8,8 +8,8 @@ import pytest
 import scipy.ndimage
 import scipy.optimize
 from edstomo.data import TiltSeries
-from edstomo.experiment import yuan2020_phantom_experiment
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -157,11 +157,11 @@ def test_hebt_needs_elastic_cross_sections(paper_experiment):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"threshold": -1.0}, r"threshold: -1.0 must be >= 0"),
-        ({"threshold": "otsu"}, "must be 'esf' or a finite number"),
-        ({"threshold": float("nan")}, "must be 'esf' or a finite number"),
-        ({"threshold": True}, "must be 'esf' or a finite number"),
-        ({"trials": 3}, r"trials: 3 must be an integer >= 8"),
+        ({"threshold": -1.0}, r"'threshold' = -1.0: expected 'esf' \| float \(>= 0\)"),
+        ({"threshold": "otsu"}, r"'threshold' = 'otsu': expected 'esf' \| float \(>= 0\)"),
+        ({"threshold": float("nan")}, r"'threshold' = nan: expected 'esf' \| float"),
+        ({"threshold": True}, r"'threshold' = True: a boolean is not accepted here"),
+        ({"trials": 3}, r"'trials' = 3: expected int \(>= 8\)"),
     ],
 )
 def test_bad_options_are_named(paper_factors, kwargs, match):

@@ -95,7 +95,7 @@ def test_third_party_plugin_template_installs_and_is_discovered(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT / "examples" / "plugin-template"),
+            str(ROOT / "examples" / "metric-template"),
         ],
         check=True,
     )
@@ -111,7 +111,7 @@ def test_third_party_plugin_template_installs_and_is_discovered(tmp_path):
     assert float(value) == 3.0
     assert origin.startswith("edstomo-toy-metric")
     listing = subprocess.run(
-        [sys.executable, "-m", "edstomo.cli", "plugins", "--kind", "metric"],
+        [sys.executable, "-m", "edstomo.cli", "plugins", "metric"],
         capture_output=True,
         text=True,
         check=True,

@@ -25,8 +25,8 @@ from edstomo.data import TiltSeries
 from edstomo.errors import OutputPathError
 from edstomo.io import atomic_path, atomic_save_figure, atomic_write_text
 
-SOLVE_QUICKLY = ("--iterations", "2", "--no-progress", "--overwrite")
-SOLVE_SLOWLY = ("--iterations", "400", "--chunk-slices", "1", "--no-progress")
+SOLVE_QUICKLY = ("--set", "iterations=2", "--no-progress", "--overwrite")
+SOLVE_SLOWLY = ("--set", "iterations=400", "--chunk-slices", "1", "--no-progress")
 
 
 def digest(path: Path) -> str:
@@ -52,7 +52,7 @@ def test_solve_over_its_own_input_is_refused_and_the_input_kept(small_series_fil
     series = tmp_path / "S.h5"
     series.write_bytes(small_series_file.read_bytes())
     before = digest(series)
-    result = run_edstomo("solve", series, "--out", series, "--iterations", "2", "--no-progress")
+    result = run_edstomo("solve", series, "--out", series, "--set", "iterations=2", "--no-progress")
     one_line_error(result, "--out", "S.h5", "is an input of this command")
     assert digest(series) == before
     assert leftovers(tmp_path) == []
@@ -62,7 +62,7 @@ def test_a_hard_link_to_the_input_is_the_input(small_series_file, tmp_path):
     series = tmp_path / "S.h5"
     series.write_bytes(small_series_file.read_bytes())
     os.link(series, tmp_path / "same.h5")
-    result = run_edstomo("solve", series, "--out", tmp_path / "same.h5", "--iterations", "2", "--overwrite")
+    result = run_edstomo("solve", series, "--out", tmp_path / "same.h5", "--set", "iterations=2", "--overwrite")
     one_line_error(result, "is an input of this command")
     assert TiltSeries.load(series).shape == TiltSeries.load(small_series_file).shape
 
@@ -141,7 +141,7 @@ def test_a_run_folder_must_be_empty_unless_overwrite(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "summary.json").write_text("{}")
-    assert main(["study", "yuan2020-phantom", "--out", str(folder), "--quick", "--no-figures"]) == 1
+    assert main(["study", "yuan2020-phantom", "--out", str(folder), "--set", "quick=true"]) == 1
     assert "not empty" in capsys.readouterr().err
     assert (folder / "summary.json").read_text() == "{}"
 
@@ -303,15 +303,15 @@ def test_sigterm_is_handled_like_ctrl_c(small_experiment, tmp_path):
     out.write_bytes(b"old")
     script = """
         import os, signal, sys
-        from edstomo import cli, io
+        from edstomo import cli, data
 
-        original = io.save
+        original = data.save
 
         def save(obj, path, **options):
             os.kill(os.getpid(), signal.SIGTERM)
             return original(obj, path, **options)
 
-        io.save = save
+        data.save = save
         sys.exit(cli.main(sys.argv[1:]))
     """
     result = _run_script(script, "simulate", str(experiment), "--out", str(out), "--overwrite")
@@ -342,7 +342,7 @@ def test_kill_9_during_solve_leaves_a_chunk_folder_that_the_next_run_removes(sma
         process.wait()
     assert process.returncode == -signal.SIGKILL
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".chunks")], "no chunk folder to leave behind"
-    again = run_edstomo("solve", small_series_file, "--out", out, "--iterations", "2", "--no-progress")
+    again = run_edstomo("solve", small_series_file, "--out", out, "--set", "iterations=2", "--no-progress")
     assert again.returncode == 0, again.stderr
     assert leftovers(tmp_path) == []
     with h5py.File(out) as file:

@@ -2,9 +2,10 @@ import json
 
 import pytest
 from edstomo import plugins
-from edstomo.experiment import Experiment, yuan2020_phantom_experiment
+from edstomo.experiment import Experiment
 from edstomo.factors import LineParameters
 from edstomo.units import ureg
+from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 
 
 def co_zn_experiment(efficiency=0.96):

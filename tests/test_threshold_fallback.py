@@ -111,5 +111,5 @@ def test_quantifier_records_a_given_threshold_and_checks_the_fallback(paper_fact
     result = plugins.quantifier("eds")(paper_factors, threshold=0.0, fallback="otsu").quantify(flat_maps())
     step = result.provenance[-1]["parameters"]
     assert (step["threshold_method"], step["threshold_note"], result.threshold) == ("given", "", 0.0)
-    with pytest.raises(ValueError, match=r"fallback: 'li' must be None"):
+    with pytest.raises(ValueError, match=r"'fallback' = 'li': expected 'otsu' \| None"):
         plugins.quantifier("hebt")(paper_factors, fallback="li")

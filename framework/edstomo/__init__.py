@@ -9,10 +9,9 @@ third-party plugin.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .data import HAADF, CompositionMaps, TiltSeries, Volume
+from .data import HAADF, CompositionMaps, TiltSeries, Volume, load, save
 from .experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
 from .factors import LineParameters, PhysicsFactors
-from .io import load, save
 from .registry import plugins
 from .units import Quantity, ureg
 

@@ -1,6 +1,6 @@
 """Data containers: tilt series, reconstructed volumes, composition maps.
 
-Array layouts (batch axes trailing, the layout of :mod:`edstomo.projector`):
+Array layouts (batch axes trailing, the layout of :mod:`edstomo.operators.projector`):
 
 * :class:`TiltSeries` ``data``: ``(channels, tilts, positions, slices)``;
 * :class:`Volume` ``data``: ``(channels, nz, nx, slices)``;
@@ -15,17 +15,22 @@ problem has one slice. Each object carries its provenance: a list of steps
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
 import pint
 
+from . import io
 from .errors import InputError
 from .experiment import MAX_TILT_DEG
 from .lines import element_of
-from .units import as_quantity, shown
+from .provenance import versions
+from .units import as_quantity, format_quantity, shown, ureg
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -175,14 +180,10 @@ class TiltSeries:
     # ----- files -------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write to HDF5 atomically (see :mod:`edstomo.io` for the layout)."""
-        from .io import save
-
         return save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TiltSeries:
-        from .io import load
-
         result = load(path)
         if not isinstance(result, cls):
             raise InputError(f"{path}: holds a {type(result).__name__}, not a tilt series")
@@ -195,6 +196,11 @@ class Volume:
 
     ``quantity`` says what the values are (e.g. ``"X_A = n f_A C_A rho"``) and
     ``unit`` their unit (``"arbitrary"`` when on no absolute scale).
+    ``factor`` names the per-line factor ``g_A`` of the maps of EDS lines,
+    ``X_A = K g_A C_A ρ`` with one unknown constant ``K``: ``"f_A"`` (EDS scale,
+    eq. 11) or ``"z_A"`` (HAADF scale, eq. 17); it tells which quantifier
+    applies (:meth:`edstomo.registry.Registry.quantifier_for`).  None: the maps
+    cannot be quantified (e.g. a HAADF reconstruction).
     """
 
     data: np.ndarray
@@ -204,6 +210,7 @@ class Volume:
     unit: str = "arbitrary"
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    factor: str | None = None
 
     def __post_init__(self) -> None:
         self.data = _as_array(self.data)
@@ -231,8 +238,6 @@ class Volume:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> Path:
-        from .io import save
-
         return save(self, path)
 
 
@@ -323,6 +328,203 @@ class CompositionMaps:
         return dataclasses.replace(self, **changes)
 
     def save(self, path: str | Path) -> Path:
-        from .io import save
-
         return save(self, path)
+
+
+# ----- agreement with the stored experiment -------------------------------------
+# A file carries its Experiment next to its arrays. When the two disagree — another tilt list, other
+# lines, another scan or pixel size — every later step (physics factors, doses, the projector's angles)
+# would silently use the wrong one: :func:`differences` lists what disagrees, :func:`check_agrees`
+# raises with that list; :func:`save` and :func:`load` apply it.
+
+#: Relative tolerance on pixel sizes and absolute tolerance (deg) on tilt angles.
+PIXEL_RTOL = 1e-6
+ANGLE_ATOL_DEG = 1e-6
+
+
+def _pixel(obj: TiltSeries | Volume | CompositionMaps, experiment: Experiment) -> list[str]:
+    data, stored = obj.pixel_size.m_as("nm"), experiment.scan.pixel_size.m_as("nm")
+    if not np.isclose(data, stored, rtol=PIXEL_RTOL, atol=0.0):
+        return [f"pixel size {data:g} nm in the data, {stored:g} nm in the experiment"]
+    return []
+
+
+def _grid(name: str, count: int, stored: int, what: str) -> list[str]:
+    return [] if count == stored else [f"{name} {count} in the data, {stored} {what} in the experiment"]
+
+
+def differences(obj: TiltSeries | Volume | CompositionMaps, experiment: Experiment | None = None) -> list[str]:
+    """What disagrees between ``obj`` and ``experiment`` (default: the one it carries); [] when they agree.
+
+    Parameters
+    ----------
+    obj
+        A tilt series (angles, line channels, positions and
+        pixel size are compared), a volume (line channels, nz = nx =
+        positions, pixel size) or composition maps (nz = nx = positions, pixel
+        size). The number of slices is not compared: a file may hold any
+        range of slices of a scan.
+    experiment
+        The experiment to compare with; None uses ``obj.experiment`` (nothing to compare when absent).
+    """
+    experiment = obj.experiment if experiment is None else experiment
+    if experiment is None:
+        return []
+    found: list[str] = []
+    scan = experiment.scan
+    if isinstance(obj, TiltSeries):
+        angles, stored = obj.angles.m_as("deg"), experiment.angles.m_as("deg")
+        if angles.shape != stored.shape:
+            found.append(f"{angles.size} tilt angles in the data, {stored.size} in the experiment")
+        elif not np.allclose(angles, stored, rtol=0.0, atol=ANGLE_ATOL_DEG):
+            index = int(np.argmax(np.abs(angles - stored)))
+            found.append(f"tilt {index} is {angles[index]:g} deg in the data, {stored[index]:g} deg in the experiment")
+        unknown = [c for c in obj.lines if c not in experiment.lines]
+        if unknown:
+            found.append(f"lines {unknown} in the data are not among the experiment's lines {experiment.lines}")
+        found += _grid("positions", obj.n_positions, scan.positions, "positions")
+    elif isinstance(obj, Volume):
+        unknown = [c for c in obj.channels if c != HAADF and c not in experiment.lines]
+        if unknown:
+            found.append(f"channels {unknown} in the data are not among the experiment's lines {experiment.lines}")
+        _, nz, nx, _ = obj.shape
+        found += _grid("nz", nz, scan.positions, "positions")
+        found += _grid("nx", nx, scan.positions, "positions")
+    elif isinstance(obj, CompositionMaps):
+        nz, nx, _ = obj.shape
+        found += _grid("nz", nz, scan.positions, "positions")
+        found += _grid("nx", nx, scan.positions, "positions")
+    found += _pixel(obj, experiment)
+    return found
+
+
+def check_agrees(obj: TiltSeries | Volume | CompositionMaps, where: str) -> None:
+    """Raise :class:`~edstomo.errors.InputError` naming ``where`` when ``obj`` disagrees with its experiment."""
+    found = differences(obj)
+    if found:
+        raise InputError(f"{where}: the stored experiment does not describe the data: {'; '.join(found)}")
+
+
+# ----- files ------------------------------------------------------------------
+def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compression: str | None = None) -> Path:
+    """Save a tilt series, volume or composition maps to HDF5, atomically.
+
+    Parameters
+    ----------
+    obj
+        What to save.
+    path
+        Destination ``.h5`` file; replaced if it exists.
+    compression
+        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
+    """
+    writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
+        TiltSeries: _write_tilt_series,
+        Volume: _write_volume,
+        CompositionMaps: _write_composition,
+    }
+    writer = writers.get(type(obj))
+    if writer is None:
+        raise TypeError(f"obj: cannot save a {type(obj).__name__}; expected TiltSeries, Volume or CompositionMaps")
+    path = Path(path)
+    check_agrees(obj, f"obj ({type(obj).__name__} to be saved to {str(path)!r})")
+    with io.atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as file:
+            file.attrs["format"] = io.FORMAT
+            file.attrs["format_version"] = io.FORMAT_VERSION
+            file.attrs["object"] = type(obj).__name__
+            if obj.experiment is not None:
+                file.create_dataset("experiment", data=obj.experiment.to_json(), dtype=io.STRING)
+            record = {"steps": obj.provenance, "versions": versions()}
+            file.create_dataset("provenance", data=json.dumps(record), dtype=io.STRING)
+            file.attrs["pixel_size"] = format_quantity(obj.pixel_size)
+            writer(file, obj, compression)
+    return path
+
+
+def _strings(file: h5py.File, name: str, values: list[str]) -> None:
+    file.create_dataset(name, data=np.array(values, dtype=object), dtype=io.STRING)
+
+
+def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
+    file.create_dataset("data", data=series.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,tilts,positions,slices"
+    _strings(file, "channels", series.channels)
+    file.create_dataset("angles", data=series.angles.m_as("deg"))
+    file["angles"].attrs["units"] = "deg"
+
+
+def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
+    file.create_dataset("data", data=volume.data, compression=compression)
+    file["data"].attrs["axes"] = "channels,nz,nx,slices"
+    _strings(file, "channels", volume.channels)
+    file.attrs["quantity"] = volume.quantity
+    file.attrs["unit"] = volume.unit
+    if volume.factor is not None:
+        file.attrs["factor"] = volume.factor
+
+
+def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
+    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
+    file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
+    _strings(file, "elements", maps.elements)
+    if maps.density is not None:
+        file.create_dataset("density", data=maps.density, compression=compression)
+        file["density"].attrs["units"] = "g/cm**3"
+    if maps.mask is not None:
+        file.create_dataset("mask", data=maps.mask, compression=compression)
+    if maps.threshold is not None:
+        file.attrs["threshold"] = float(maps.threshold)
+
+
+def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+    """Load an object saved by :func:`save`; errors name the file and what is wrong with it.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    InputError
+        The file is damaged, not an edstomo file, or its stored experiment
+        disagrees with its data (see :func:`differences`).
+    """
+    obj = _load(path)
+    check_agrees(obj, f"path: {str(path)!r}")
+    return obj
+
+
+def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+    from .experiment import Experiment
+
+    with io.open_file(path) as file, io.reading(path):
+        experiment = Experiment.from_json(io.text_of(file["experiment"])) if "experiment" in file else None
+        steps = json.loads(io.text_of(file["provenance"]))["steps"]
+        pixel_size = ureg.Quantity(file.attrs["pixel_size"])
+        kind = file.attrs["object"]
+        common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
+        if kind == "TiltSeries":
+            return TiltSeries(
+                data=file["data"][()],
+                channels=io.strings_of(file["channels"]),
+                angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
+                **common,
+            )
+        if kind == "Volume":
+            return Volume(
+                data=file["data"][()],
+                channels=io.strings_of(file["channels"]),
+                quantity=str(file.attrs["quantity"]),
+                unit=str(file.attrs["unit"]),
+                factor=str(file.attrs["factor"]) if "factor" in file.attrs else None,
+                **common,
+            )
+        if kind == "CompositionMaps":
+            return CompositionMaps(
+                weight_fractions=file["weight_fractions"][()],
+                elements=io.strings_of(file["elements"]),
+                density=file["density"][()] if "density" in file else None,
+                mask=file["mask"][()] if "mask" in file else None,
+                threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                **common,
+            )
+        raise InputError(f"path: {str(path)!r} holds an unknown object {kind!r}")

@@ -17,11 +17,11 @@ No process ever holds more than one chunk of the volume, so the volume can be
 larger than any one machine's memory.  The input file and the output folder
 must be visible to every worker (a shared file system for a remote cluster).
 
-The compiled kernels (:mod:`edstomo.kernels`) give the same bits whatever the
+The compiled kernels (:mod:`edstomo.operators.kernels`) give the same bits whatever the
 batch size and thread count, so the result equals the in-process solve of the
-whole series exactly.  A solver must not estimate anything from more than its
-own slices: ``hebt-sirt`` needs its response ratios given (``ratios=``), else
-each chunk would fit its own.
+whole series exactly.  Options a solver estimates from the data (its
+``fits_from_data``) are estimated once on the whole series before the chunks
+are solved (:meth:`~edstomo.interfaces.Solver.prepare`).
 
 Progress is reported per finished chunk, as ``progress(done, total)``
 (``progress=True`` shows a tqdm bar when tqdm is installed).
@@ -42,12 +42,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import outputs, provenance
+from . import io, outputs, provenance
 from .cluster import local_cluster
-from .consistency import check_agrees
-from .data import TiltSeries
+from .data import TiltSeries, check_agrees, load, save
+from .errors import InputError
 from .interfaces import Solver
-from .io import atomic_path, load, open_file, save
+from .io import atomic_path, open_file
 from .units import ureg
 
 __all__ = [
@@ -82,10 +82,6 @@ def slice_chunks(n_slices: int, chunk_slices: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_slices, n_slices)) for start in range(0, n_slices, chunk_slices)]
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def series_shape(path: str | Path) -> tuple[int, int, int, int]:
     """Shape ``(channels, tilts, positions, slices)`` of the tilt series in an edstomo file (no data read)."""
     with open_file(path, "TiltSeries") as file:
@@ -105,11 +101,11 @@ def read_chunk(path: str | Path, start: int, stop: int) -> TiltSeries:
             raise ValueError(f"slices: range {start}:{stop} is not inside the series' {n_slices} slices")
         series = TiltSeries(
             data=file["data"][:, :, :, start:stop],
-            channels=[_text(c) for c in file["channels"][()]],
-            angles=ureg.Quantity(file["angles"][()], _text(file["angles"].attrs["units"])),
-            pixel_size=ureg.Quantity(_text(file.attrs["pixel_size"])),
-            experiment=Experiment.from_json(_text(file["experiment"][()])) if "experiment" in file else None,
-            provenance=json.loads(_text(file["provenance"][()]))["steps"],
+            channels=[io.text_of(c) for c in file["channels"][()]],
+            angles=ureg.Quantity(file["angles"][()], io.text_of(file["angles"].attrs["units"])),
+            pixel_size=ureg.Quantity(io.text_of(file.attrs["pixel_size"])),
+            experiment=Experiment.from_json(io.text_of(file["experiment"][()])) if "experiment" in file else None,
+            provenance=json.loads(io.text_of(file["provenance"][()]))["steps"],
         )
     check_agrees(series, f"path: {str(path)!r}")
     return series
@@ -199,9 +195,11 @@ def solve_file(
     Parameters
     ----------
     solver : Solver
-        A configured solver (e.g. ``plugins.solver("sirt")(iterations=100)``);
-        it is sent to the workers.  It must not estimate anything from the
-        whole series (give ``hebt-sirt`` its ``ratios``).
+        A configured solver; it is sent to the workers.  Options it would
+        estimate from the data (its ``fits_from_data``, e.g. response ratios)
+        are estimated once on the whole series first (:meth:`Solver.prepare`;
+        this reads the whole series into the client's memory), so that every
+        chunk uses the same values.
     source : path
         An edstomo tilt-series HDF5 file (``TiltSeries.save``).
     out : path
@@ -228,21 +226,18 @@ def solve_file(
     Raises
     ------
     ValueError
-        For bad options, an unreadable source, or a solver that would fit
-        per-chunk parameters.
+        For bad options or an unreadable source.
     """
-    if getattr(solver, "ratios", False) is None:
-        raise ValueError(
-            f"solver: {type(solver).__name__} would estimate its response ratios from each chunk alone; "
-            "give ratios= (e.g. edstomo.preprocessing.response_ratios of the whole series)"
-        )
     source, out = Path(source).resolve(), Path(out).resolve()
     n_slices = series_shape(source)[3]
     ranges = slice_chunks(n_slices, chunk_slices)
+    if solver.unfitted():
+        solver = solver.prepare(TiltSeries.load(source))  # estimated once on the whole series, not per chunk
     if not ranges:
         raise ValueError(f"source: {str(source)!r} holds no slices")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"out: folder {str(out.parent)!r} for {out.name!r} does not exist")
+    _check_against(solver, source)
     report, close = _progress(progress, len(ranges))
     outputs.remove_stale(out)
     folder = str(outputs.temporary_folder(out))  # found and removed by a later run if this one is killed
@@ -271,6 +266,23 @@ def solve_file(
         close()
         shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def _check_against(solver: Solver, source: Path) -> None:
+    """The solver's checks of its options against the data (channels, ratios), here before any task starts.
+
+    A task that failed them would fail on a worker, whose log shows a traceback; one slice suffices.
+    """
+    from .engine import ReconstructionSolver
+
+    if isinstance(solver, ReconstructionSolver):
+        probe = read_chunk(source, 0, 1)
+        channels = list(solver.options.channels) if solver.options.channels is not None else None
+        channels = channels or solver.default_channels(probe)
+        missing = [c for c in channels if c not in probe.channels]
+        if missing:
+            raise InputError(f"channels: {missing} not in the tilt series; its channels are {probe.channels}")
+        solver.check(probe, channels)
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:

@@ -34,7 +34,7 @@ class OptionError(EdstomoError):
     Parameters
     ----------
     plugin : str
-        ``"<kind> '<name>'"``, e.g. ``"solver 'sirt'"``.
+        ``"<kind> '<name>'"``, e.g. ``"solver 'my-solver'"``.
     option : str
         The option's name.
     value : Any

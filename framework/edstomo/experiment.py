@@ -35,7 +35,7 @@ from pydantic import (
 
 from .errors import InputError
 from .lines import element_of, parse_line
-from .units import UnitError, as_beam_energy, as_quantity, shown, to_jsonable, ureg
+from .units import QuantityUnit, UnitError, as_beam_energy, as_quantity, shown, to_jsonable, ureg
 
 #: Largest tilt angle magnitude (deg): beyond one full turn, a tilt is a unit mistake.
 MAX_TILT_DEG = 360.0
@@ -139,6 +139,7 @@ def quantity_field(
 
     return Annotated[
         pint.Quantity,
+        QuantityUnit(unit),
         PlainValidator(validate, json_schema_input_type=str),
         PlainSerializer(to_jsonable, when_used="always"),
     ]
@@ -374,10 +375,10 @@ class Experiment(_Model):
     @model_validator(mode="after")
     def _derived_doses(self) -> Experiment:
         """The doses derived from the given ones must be finite and positive (no overflow or underflow)."""
-        derived = {"eds": self.eds}
-        if self.haadf is not None:
-            derived["haadf"] = self.haadf
-        for name, detector in derived.items():
+        detectors = {name: getattr(self, name) for name in type(self).model_fields}
+        for name, detector in detectors.items():
+            if not isinstance(detector, _Dose):
+                continue
             for what, compute, unit in (
                 ("electrons per pixel", detector.electrons, "e"),
                 ("fluence", detector.fluence_at, "e/Å**2"),
@@ -506,25 +507,3 @@ class Experiment(_Model):
             return cls.from_yaml(text) if path.suffix.lower() in {".yaml", ".yml"} else cls.from_json(text)
         except ExperimentError as error:
             raise ExperimentError(f"experiment file {str(path)!r}: {error}", error.problems) from None
-
-
-def yuan2020_phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.0) -> Experiment:
-    """The acquisition of the phantom study of Yuan et al. (2020), section 3.1.1.
-
-    100 keV; Ag Lα and Au Mα; 31 tilts from −75° to 75°; 97 positions of
-    1.5 nm; HAADF 1e5 electrons per pixel (444 e/Å²); EDS 100 pA × 0.5 s per
-    pixel (3.121e8 electrons, 1.39e6 e/Å²), divided by ``eds_dose_divisor``.
-    The paper does not give the detector solid angle; ``solid_angle`` sets it.
-    """
-    if not eds_dose_divisor > 0:
-        raise ValueError(f"eds_dose_divisor: {eds_dose_divisor!r} must be positive")
-    return Experiment(
-        name="yuan2020-phantom",
-        description="Ag-Au core-shell phantom of Yuan et al. 2020, section 3.1.1",
-        beam_energy="100 keV",
-        lines=["Ag_La", "Au_Ma"],
-        tilts=TiltScheme(start="-75 deg", stop="75 deg", step="5 deg"),
-        scan=Scan(positions=97, pixel_size="1.5 nm"),
-        haadf=HAADFDetector(electrons_per_pixel="1e5 e", inner_angle="94 mrad", outer_angle="611 mrad"),
-        eds=EDSDetector(probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle),
-    )

@@ -1,7 +1,7 @@
 """Abstract interfaces of the six plugin kinds (and of studies).
 
 Each plugin is a class that subclasses one interface below, sets the class
-attribute ``name`` (the name users ask for, e.g. ``"sirt"``) and a one-line
+attribute ``name`` (the name users ask for, e.g. ``"my-solver"``) and a one-line
 ``description``, and is declared as an entry point in the group
 ``edstomo.plugins`` (see :mod:`edstomo.registry`). The data flow is::
 
@@ -15,27 +15,54 @@ subclass must write.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from . import provenance
 from .data import HAADF, CompositionMaps, TiltSeries, Volume
 from .experiment import Experiment
 from .factors import LineParameters, PhysicsFactors
 from .lines import element_of
+from .options import PluginOptions
+from .options import validate as validate_options
 
 
 class Plugin(ABC):
-    """Base of every plugin: a kind (set by the interface) and a name (set by the plugin)."""
+    """Base of every plugin: a kind (set by the interface), a name and its options.
+
+    Class attributes a plugin sets: ``name`` (what users ask for), ``description``
+    (one line), ``Options`` (a :class:`~edstomo.options.PluginOptions` model of
+    its parameters, validated at construction) and, optionally, ``default =
+    True`` to be the plugin of its kind used when a user names none (see
+    :meth:`edstomo.registry.Registry.default`).  Options are read as
+    ``plugin.options.<name>`` or simply ``plugin.<name>``.
+    """
 
     kind: ClassVar[str]
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    default: ClassVar[bool] = False
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = validate_options(self.label(), self.Options, options)
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options")
+        if options is not None and name in type(options).model_fields:
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def label(cls) -> str:
+        """``"<kind> '<name>'"``, e.g. ``"solver 'my-solver'"`` (for messages)."""
+        return f"{cls.kind} {getattr(cls, 'name', cls.__name__)!r}"
 
     @classmethod
     def summary(cls) -> str:
@@ -46,8 +73,14 @@ class Plugin(ABC):
         return doc.splitlines()[0] if doc else ""
 
     def parameters(self) -> dict[str, Any]:
-        """The options this instance was made with (for provenance); override when needed."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The options this instance was made with, as JSON-compatible values (for provenance)."""
+        return provenance.jsonable(dict(self.options))
+
+    def with_options(self, **changes: Any) -> Plugin:
+        """A copy of this plugin with some options changed (validated again)."""
+        clone = copy.copy(self)
+        clone.options = validate_options(self.label(), self.Options, {**dict(self.options), **changes})
+        return clone
 
 
 class PhysicsModel(Plugin):
@@ -98,7 +131,8 @@ class ForwardModel(Plugin):
 
     kind = "forward"
 
-    def __init__(self, experiment: Experiment, factors: PhysicsFactors):
+    def __init__(self, experiment: Experiment, factors: PhysicsFactors, **options: Any):
+        super().__init__(**options)
         self.experiment = experiment
         self.factors = factors
 
@@ -163,39 +197,71 @@ class ForwardModel(Plugin):
         )
 
 
-@dataclass
-class IterationState:
-    """What a solver tells its callback after each iteration.
+#: Data a solver can require (``Solver.requires``): sinograms of EDS lines, a HAADF sinogram,
+#: and EDS lines as raw counts (a Poisson likelihood needs them unscaled).
+DATA_NEEDS: tuple[str, ...] = ("lines", "haadf", "counts")
 
-    ``estimate`` is the current volume, shape (channels, nz, nx, slices), a view
-    the callback must not modify; ``residual`` is the data-misfit norm of the
-    iteration's input estimate.
-    """
-
-    iteration: int
-    estimate: np.ndarray
-    residual: float
-    channels: list[str]
-
-
-#: A solver callback: return True to stop early.
-Callback = Callable[[IterationState], "bool | None"]
+#: Factors ``g_A`` a line map can be proportional to (``X_A = K g_A C_A ρ``): ``f_A`` (EDS
+#: scale, eq. 11) and ``z_A`` (HAADF scale, eq. 17).  ``Solver.produces`` and
+#: ``Quantifier.accepts`` use these; :class:`~edstomo.data.Volume` records it as ``factor``.
+MAP_FACTORS: tuple[str, ...] = ("f_A", "z_A")
 
 
 class Solver(Plugin):
     """Reconstructs element maps from a tilt series.
 
     Contract: :meth:`solve` returns a :class:`Volume` of shape
-    ``(channels, positions, positions, slices)`` with one channel per EDS line
-    of ``data`` (in order), calls ``callback`` once per iteration when given,
-    and stops early when the callback returns True.
+    ``(channels, positions, positions, slices)`` with one channel per
+    reconstructed line (in order) and ``factor`` set to :attr:`produces` for
+    line maps; it calls each callback after every iteration and stops early
+    when one asks to.  Channels and slices are independent batch columns: the
+    maps of a slice (and, for solvers that do not couple channels, of a
+    channel) do not depend on the other slices, so a series can be solved in
+    chunks of slices (:mod:`edstomo.distributed`) with the same result.
+
+    Capabilities (class attributes) let the pipeline, ``quantify_saved`` and
+    the Dask path pair plugins without knowing their names:
+
+    ``requires``
+        The data the solver needs, from :data:`DATA_NEEDS`.
+    ``produces``
+        The factor of its line maps, from :data:`MAP_FACTORS`.
+    ``fits_from_data``
+        Options that, left unset, are estimated from the data (e.g. response
+        ratios); :meth:`prepare` fixes them on a whole series before chunked solving.
     """
 
     kind = "solver"
+    requires: ClassVar[frozenset[str]] = frozenset({"lines"})
+    produces: ClassVar[str | None] = "f_A"
+    fits_from_data: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def solve(self, data: TiltSeries, *, callback: Callback | None = None) -> Volume:
-        """Reconstruct the EDS line channels of ``data``."""
+    def solve(
+        self,
+        data: TiltSeries,
+        *,
+        initial: Any = None,
+        callbacks: Any = None,
+        progress: Any = None,
+    ) -> Volume:
+        """Reconstruct the EDS line channels of ``data`` (see :class:`edstomo.engine.ReconstructionSolver`)."""
+
+    def prepare(self, data: TiltSeries) -> Solver:
+        """This solver with every option of ``fits_from_data`` fixed from ``data`` (default: itself)."""
+        return self
+
+    def unfitted(self) -> list[str]:
+        """The options of ``fits_from_data`` that are still unset (would be estimated per chunk)."""
+        return [name for name in self.fits_from_data if getattr(self.options, name) is None]
+
+
+class QuantifierOptions(PluginOptions):
+    """Options every quantifier has."""
+
+    threshold: Literal["esf"] | Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        "esf", description="particle threshold on the summed map: 'esf' (automatic) or a number >= 0"
+    )
 
 
 class Quantifier(Plugin):
@@ -204,16 +270,16 @@ class Quantifier(Plugin):
     Contract: :meth:`quantify` returns :class:`CompositionMaps` whose elements
     follow the map channels' lines; inside the particle mask the fractions sum to
     1, outside they are 0; ``mask`` and ``threshold`` record the segmentation.
+    ``accepts`` names the map factor (:data:`MAP_FACTORS`) the quantifier takes.
     """
 
     kind = "quantifier"
+    accepts: ClassVar[str]
+    Options = QuantifierOptions
 
-    def __init__(self, factors: PhysicsFactors, threshold: float | str = "esf"):
-        number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
-        if not (threshold == "esf" or (number and np.isfinite(threshold))):
-            raise ValueError(f"threshold: {threshold!r} must be 'esf' or a finite number")
+    def __init__(self, factors: PhysicsFactors, **options: Any):
+        super().__init__(**options)
         self.factors = factors
-        self.threshold = threshold
 
     @abstractmethod
     def quantify(self, maps: Volume) -> CompositionMaps:
@@ -273,3 +339,7 @@ class Study(Plugin):
     @abstractmethod
     def run(self, out: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
         """Run the study; ``progress(stage, done, total)`` is called as it goes."""
+
+    def experiment(self) -> Experiment | None:
+        """The experiment the study simulates (``edstomo simulate`` uses the default study's); None if none."""
+        return None

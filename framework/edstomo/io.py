@@ -1,4 +1,4 @@
-"""HDF5 files for tilt series, volumes and composition maps, written atomically.
+"""Files, written atomically, and edstomo's HDF5 format (the containers write themselves: :mod:`edstomo.data`).
 
 Layout (format version 1; every file)::
 
@@ -30,7 +30,8 @@ CompositionMaps::
 
 Writes go to a temporary file in the destination folder, are flushed to disk,
 and are then renamed over the destination, so an interrupted write never leaves
-a partial file where the result should be.
+a partial file where the result should be; where edstomo may write, and how
+temporaries are named and cleaned up, is :mod:`edstomo.outputs`.
 """
 
 from __future__ import annotations
@@ -38,23 +39,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from . import outputs
-from .consistency import check_agrees
-from .data import CompositionMaps, TiltSeries, Volume
 from .errors import EdstomoError, InputError
-from .provenance import versions
-from .units import format_quantity, ureg
 
 FORMAT = "edstomo"
 FORMAT_VERSION = 1
-_STR = h5py.string_dtype("utf-8")
+#: HDF5 type of the UTF-8 strings edstomo writes.
+STRING = h5py.string_dtype("utf-8")
 
 
 def _read_umask() -> int:
@@ -108,75 +105,6 @@ def atomic_save_figure(figure: Any, path: str | Path, **options: Any) -> Path:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format=path.suffix.lstrip(".").lower() or "png", **options)
     return path
-
-
-def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compression: str | None = None) -> Path:
-    """Save a tilt series, volume or composition maps to HDF5, atomically.
-
-    Parameters
-    ----------
-    obj
-        What to save.
-    path
-        Destination ``.h5`` file; replaced if it exists.
-    compression
-        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
-    """
-    writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
-        TiltSeries: _write_tilt_series,
-        Volume: _write_volume,
-        CompositionMaps: _write_composition,
-    }
-    writer = writers.get(type(obj))
-    if writer is None:
-        raise TypeError(f"obj: cannot save a {type(obj).__name__}; expected TiltSeries, Volume or CompositionMaps")
-    check_agrees(obj, f"obj ({type(obj).__name__} to be saved to {str(path)!r})")
-    path = Path(path)
-    with atomic_path(path) as temporary:
-        with h5py.File(temporary, "w") as file:
-            file.attrs["format"] = FORMAT
-            file.attrs["format_version"] = FORMAT_VERSION
-            file.attrs["object"] = type(obj).__name__
-            if obj.experiment is not None:
-                file.create_dataset("experiment", data=obj.experiment.to_json(), dtype=_STR)
-            record = {"steps": obj.provenance, "versions": versions()}
-            file.create_dataset("provenance", data=json.dumps(record), dtype=_STR)
-            file.attrs["pixel_size"] = format_quantity(obj.pixel_size)
-            writer(file, obj, compression)
-    return path
-
-
-def _strings(file: h5py.File, name: str, values: list[str]) -> None:
-    file.create_dataset(name, data=np.array(values, dtype=object), dtype=_STR)
-
-
-def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
-    file.create_dataset("data", data=series.data, compression=compression)
-    file["data"].attrs["axes"] = "channels,tilts,positions,slices"
-    _strings(file, "channels", series.channels)
-    file.create_dataset("angles", data=series.angles.m_as("deg"))
-    file["angles"].attrs["units"] = "deg"
-
-
-def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
-    file.create_dataset("data", data=volume.data, compression=compression)
-    file["data"].attrs["axes"] = "channels,nz,nx,slices"
-    _strings(file, "channels", volume.channels)
-    file.attrs["quantity"] = volume.quantity
-    file.attrs["unit"] = volume.unit
-
-
-def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
-    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
-    file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
-    _strings(file, "elements", maps.elements)
-    if maps.density is not None:
-        file.create_dataset("density", data=maps.density, compression=compression)
-        file["density"].attrs["units"] = "g/cm**3"
-    if maps.mask is not None:
-        file.create_dataset("mask", data=maps.mask, compression=compression)
-    if maps.threshold is not None:
-        file.attrs["threshold"] = float(maps.threshold)
 
 
 def open_file(path: str | Path, expected: str | None = None) -> h5py.File:
@@ -243,72 +171,24 @@ def reading(path: str | Path) -> Iterator[None]:
         raise InputError(f"path: {str(path)!r} cannot be read as an edstomo file ({_reason(error)})") from None
 
 
-def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
-    """Load an object saved by :func:`save`; errors name the file and what is wrong with it.
-
-    Raises
-    ------
-    InputError
-        The file is missing, damaged, not an edstomo file, or its stored
-        experiment disagrees with its data (see :mod:`edstomo.consistency`).
-    """
-    obj = _load(path)
-    check_agrees(obj, f"path: {str(path)!r}")
-    return obj
+def text_of(dataset: h5py.Dataset | Any) -> str:
+    """A UTF-8 string stored in HDF5 (a dataset or attribute value), as ``str``."""
+    value = dataset[()] if isinstance(dataset, h5py.Dataset) else dataset
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
-    from .experiment import Experiment
-
-    with open_file(path) as file, reading(path):
-        experiment = Experiment.from_json(_text(file["experiment"])) if "experiment" in file else None
-        steps = json.loads(_text(file["provenance"]))["steps"]
-        pixel_size = ureg.Quantity(file.attrs["pixel_size"])
-        kind = file.attrs["object"]
-        common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
-        if kind == "TiltSeries":
-            return TiltSeries(
-                data=file["data"][()],
-                channels=_string_list(file["channels"]),
-                angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
-                **common,
-            )
-        if kind == "Volume":
-            return Volume(
-                data=file["data"][()],
-                channels=_string_list(file["channels"]),
-                quantity=str(file.attrs["quantity"]),
-                unit=str(file.attrs["unit"]),
-                **common,
-            )
-        if kind == "CompositionMaps":
-            return CompositionMaps(
-                weight_fractions=file["weight_fractions"][()],
-                elements=_string_list(file["elements"]),
-                density=file["density"][()] if "density" in file else None,
-                mask=file["mask"][()] if "mask" in file else None,
-                threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
-                **common,
-            )
-        raise InputError(f"path: {str(path)!r} holds an unknown object {kind!r}")
+def strings_of(dataset: h5py.Dataset) -> list[str]:
+    """A list of UTF-8 strings stored in HDF5."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
 
 
 def read_channels(path: str | Path) -> list[str]:
     """The channel names of the tilt series or volume in an edstomo file (no data read)."""
     with open_file(path) as file, reading(path):
-        return _string_list(file["channels"])
-
-
-def _text(dataset: h5py.Dataset) -> str:
-    value = dataset[()]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _string_list(dataset: h5py.Dataset) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
+        return strings_of(file["channels"])
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:
     """The provenance record (steps and package versions) stored in a file."""
     with h5py.File(path, "r") as file:
-        return json.loads(_text(file["provenance"]))
+        return json.loads(text_of(file["provenance"]))

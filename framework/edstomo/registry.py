@@ -111,6 +111,38 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return [info.name for info in self.available(kind)]
 
+    def default(self, kind: str, requires: frozenset[str] | set[str] | None = None) -> type[Plugin]:
+        """The plugin of a kind that declares ``default = True`` (among solvers with exactly ``requires``).
+
+        Raises
+        ------
+        UnknownPluginError
+            When no plugin, or more than one, is the default (naming them).
+        """
+        candidates = [
+            info.cls
+            for info in self.available(kind)
+            if info.cls.default and (requires is None or getattr(info.cls, "requires", None) == frozenset(requires))
+        ]
+        if len(candidates) != 1:
+            wanted = f" requiring {sorted(requires)}" if requires is not None else ""
+            found = [c.name for c in candidates] or "none"
+            raise UnknownPluginError(f"{kind}: one default plugin{wanted} is needed; found {found}; name one")
+        return candidates[0]
+
+    def quantifier_for(self, factor: str | None) -> type[Quantifier]:
+        """The quantifier that accepts maps proportional to ``factor`` (``Volume.factor``, e.g. ``"f_A"``)."""
+        if factor is None:
+            raise UnknownPluginError(
+                "quantifier: the maps record no factor (f_A or z_A): they are not line maps of a known scale"
+            )
+        matches = [info.cls for info in self.available("quantifier") if getattr(info.cls, "accepts", None) == factor]
+        preferred = [cls for cls in matches if cls.default] or matches
+        if len(preferred) != 1:
+            names = [cls.name for cls in matches] or "none"
+            raise UnknownPluginError(f"quantifier: one quantifier must accept maps of factor {factor!r}; found {names}")
+        return preferred[0]  # type: ignore[return-value]
+
     def physics(self, name: str) -> type[PhysicsModel]:
         return self.get("physics", name)  # type: ignore[return-value]
 

@@ -226,16 +226,13 @@ def check_simulation(experiment: Any, *, allow: bool | None = None) -> None:
     )
 
 
-def check_solve_file(
-    path: str | Path, iterations: int, chunk_slices: int, workers: int = 1, *, allow: bool | None = None
-) -> None:
+def check_solve_file(path: str | Path, chunk_slices: int, workers: int = 1, *, allow: bool | None = None) -> None:
     """Refuse a chunked solve of the series in ``path`` that would not fit (``workers`` chunks at once here).
 
     Every channel of the file is counted (an upper bound of those a solver reconstructs).
     """
     from .io import open_file
 
-    check_iterations(iterations, "--iterations", allow=allow)
     with open_file(path, "TiltSeries") as file:
         channels, n_angles, positions, slices = (int(n) for n in file["data"].shape)
     per_task = min(max(int(chunk_slices), 1), slices)

@@ -34,26 +34,26 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import outputs, resources
-from .errors import EdstomoError, InputError
+from .errors import EdstomoError
 
 __all__ = [
     "EXIT_CODES",
     "STRICT_ENV",
     "add_arguments",
-    "check_choice",
-    "check_used",
     "main",
     "non_negative_int",
     "prepare",
 ]
 
+#: Environment variable that lets errors not raised by edstomo end in a traceback (the fuzz tests set it).
 STRICT_ENV = "EDSTOMO_STRICT_ERRORS"
 
+#: The epilog of ``edstomo --help``: exit codes, what outputs may replace, the size guard.
 EXIT_CODES = """exit codes:
   0    success
   1    user error: bad input, option, file or output path (one line on stderr, no traceback)
@@ -117,25 +117,6 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def check_choice(value: Any, choices: Iterable[str], option: str, what: str) -> None:
-    """Raise :class:`InputError` when ``value`` (if given) is not one of ``choices``."""
-    allowed = list(choices)
-    if value is not None and value not in allowed:
-        raise InputError(f"{option}: {value!r} is not {what}; expected one of {', '.join(allowed)}")
-
-
-def check_used(given: Iterable[str], used: Iterable[str], option: str, what: str) -> None:
-    """Raise :class:`InputError` when ``given`` names lines that the run does not use.
-
-    A value for a line that is not used (a ratio, an override) would be silently
-    ignored; it is almost always a typo or the wrong line list.
-    """
-    used = list(used)
-    unused = [name for name in given if name not in used]
-    if unused:
-        raise InputError(f"{option}: {unused} are not among the {what} {used}; a value for an unused line is a mistake")
-
-
 # ----- running a command -----------------------------------------------------------
 def _message(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
@@ -162,7 +143,7 @@ def _raised_by_edstomo(error: BaseException) -> bool:
     return isinstance(error, ValueError) and module.split(".")[0] in OWN_PACKAGES
 
 
-def main(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None = None) -> int:
+def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv: Sequence[str]) -> int:
     """Build the parser, parse ``argv`` and run the command; the exit code (see the module docstring).
 
     Interrupts are handled from the start (building the parser imports the
@@ -182,7 +163,7 @@ def main(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | 
         sys.unraisablehook = unraisable
         try:
             try:
-                args = build_parser().parse_args(argv)
+                args = build_parser(argv).parse_args(argv)
             except KeyboardInterrupt:
                 return _interrupted("edstomo")
             return _run(args.command, args.func, args)

@@ -44,10 +44,10 @@ class ResultsTable:
 
     Examples
     --------
-    >>> table = ResultsTable(["n", "element", "ssim"])
-    >>> table.add(n=1, element="Ag", ssim=0.5)
-    >>> table.add(n=2, element="Ag", ssim=0.7)
-    >>> table.best("ssim", element="Ag")["n"]
+    >>> table = ResultsTable(["n", "element", "score"])
+    >>> table.add(n=1, element="Ag", score=0.5)
+    >>> table.add(n=2, element="Ag", score=0.7)
+    >>> table.best("score", element="Ag")["n"]
     2
     """
 
@@ -164,7 +164,7 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def dice(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Dice coefficient 2|A ∩ B| / (|A| + |B|) of two boolean masks of one shape (1 when both are empty)."""
+    """Dice coefficient ``2|A ∩ B| / (|A| + |B|)`` of two boolean masks of one shape (1 when both are empty)."""
     a, b = np.asarray(estimate, dtype=bool), np.asarray(reference, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"estimate: mask shape {a.shape} does not match the reference's {b.shape}")

@@ -16,6 +16,7 @@ the conversion happens at the boundary through :func:`as_quantity`.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -202,3 +203,10 @@ def to_jsonable(quantity: pint.Quantity) -> str | dict[str, Any]:
     if np.ndim(magnitude) == 0:
         return format_quantity(quantity)
     return {"magnitude": np.asarray(magnitude, dtype=float).tolist(), "units": f"{quantity.units:~C}"}
+
+
+@dataclass(frozen=True)
+class QuantityUnit:
+    """Marks a pydantic field as a quantity of the dimension of ``unit`` (shown in help texts)."""
+
+    unit: str

@@ -25,13 +25,31 @@ Estimators
   or by cross-correlation of the HAADF image with the summed EDS maps;
 * :func:`series_shifts` — tilts to each other, by phase cross-correlation
   (scikit-image, each tilt registered to its neighbour towards 0°, shifts
-  accumulated) or by centres of mass (every tilt's centre of mass moved to the
-  image centre, which puts the tilt axis through it);
+  accumulated), by StackReg (``pystackreg``, the ImageJ plugin's
+  translation registration, same neighbour scheme; optional) or by centres
+  of mass (every tilt's centre of mass moved to the image centre, which puts
+  the tilt axis through it);
 * :func:`estimate_tilt_axis` — offset and rotation of the tilt axis: for
   blocks of slices along the axis, the offset whose short SIRT
   reconstruction best reproduces the data (smallest relative residual); a
   straight-line fit of the offsets against the block positions gives the
-  rotation.
+  rotation, with standard uncertainties from the offsets' scatter;
+* :func:`tilt_axis_com` — the same from centres of mass (as etspy's
+  ``tilt_align("CoM")``): in each block the projected centre of mass follows
+  ``a + x0 cos θ + z0 sin θ``, ``a`` being the axis; uncertainties from the
+  least-squares fits; refused (with the reason) when the signal leaves the
+  field of view;
+* :func:`find_tilt_axis` — the first of these that determines the axis, or
+  the best value of each component with its uncertainty and why no method
+  determined both;
+* :func:`tilt_axis_max_image` — the rotation alone from the maximum image over
+  the tilts (as etspy's ``tilt_align("MaxImage")``): features trace streaks
+  across the axis, found by edge detection and a Hough transform.
+
+All three return ``(axis_shift, axis_rotation, record)`` in the convention of
+:class:`Alignment` (``record["determined"]``, ``record["note"]`` when not,
+``record["shift_uncertainty"]`` and ``record["rotation_uncertainty"]`` when
+determined).
 """
 
 from __future__ import annotations
@@ -53,13 +71,20 @@ from edstomo.io import atomic_write_text
 from edstomo.units import as_quantity, format_quantity, ureg
 
 __all__ = [
+    "SERIES_METHODS",
     "Alignment",
     "apply_alignment",
     "centre_of_mass",
     "estimate_tilt_axis",
+    "find_tilt_axis",
     "haadf_eds_shifts",
     "series_shifts",
+    "tilt_axis_com",
+    "tilt_axis_max_image",
 ]
+
+#: Methods of :func:`series_shifts`.
+SERIES_METHODS = ("xcorr", "stackreg", "com")
 
 FORMAT = "edstomo-alignment"
 
@@ -364,6 +389,20 @@ def _register(
     return total
 
 
+def _register_stackreg(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """Shift (pixels) that moves ``moving`` onto ``reference`` by StackReg's translation registration."""
+    try:
+        from pystackreg import StackReg
+    except ImportError:
+        raise ImportError(
+            "method 'stackreg' needs pystackreg (free to use, restricted licence): pip install pystackreg"
+        ) from None
+    if not np.any(reference) or not np.any(moving):
+        return np.zeros(2)
+    matrix = StackReg(StackReg.TRANSLATION).register(np.asarray(reference, float), np.asarray(moving, float))
+    return -np.array([matrix[1, 2], matrix[0, 2]])  # its (columns, rows) displacement of moving, undone
+
+
 def haadf_eds_shifts(
     series: TiltSeries,
     method: str = "com",
@@ -417,10 +456,12 @@ def series_shifts(
     ----------
     series : TiltSeries
         The series.
-    method : {"xcorr", "com"}
+    method : {"xcorr", "stackreg", "com"}
         ``"xcorr"``: each tilt is registered to its neighbour towards the tilt
         nearest 0° (phase cross-correlation), shifts accumulated from there;
-        ``"com"``: every tilt's centre of mass is moved to the image centre.
+        ``"stackreg"``: the same with StackReg's translation registration
+        (needs ``pystackreg``); ``"com"``: every tilt's centre of mass is moved
+        to the image centre.
     channel : str, optional
         Channel used (default HAADF if present, else the sum of the EDS lines).
     upsample, sigma
@@ -428,8 +469,8 @@ def series_shifts(
     haadf_shifts : array (tilts, 2), optional
         HAADF-to-EDS shifts, applied to the HAADF images before they are compared.
     """
-    if method not in ("xcorr", "com"):
-        raise ValueError(f"method: {method!r} must be 'xcorr' or 'com'")
+    if method not in SERIES_METHODS:
+        raise ValueError(f"method: {method!r} must be one of {SERIES_METHODS}")
     if channel is None:
         stack = np.asarray(series.channel(HAADF), dtype=np.float64) if series.has_haadf else _reference(series, None)
         channel = HAADF if series.has_haadf else "sum of EDS lines"
@@ -449,7 +490,11 @@ def series_shifts(
     for step in (1, -1):
         t = start + step
         while 0 <= t < count:
-            shifts[t] = shifts[t - step] + _register(stack[t - step], stack[t], upsample, sigma)
+            if method == "stackreg":
+                found = _register_stackreg(stack[t - step], stack[t])
+            else:
+                found = _register(stack[t - step], stack[t], upsample, sigma)
+            shifts[t] = shifts[t - step] + found
             t += step
     return shifts
 
@@ -513,19 +558,16 @@ def estimate_tilt_axis(
     record : dict
         Trial offsets, residual curves, the offset of each band and the fit.
     """
+    from edstomo.operators import projector_for
     from edstomo.registry import plugins
-    from edstomo.solver_base import projector_for
 
     if not (max_shift > 0 and step > 0 and blocks >= 1 and iterations >= 1):
         raise ValueError(
             f"estimate_tilt_axis: max_shift {max_shift!r}, step {step!r} must be positive, blocks {blocks!r} "
             f"and iterations {iterations!r} at least 1"
         )
-    name = channel or (HAADF if series.has_haadf else None)
-    data = np.asarray(series.channel(name), dtype=np.float64) if name else _reference(series, None)
-    blocks = min(blocks, series.n_slices)
-    edges = np.linspace(0, series.n_slices, blocks + 1).round().astype(int)
-    sinograms = np.stack([data[:, :, a:b].sum(axis=2) for a, b in itertools.pairwise(edges)], axis=2)
+    sinograms, centres, name = _bands(series, channel, blocks)
+    blocks = sinograms.shape[2]
     offsets = np.arange(-max_shift, max_shift + 1e-9, step)
     trial = _shift_positions(sinograms, -offsets).reshape(*sinograms.shape[:2], -1)  # (tilts, positions, blocks*K)
     trial /= max(float(trial.max()), 1e-300)
@@ -543,10 +585,9 @@ def estimate_tilt_axis(
     curves = (misfit / norms).reshape(blocks, offsets.size)
     best = np.array([_minimum(offsets, curve) for curve in curves])
     valid = np.isfinite(best)
-    centres = 0.5 * (edges[:-1] + edges[1:]) - 0.5 * series.n_slices
     record: dict[str, Any] = {
         "method": "sirt residual",
-        "channel": name or "sum of EDS lines",
+        "channel": name,
         "iterations": iterations,
         "offsets": offsets.tolist(),
         "band_centres": centres.tolist(),
@@ -557,6 +598,14 @@ def estimate_tilt_axis(
         "tilt axis undetermined: {reason} (typical of thin samples wider than the field of view, whose "
         "reconstruction hardly depends on the axis); offset and rotation set to 0"
     )
+    if valid.any():  # a robust offset and its standard uncertainty, whatever is decided below
+        found = best[valid]
+        spread = 1.4826 * float(np.median(np.abs(found - np.median(found))))
+        record["estimate"] = {
+            "shift": float(np.median(found)),
+            "shift_uncertainty": max(spread, 0.1 * step) / math.sqrt(found.size),
+            "bands": int(found.size),
+        }
     if valid.sum() < max(1, (blocks + 1) // 2):
         reason = f"only {int(valid.sum())} of {blocks} bands have a residual minimum inside ±{max_shift} pixels"
         record.update(determined=False, note=undetermined.format(reason=reason))
@@ -565,16 +614,263 @@ def estimate_tilt_axis(
         slope, intercept, _, _ = scipy.stats.theilslopes(best[valid], centres[valid])
     else:
         slope, intercept = 0.0, float(np.median(best[valid]))
-    scatter = float(np.median(np.abs(best[valid] - (intercept + slope * centres[valid]))))
+    residuals = best[valid] - (intercept + slope * centres[valid])
+    scatter = float(np.median(np.abs(residuals)))
     record["scatter"] = scatter
     if scatter > tolerance:
         reason = f"the bands' offsets scatter by {scatter:.2g} pixels about the fitted axis (tolerance {tolerance:g})"
         record.update(determined=False, note=undetermined.format(reason=reason))
         return 0.0, 0.0, record
-    # The axis runs along (slope, 1) in the (positions, slices) plane: at an angle -atan(slope)
-    # counter-clockwise from the slices direction. After the images are turned by +atan(slope)
-    # it runs along the slices at offset intercept·cos(atan(slope)).
-    rotation = -math.degrees(math.atan(slope))
-    shift = float(intercept) * math.cos(math.atan(slope))
-    record.update(determined=True, slope=float(slope), intercept=float(intercept))
+    # a band offset is read to about a tenth of the trial step at best
+    covariance = _line_covariance(centres[valid], residuals, floor=0.1 * step, fit_slope=fit_rotation)
+    shift, rotation = _axis_from_line(intercept, slope, covariance, record)
     return shift, rotation, record
+
+
+def _line_covariance(
+    centres: np.ndarray, residuals: np.ndarray, *, floor: float, fit_slope: bool, sigma: np.ndarray | None = None
+) -> np.ndarray:
+    """Covariance of (intercept, slope) of a straight line fitted to points with these residuals.
+
+    The point uncertainty is the residuals' RMS (with ``n − parameters``
+    degrees of freedom) or, when given, ``sigma`` scaled up by the reduced
+    χ² if the points scatter more than their errors; never below ``floor``.
+    """
+    n = centres.size
+    parameters = 2 if fit_slope and n >= 2 else 1
+    sigma = np.full(n, np.nan) if sigma is None else np.asarray(sigma, dtype=float)
+    if np.all(np.isfinite(sigma)) and np.all(sigma > 0):
+        weights = 1.0 / np.maximum(sigma, floor) ** 2
+        chi2 = float(np.sum(weights * residuals**2)) / max(n - parameters, 1)
+        weights = weights / max(chi2, 1.0)
+    else:
+        rms = math.sqrt(float(np.sum(residuals**2)) / max(n - parameters, 1)) if n > parameters else 0.0
+        weights = np.full(n, 1.0 / max(rms, floor) ** 2)
+    design = np.stack([np.ones(n), centres], axis=1) if parameters == 2 else np.ones((n, 1))
+    inverse = np.linalg.pinv(design.T @ (weights[:, None] * design))
+    return inverse if parameters == 2 else np.array([[inverse[0, 0], 0.0], [0.0, 0.0]])
+
+
+def _axis_from_line(
+    intercept: float, slope: float, covariance: np.ndarray, record: dict[str, Any]
+) -> tuple[float, float]:
+    """Axis shift and rotation from the line ``offset = intercept + slope · band centre``; uncertainties in record.
+
+    The axis runs along (slope, 1) in the (positions, slices) plane: at an
+    angle -atan(slope) counter-clockwise from the slices direction. After the
+    images are turned by +atan(slope) it runs along the slices at offset
+    intercept·cos(atan(slope)).
+    """
+    angle = math.atan(slope)
+    rotation = -math.degrees(angle)
+    shift = float(intercept) * math.cos(angle)
+    shift_error = math.sqrt(max(float(covariance[0, 0]), 0.0)) * math.cos(angle)
+    rotation_error = math.degrees(math.sqrt(max(float(covariance[1, 1]), 0.0)) / (1.0 + slope**2))
+    record.update(
+        determined=True,
+        slope=float(slope),
+        intercept=float(intercept),
+        shift_uncertainty=shift_error,
+        rotation_uncertainty=rotation_error,
+    )
+    return shift, rotation
+
+
+def _bands(series: TiltSeries, channel: str | None, blocks: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Sinograms (tilts, positions, blocks) of ``blocks`` bands of slices summed, band centres (slices from the
+    middle) and the channel used (default HAADF, else the sum of the EDS lines)."""
+    name = channel or (HAADF if series.has_haadf else None)
+    data = np.asarray(series.channel(name), dtype=np.float64) if name else _reference(series, None)
+    blocks = min(blocks, series.n_slices)
+    edges = np.linspace(0, series.n_slices, blocks + 1).round().astype(int)
+    sinograms = np.stack([data[:, :, a:b].sum(axis=2) for a, b in itertools.pairwise(edges)], axis=2)
+    centres = 0.5 * (edges[:-1] + edges[1:]) - 0.5 * series.n_slices
+    return sinograms, centres, name or "sum of EDS lines"
+
+
+def tilt_axis_com(
+    series: TiltSeries,
+    *,
+    channel: str | None = None,
+    blocks: int = 8,
+    fit_rotation: bool = True,
+    edge_fraction: float = 0.02,
+) -> tuple[float, float, dict[str, Any]]:
+    """Offset and rotation of the tilt axis from the centres of mass of the projections.
+
+    In each of ``blocks`` bands of slices the centre of mass across the tilt
+    axis (pixels from the middle of the positions) is fitted by
+    ``a + x0 cos θ + z0 sin θ`` (least squares): ``a`` is where the axis
+    crosses the band, ``(x0, z0)`` the band's centre of mass in the sample. A
+    straight line through the ``a`` of the bands (weighted by their standard
+    errors) gives the offset at the middle of the slices and the rotation, as
+    in :func:`estimate_tilt_axis`.
+
+    The model holds only when all the signal stays inside the field of view:
+    when more than ``edge_fraction`` of a band's signal lies in the outermost
+    positions at some tilt, or a band's total changes by more than 10 % over the
+    tilts (a section wider than the field of view), the axis is reported as
+    undetermined (``record["note"]`` says why) and 0, 0 returned.
+    """
+    if blocks < 1 or not 0 < edge_fraction < 1:
+        raise ValueError(f"tilt_axis_com: blocks {blocks!r} must be >= 1 and edge_fraction {edge_fraction!r} in (0, 1)")
+    sinograms, centres, name = _bands(series, channel, blocks)
+    theta = series.angles.m_as("rad")
+    positions = np.arange(series.n_positions) - 0.5 * (series.n_positions - 1)
+    filled = np.all(sinograms.sum(axis=1) > 0, axis=0)  # bands with signal at every tilt
+    sinograms, centres = sinograms[:, :, filled], centres[filled]
+    totals = sinograms.sum(axis=1)  # (tilts, bands)
+    record: dict[str, Any] = {"method": "centre of mass", "channel": name, "band_centres": centres.tolist()}
+    problems = []
+    if centres.size < (2 if fit_rotation else 1):
+        problems.append(f"only {centres.size} band(s) hold signal at every tilt")
+    else:
+        edge = (sinograms[:, :2].sum(axis=1) + sinograms[:, -2:].sum(axis=1)) / totals
+        variation = np.ptp(totals, axis=0) / totals.mean(axis=0)
+        record.update(edge_fraction=float(edge.max()), total_variation=float(variation.max()))
+        if edge.max() > edge_fraction:
+            problems.append(f"{100 * edge.max():.0f} % of a band's signal lies at the edges of the field of view")
+        if variation.max() > 0.1:
+            problems.append(f"a band's total changes by {100 * variation.max():.0f} % over the tilts")
+    if problems:
+        reason = " and ".join(problems)
+        note = (
+            f"tilt axis by centre of mass undetermined: {reason} (the centre of mass follows a sinusoid only when "
+            "the sample stays inside the field of view); offset and rotation set to 0"
+        )
+        record.update(determined=False, note=note)
+        return 0.0, 0.0, record
+    com = (sinograms * positions[None, :, None]).sum(axis=1) / totals  # (tilts, blocks)
+    design = np.stack([np.ones_like(theta), np.cos(theta), np.sin(theta)], axis=1)
+    fits, errors = [], []
+    for band in range(com.shape[1]):
+        coefficients, residual, rank, _ = np.linalg.lstsq(design, com[:, band], rcond=None)
+        dof = max(theta.size - 3, 1)
+        variance = float(residual[0]) / dof if residual.size and rank == 3 else 0.0
+        covariance = variance * np.linalg.pinv(design.T @ design)
+        fits.append(coefficients)
+        errors.append(math.sqrt(max(covariance[0, 0], 0.0)))
+    offsets, sigma = np.array([f[0] for f in fits]), np.array(errors)
+    if fit_rotation and offsets.size >= 2:
+        weights = 1.0 / np.maximum(sigma, 1e-3) ** 2
+        slope, intercept = np.polyfit(centres, offsets, 1, w=np.sqrt(weights))
+    else:
+        slope, intercept = 0.0, float(np.average(offsets, weights=1.0 / np.maximum(sigma, 1e-3) ** 2))
+    record.update(band_offsets=offsets.tolist(), band_uncertainties=sigma.tolist())
+    covariance = _line_covariance(
+        centres, offsets - (intercept + slope * centres), floor=1e-3, fit_slope=fit_rotation, sigma=sigma
+    )
+    shift, rotation = _axis_from_line(float(intercept), float(slope), covariance, record)
+    return shift, rotation, record
+
+
+def find_tilt_axis(series: TiltSeries, *, channel: str | None = None) -> tuple[float, float, dict[str, Any]]:
+    """The tilt axis by the first method that determines it, or the best values each method allows.
+
+    Tries :func:`estimate_tilt_axis` (reconstruction residual), then
+    :func:`tilt_axis_com` (centres of mass). When neither determines the axis,
+    the rotation comes from :func:`tilt_axis_max_image` and the offset from
+    the residual method's robust estimate (the median of the bands' offsets,
+    uncertainty 1.4826 · MAD / √bands), each with its uncertainty, and
+    ``record["note"]`` says why the others could not; ``record["determined"]``
+    is then False, and components whose value lies within two uncertainties
+    of zero are named in ``record["insignificant"]``.
+
+    Returns
+    -------
+    axis_shift, axis_rotation : float
+        Pixels and degrees, in the convention of :class:`Alignment`.
+    record : dict
+        ``method``, ``shift_uncertainty``, ``rotation_uncertainty`` (None when
+        unknown), ``determined``, ``attempts`` (each method's record).
+    """
+    attempts: dict[str, dict[str, Any]] = {}
+    for name, method in (("residual", estimate_tilt_axis), ("centre of mass", tilt_axis_com)):
+        shift, rotation, record = method(series, channel=channel)
+        attempts[name] = {k: v for k, v in record.items() if k != "residual_curves"}
+        if record["determined"]:
+            summary = {k: record[k] for k in ("shift_uncertainty", "rotation_uncertainty")}
+            return shift, rotation, {"method": name, "determined": True, **summary, "attempts": attempts}
+    _, rotation, record = tilt_axis_max_image(series, channel=channel)
+    attempts["maximum image"] = record
+    estimate = attempts["residual"].get("estimate")
+    shift = float(estimate["shift"]) if estimate else 0.0
+    shift_error = float(estimate["shift_uncertainty"]) if estimate else None
+    rotation_error = record.get("rotation_uncertainty") if record["determined"] else None
+    reasons = [attempts[name]["note"] for name in ("residual", "centre of mass")]
+    if not record["determined"]:
+        reasons.append(record["note"])
+    values = {"shift": (shift, shift_error), "rotation": (rotation, rotation_error)}
+    insignificant = [k for k, (v, e) in values.items() if e is None or abs(v) <= 2 * e]
+    parts = [f"{k} {v:+.2f} ± {e:.2g}" if e is not None else f"{k} unknown" for k, (v, e) in values.items()]
+    note = (
+        f"tilt axis not determined by one method ({'; '.join(reasons)}); best values: {', '.join(parts)} "
+        "(offset: median of the residual bands, rotation: maximum image)"
+    )
+    return (
+        shift,
+        rotation,
+        {
+            "method": "residual bands (offset) and maximum image (rotation)",
+            "determined": False,
+            "shift_uncertainty": shift_error,
+            "rotation_uncertainty": rotation_error,
+            "insignificant": insignificant,
+            "note": note,
+            "attempts": attempts,
+        },
+    )
+
+
+def tilt_axis_max_image(
+    series: TiltSeries,
+    *,
+    channel: str | None = None,
+    limit: float = 10.0,
+    delta: float = 0.1,
+    peaks: int = 5,
+) -> tuple[float, float, dict[str, Any]]:
+    """In-plane rotation of the tilt axis from the maximum image over the tilts (offset: 0).
+
+    Every feature moves across the tilt axis as the sample tilts, so the
+    maximum over the tilts of the images (positions × slices) shows streaks
+    perpendicular to the axis. Edges of that image (Sobel, then Canny) are
+    searched for straight lines within ±``limit`` degrees of the positions
+    direction (Hough transform, step ``delta`` degrees, ``peaks`` strongest
+    lines); their mean angle is the rotation, their standard error (at least
+    ``delta``) its uncertainty. Fewer than two lines: undetermined.
+    """
+    from skimage.feature import canny
+    from skimage.filters import sobel
+    from skimage.transform import hough_line, hough_line_peaks
+
+    if not (limit > 0 and delta > 0 and peaks >= 1):
+        raise ValueError(f"tilt_axis_max_image: limit {limit!r}, delta {delta!r} and peaks {peaks!r} must be positive")
+    name = channel or (HAADF if series.has_haadf else None)
+    data = np.asarray(series.channel(name), dtype=np.float64) if name else _reference(series, None)
+    image = data.max(axis=0)  # (positions, slices): rows across the axis, columns along it
+    top = float(image.max())
+    edges = canny(sobel(image / top if top > 0 else image))
+    trial = np.deg2rad(np.arange(-limit, limit + 1e-9, delta))
+    accumulator, angles, distances = hough_line(edges, theta=trial)
+    _, found, _ = hough_line_peaks(accumulator, angles, distances, num_peaks=peaks)
+    record: dict[str, Any] = {"method": "maximum image", "channel": name or "sum of EDS lines", "limit_deg": limit}
+    if found.size < 2:
+        note = (
+            f"tilt axis by maximum image undetermined: {found.size} straight streak(s) within ±{limit:g}° of the "
+            "direction across the axis; rotation set to 0"
+        )
+        record.update(determined=False, note=note)
+        return 0.0, 0.0, record
+    degrees = np.degrees(found)
+    # a line whose normal is at angle t to the rows direction runs at t to the columns: streaks across the axis
+    # turned by t mean the axis (along the slices) is turned by the same t
+    rotation = -float(np.mean(degrees))
+    uncertainty = max(float(np.std(degrees, ddof=1)) / math.sqrt(degrees.size), delta)
+    record.update(
+        determined=True,
+        line_angles_deg=degrees.tolist(),
+        shift_uncertainty=None,
+        rotation_uncertainty=uncertainty,
+    )
+    return 0.0, rotation, record

@@ -3,17 +3,17 @@
 HyperSpy/RosettaSciIO map each vendor's metadata onto one tree. The values
 edstomo needs, and where they live in that tree:
 
-==================  =================================================  =====
-value               HyperSpy metadata path                             unit
-==================  =================================================  =====
-beam energy         ``Acquisition_instrument.TEM.beam_energy``         keV
-probe current       ``Acquisition_instrument.TEM.beam_current``        nA
-dwell time          ``Acquisition_instrument.TEM.dwell_time``          s
-live time (EDS)     ``Acquisition_instrument.TEM.Detector.EDS.live_time``  s
-real time (EDS)     ``Acquisition_instrument.TEM.Detector.EDS.real_time``  s
-stage tilt          ``Acquisition_instrument.TEM.Stage.tilt_alpha``    deg
-pixel size          scale and units of the navigation (EDS) axes       length
-==================  =================================================  =====
+===============  =====================================================  ======
+value            HyperSpy metadata path                                 unit
+===============  =====================================================  ======
+beam energy      ``Acquisition_instrument.TEM.beam_energy``             keV
+probe current    ``Acquisition_instrument.TEM.beam_current``            nA
+dwell time       ``Acquisition_instrument.TEM.dwell_time``              s
+live time (EDS)  ``Acquisition_instrument.TEM.Detector.EDS.live_time``  s
+real time (EDS)  ``Acquisition_instrument.TEM.Detector.EDS.real_time``  s
+stage tilt       ``Acquisition_instrument.TEM.Stage.tilt_alpha``        deg
+pixel size       scale and units of the navigation (EDS) axes           length
+===============  =====================================================  ======
 
 (``SEM`` instead of ``TEM`` is accepted too.) :class:`ValueSources` keeps,
 for every value that enters the :class:`~edstomo.experiment.Experiment`, the

@@ -1,41 +1,51 @@
-"""Pictures of weight-fraction volumes: orthoslices, colour composites and a 3D view.
+"""Pictures of tilt series and weight-fraction volumes (orthoslices, colour composites, a 3D view) and of the
+spectrum fit of the line intensities.
 
-matplotlib draws everything by default (imported when a picture is made).
-:func:`view3d` can also hand the maps to pyvista or napari when they are
-installed (optional; interactive viewers, not needed for files).
+Everything takes plain data (:class:`~edstomo.data.TiltSeries`,
+:class:`~edstomo.data.CompositionMaps`). matplotlib draws the figures (imported
+when one is made) through :mod:`edstomo.figures`: every image has a scale bar
+(``matplotlib-scalebar``) or axes in nm, every scalar image a labelled colour
+bar, colour limits are stated on the figure, PNGs are written at 150 dpi
+(SVG/PDF on request). :func:`view3d` can also hand the maps to pyvista when it
+is installed (napari: :mod:`edstomo_microscope.viewer`).
 
 Orientation of a volume ``(nz, nx, slices)``: ``z`` runs along the beam at 0°,
 ``x`` across the tilt axis, ``y`` (the slices) along it. The three orthoslices
 are the ``x–y`` plane at one depth (the view of the 0° projection), the
 ``x–z`` plane of one slice (a tomographic slice) and the ``y–z`` plane at one
-``x``.
+``x``. Methods shown in separate figures of one run (EDS-only SIRT, HEBT) are
+cut at the same planes and drawn with the same colour limits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from edstomo.data import CompositionMaps
-from edstomo.io import atomic_save_figure
+from edstomo import figures
+from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
 
 from .alignment import centre_of_mass
-
-if TYPE_CHECKING:
-    from .pipeline import PipelineResult
+from .export import quantity_of
 
 __all__ = [
     "COLOURS",
     "COMPOSITE_PREFERENCE",
     "colour_composite",
+    "colour_limits",
+    "composite_elements",
     "composite_figure",
+    "figures_from_folder",
     "orthoslice_figure",
     "pipeline_figures",
     "plane_indices",
+    "spectrum_fit_figure",
+    "tilt_figure",
     "view3d",
     "volume_figure",
+    "volume_orthoslice_figure",
 ]
 
 #: Colours (RGB in [0, 1]) given to elements in composites and 3D views, in order.
@@ -48,9 +58,13 @@ COLOURS: tuple[tuple[float, float, float], ...] = (
     (0.1, 0.9, 0.9),
 )
 
-
 #: Elements preferred for composites: Fe and S (sulfides) against Si (silicates), then others.
 COMPOSITE_PREFERENCE: tuple[str, ...] = ("Fe", "S", "Si", "Mg", "Ni", "Pt")
+
+#: How the methods are named on figures.
+
+#: Percentile of the particle's weight fractions where colour scales end (stated on every figure).
+PERCENTILE = 99.5
 
 
 def _pyplot() -> Any:
@@ -88,13 +102,31 @@ def plane_indices(maps: CompositionMaps, element: str | None = None) -> tuple[in
     return z, int(np.argmax(weights.sum(axis=(0, 2)))), int(np.argmax(weights.sum(axis=(0, 1))))
 
 
-def _planes(volume: np.ndarray, cut: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def _planes(volume: np.ndarray, cut: tuple[int, int, int]) -> list[tuple[str, np.ndarray, str, str]]:
+    """(title, image, column axis, row axis) of the three orthoslices."""
     z, x, y = cut
-    return {
-        f"x–y plane (z = {z})": volume[z].T,  # rows y (along the tilt axis), columns x
-        f"x–z plane (slice {y})": volume[:, :, y],  # rows z, columns x
-        f"y–z plane (x = {x})": volume[:, x, :],  # rows z, columns y
-    }
+    return [
+        (f"x–y plane (z = {z})", volume[z].T, "x", "y, tilt axis"),  # rows y, columns x
+        (f"x–z plane (slice {y})", volume[:, :, y], "x", "z, beam"),  # rows z, columns x
+        (f"y–z plane (x = {x})", volume[:, x, :], "y, tilt axis", "z, beam"),  # rows z, columns y
+    ]
+
+
+def colour_limits(
+    maps: Sequence[CompositionMaps], elements: Sequence[str], percentile: float | None = PERCENTILE
+) -> dict[str, tuple[float, float, str]]:
+    """Colour limits per element shared by several maps (methods): from 0 to the ``percentile``
+    of the element's fractions inside the particles (None: the maximum), with the statement
+    that goes on the figure (:func:`edstomo.figures.state_limits`)."""
+    limits = {}
+    for element in elements:
+        inside = np.concatenate([m.fraction(element)[m.particle_mask] for m in maps]) if maps else np.zeros(0)
+        if inside.size == 0:
+            limits[element] = (0.0, 1.0, "0–1 (no particle voxel)")
+            continue
+        low, high, text = figures.state_limits(inside, percentile=percentile)
+        limits[element] = (low, max(high, 1e-3), text)
+    return limits
 
 
 def orthoslice_figure(
@@ -102,14 +134,13 @@ def orthoslice_figure(
     elements: Sequence[str] | None = None,
     *,
     cut: tuple[int, int, int] | None = None,
+    limits: Mapping[str, tuple[float, float, str]] | None = None,
     title: str = "",
     path: str | Path | None = None,
-    dpi: int = 80,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
 ) -> Any:
     """Orthoslices of each element's weight fraction (one row per element, three planes).
-
-    Each element has its own colour scale, from 0 to the 99.5th percentile of
-    its fractions inside the particle, so that minor elements stay visible.
 
     Parameters
     ----------
@@ -119,75 +150,117 @@ def orthoslice_figure(
         Elements shown (default all).
     cut : (z, x, slice), optional
         Where the planes cut the volume (default :func:`plane_indices`).
+    limits : {element: (low, high, statement)}, optional
+        Colour limits (default :func:`colour_limits` of these maps); the
+        statements are printed under the figure.
     title : str
         Figure title.
     path : str or Path, optional
-        Save the figure there (PNG) and close it.
+        Save the figure there (PNG, plus ``formats``) and close it.
+    formats : list of str
+        Further formats besides PNG (``"svg"``, ``"pdf"``).
     dpi : int
-        Resolution of the saved figure.
+        Resolution of the PNG (at least 150).
 
     Returns
     -------
-    matplotlib Figure (or the path when saved)
+    matplotlib Figure (or the PNG path when saved)
     """
-    plt = _pyplot()
     elements = list(elements) if elements is not None else maps.elements
-    cut = cut or plane_indices(maps)
-    fig, axes = plt.subplots(
-        len(elements), 3, figsize=(9.0, 2.3 * len(elements) + 0.5), squeeze=False, layout="constrained"
-    )
-    pixel = float(maps.pixel_size.m_as("nm"))
-    mask = maps.particle_mask
-    for row, element in enumerate(elements):
-        values = maps.fraction(element)
-        top = _display_max(values[mask])
-        for col, (label, image) in enumerate(_planes(values, cut).items()):
-            ax = axes[row, col]
-            shown = ax.imshow(image, cmap="viridis", vmin=0.0, vmax=top, interpolation="nearest", aspect="equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(label, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(element, fontsize=11)
-        fig.colorbar(shown, ax=axes[row, 2], fraction=0.05, pad=0.02, label="wt fraction")
-    fig.suptitle(f"{title} (pixel {pixel:.3g} nm)".strip(), fontsize=10)
-    return _finish(fig, path, dpi)
+    limits = dict(limits) if limits is not None else colour_limits([maps], elements)
+    rows = {e: (maps.fraction(e), f"{e} weight fraction") for e in elements}
+    fig = _orthoslices(rows, float(maps.pixel_size.m_as("nm")), cut or plane_indices(maps), limits, title)
+    return _finish(fig, path, formats, dpi)
 
 
-def _display_max(values: np.ndarray) -> float:
-    """Upper end of a colour scale: the 99.5th percentile (at least 0.05, at most 1)."""
-    if values.size == 0:
-        return 1.0
-    return float(np.clip(np.percentile(values, 99.5), 0.05, 1.0))
+def volume_orthoslice_figure(
+    volume: Volume,
+    channels: Sequence[str] | None = None,
+    *,
+    cut: tuple[int, int, int] | None = None,
+    title: str = "",
+    path: str | Path | None = None,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
+) -> Any:
+    """Orthoslices of reconstructed maps (one row per channel, each on its full range, the volume's unit)."""
+    channels = list(channels) if channels is not None else volume.channels
+    shape = volume.data.shape[1:]
+    cut = cut or (shape[0] // 2, shape[1] // 2, shape[2] // 2)
+    rows, limits = {}, {}
+    for channel in channels:
+        values = volume.channel(channel)
+        low, high, text = figures.state_limits(values, low=min(0.0, float(values.min())))
+        rows[channel] = (values, f"{channel}: {volume.quantity} ({volume.unit})")
+        limits[channel] = (low, high, text)
+    fig = _orthoslices(rows, float(volume.pixel_size.m_as("nm")), cut, limits, title)
+    return _finish(fig, path, formats, dpi)
 
 
-def _finish(fig: Any, path: str | Path | None, dpi: int) -> Any:
+def _orthoslices(
+    rows: Mapping[str, tuple[np.ndarray, str]],
+    pixel: float,
+    cut: tuple[int, int, int],
+    limits: Mapping[str, tuple[float, float, str]],
+    title: str,
+) -> Any:
+    """One row of three orthoslices per named volume, each row with its limits and labelled colour bar."""
+    from matplotlib.colors import Normalize
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9.5, 2.6 * len(rows) + 0.9), squeeze=False, layout="constrained")
+    for row, (name, (values, label)) in enumerate(rows.items()):
+        low, high, _ = limits[name]
+        norm = Normalize(vmin=low, vmax=high)  # one scale, one colour bar for the row's three planes
+        shown = None
+        for col, (plane, image, across, down) in enumerate(_planes(values, cut)):
+            shown = figures.image_panel(
+                axes[row, col],
+                image,
+                pixel,
+                norm=norm,
+                title=f"{name}: {plane}",
+                xlabel=across,
+                ylabel=down,
+            )
+        clipped = bool(values.max() > high)
+        figures.colour_bar(fig, shown, axes[row, :].tolist(), label, clipped=clipped, shrink=0.9)
+    statement = "; ".join(f"{name} {limits[name][2]}" for name in rows)
+    fig.suptitle(f"{title} — voxel {pixel:.3g} nm".strip(" —"), fontsize=10)
+    figures.caption(fig, f"colour scales: {statement}")
+    return fig
+
+
+def _finish(fig: Any, path: str | Path | None, formats: Sequence[str], dpi: int) -> Any:
     if path is None:
         return fig
-    import matplotlib.pyplot as plt
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return atomic_save_figure(fig, path, dpi=dpi)
-    finally:
-        plt.close(fig)
+    return figures.save(fig, path, formats=formats, dpi=dpi)
 
 
 def colour_composite(
     images: Sequence[np.ndarray],
     colours: Sequence[tuple[float, float, float]] | None = None,
     *,
-    percentile: float = 99.5,
+    percentile: float = PERCENTILE,
+    tops: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Additive colour composite of 2-D images, each scaled to its ``percentile`` (RGB, values in [0, 1])."""
+    """Additive colour composite of 2-D images (RGB, values in [0, 1]).
+
+    Each image is divided by its ``tops`` value when given (shared scales across
+    figures), else by its own ``percentile``, and clipped to [0, 1].
+    """
     colours = list(colours or COLOURS)
     if len(images) > len(colours):
         raise ValueError(f"images: {len(images)} images but only {len(colours)} colours")
+    if tops is not None and len(tops) != len(images):
+        raise ValueError(f"tops: {len(tops)} values for {len(images)} images")
     rgb = np.zeros((*np.shape(images[0]), 3))
-    for image, colour in zip(images, colours):
+    for index, (image, colour) in enumerate(zip(images, colours)):
         image = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        top = np.percentile(image, percentile) if image.size else 0.0
+        if tops is not None:
+            top = float(tops[index])
+        else:
+            top = float(np.percentile(image, percentile)) if image.size else 0.0
         scaled = np.clip(image / top, 0.0, 1.0) if top > 0 else np.zeros_like(image)
         rgb += scaled[..., None] * np.asarray(colour)[None, None, :]
     return np.clip(rgb, 0.0, 1.0)
@@ -198,27 +271,35 @@ def composite_figure(
     elements: Sequence[str],
     *,
     cut: tuple[int, int, int] | None = None,
+    limits: Mapping[str, tuple[float, float, str]] | None = None,
     title: str = "",
     path: str | Path | None = None,
-    dpi: int = 80,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
 ) -> Any:
     """Colour composite of a few elements' weight fractions on the three orthoslice planes.
 
-    The planes cut through the first element's rich region unless ``cut`` is given.
+    Each element's colour saturates at the upper end of its ``limits`` (default
+    :func:`colour_limits` of these maps), named in the legend. The planes cut
+    through the first element's rich region unless ``cut`` is given.
     """
     plt = _pyplot()
+    elements = list(elements)
     cut = cut or plane_indices(maps, elements[0])
+    limits = dict(limits) if limits is not None else colour_limits([maps], elements)
+    tops = [limits[e][1] for e in elements]
     planes = [_planes(maps.fraction(e), cut) for e in elements]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
-    for ax, label in zip(axes, planes[0]):
-        ax.imshow(colour_composite([p[label] for p in planes]), interpolation="nearest")
-        ax.set_title(label, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    pixel = float(maps.pixel_size.m_as("nm"))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 4.2), layout="constrained")
+    for index, ax in enumerate(axes):
+        label, _, across, down = planes[0][index]
+        rgb = colour_composite([p[index][1] for p in planes], tops=tops)
+        figures.image_panel(ax, rgb, pixel, title=label, xlabel=across, ylabel=down)
     handles = [plt.Line2D([], [], color=c, lw=6) for c in COLOURS[: len(elements)]]
-    fig.legend(handles, list(elements), loc="lower center", ncol=len(elements), frameon=False)
-    fig.suptitle(title, fontsize=10)
-    return _finish(fig, path, dpi)
+    names = [f"{e} (saturates at {limits[e][1]:.2g})" for e in elements]
+    fig.legend(handles, names, loc="outside lower center", ncol=len(elements), frameon=False, fontsize=8)
+    fig.suptitle(f"{title} — weight fractions, voxel {pixel:.3g} nm".strip(" —"), fontsize=10)
+    return _finish(fig, path, formats, dpi)
 
 
 def volume_figure(
@@ -229,12 +310,14 @@ def volume_figure(
     step: int = 2,
     title: str = "",
     path: str | Path | None = None,
-    dpi: int = 80,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
 ) -> Any:
     """3D view with matplotlib: an iso-surface of each element's weight fraction (marching cubes).
 
     ``levels`` (one per element, weight fractions) default to the 90th percentile
     of the element's fraction inside the particle; ``step`` coarsens the surface.
+    Axes are in nm; the legend gives each surface's level.
     """
     from skimage.measure import marching_cubes
 
@@ -254,23 +337,28 @@ def volume_figure(
         verts, faces, _, _ = marching_cubes(values, level=level, step_size=step)
         xyz = verts[:, [1, 2, 0]] * pixel  # x, y (slices), z
         ax.add_collection3d(Poly3DCollection(xyz[faces], facecolor=COLOURS[index], alpha=0.45, linewidth=0))
-        ax.plot([], [], color=COLOURS[index], lw=6, label=f"{element} ≥ {level:.2f}")
-    nz, nx, ny = values.shape
+        ax.plot([], [], color=COLOURS[index], lw=6, label=f"{element} weight fraction ≥ {level:.2f}")
+    nz, nx, ny = maps.shape
     ax.set_xlim(0, nx * pixel)
     ax.set_ylim(0, ny * pixel)
     ax.set_zlim(0, nz * pixel)
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y, tilt axis (nm)")
     ax.set_zlabel("z, beam (nm)")
-    ax.legend(loc="upper left", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8)
+    else:
+        ax.text2D(0.02, 0.95, "no iso-surface inside the value range", transform=ax.transAxes, fontsize=8)
     ax.set_title(title, fontsize=10)
-    return _finish(fig, path, dpi)
+    return _finish(fig, path, formats, dpi)
 
 
 def view3d(maps: CompositionMaps, elements: Sequence[str] | None = None, backend: str = "matplotlib") -> Any:
-    """Show the weight fractions in 3D: ``"matplotlib"`` (a figure), ``"pyvista"`` or ``"napari"`` (viewers).
+    """Show the weight fractions in 3D: ``"matplotlib"`` (a figure) or ``"pyvista"`` (a viewer).
 
-    pyvista and napari are optional; a missing one raises ImportError naming the package.
+    pyvista is optional (extra ``viewers``); a missing one raises ImportError
+    naming the package. For napari use :func:`edstomo_microscope.viewer.open_napari`
+    (behind ``edstomo view``).
     """
     elements = list(elements) if elements is not None else maps.elements[:3]
     if backend == "matplotlib":
@@ -288,93 +376,240 @@ def view3d(maps: CompositionMaps, elements: Sequence[str] | None = None, backend
             plotter.add_volume(grid, scalars=element, cmap=_COLOUR_MAPS[index % 6], opacity="linear")
         plotter.show()
         return plotter
-    if backend == "napari":
-        try:
-            import napari
-        except ImportError:
-            raise ImportError("backend 'napari' needs the napari package: pip install napari") from None
-        viewer = napari.Viewer(ndisplay=3)
-        for index, element in enumerate(elements):
-            viewer.add_image(
-                maps.fraction(element),
-                name=element,
-                scale=(spacing,) * 3,
-                colormap=_napari_colour(index),
-                blending="additive",
-                contrast_limits=(0.0, 1.0),
-            )
-        return viewer
-    raise ValueError(f"backend: {backend!r} must be 'matplotlib', 'pyvista' or 'napari'")
-
-
-def _napari_colour(index: int) -> str:
-    return ("red", "green", "blue", "yellow", "magenta", "cyan")[index % 6]
+    raise ValueError(f"backend: {backend!r} must be 'matplotlib' or 'pyvista' (napari: edstomo_microscope.viewer)")
 
 
 #: matplotlib colour maps in the order of :data:`COLOURS` (for pyvista volumes).
 _COLOUR_MAPS = ("Reds", "Greens", "Blues", "YlOrBr", "RdPu", "GnBu")
 
 
-def pipeline_figures(result: PipelineResult, folder: str | Path, *, dpi: int = 80) -> list[Path]:
-    """The standard figures of a pipeline run, written as PNG into ``folder``.
+def composite_elements(elements: Sequence[str]) -> list[str]:
+    """The elements of a composite: the first three of :data:`COMPOSITE_PREFERENCE` present, else the first three."""
+    preferred = [e for e in COMPOSITE_PREFERENCE if e in elements]
+    return preferred[:3] if len(preferred) >= 3 else list(elements)[:3]
 
-    ``tilts.png`` (the aligned HAADF and line maps at three tilts) always; with
-    weight fractions also ``orthoslices_<method>.png`` (every element),
-    ``composite_<method>.png`` (the first three of :data:`COMPOSITE_PREFERENCE`
-    present, else the first three elements) and ``volume_hebt.png`` (or
-    ``volume_eds.png`` without HEBT).
+
+def pipeline_figures(
+    folder: str | Path,
+    *,
+    series: TiltSeries | None = None,
+    maps: Mapping[str, CompositionMaps] | None = None,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
+) -> list[Path]:
+    """The standard figures of a reconstruction, written into ``folder``.
+
+    ``tilts.png`` (the channels of ``series`` at three tilts) when a series is
+    given; with weight fractions (``{method: maps}``, methods named after their
+    solvers) also ``orthoslices_<method>.png`` (every element),
+    ``composite_<method>.png`` (:func:`composite_elements`) and
+    ``volume_<method>.png`` of the last method (the bimodal one when the
+    pipeline ran one). Every method is cut at the same planes (those of the last
+    method) and drawn with the same colour limits per element. When the line
+    intensities of ``series`` were fitted, also ``spectrum_fit.png``
+    (:func:`spectrum_fit_figure`).
     """
     folder = Path(folder)
-    written: list[Path] = [tilt_figure(result, folder / "tilts.png", dpi=dpi)]
-    if not result.maps:
+    written: list[Path] = []
+    if series is not None:
+        written.append(tilt_figure(series, folder / "tilts.png", formats=formats, dpi=dpi))
+        fit = next((s["parameters"].get("line_fit") for s in series.provenance if s.get("action") == "load"), None)
+        if fit is not None:
+            written.append(spectrum_fit_figure(fit, path=folder / "spectrum_fit.png", formats=formats, dpi=dpi))
+    maps = dict(maps or {})
+    if not maps:
         return written
-    elements = next(iter(result.maps.values())).elements
-    preferred = [e for e in COMPOSITE_PREFERENCE if e in elements]
-    composite = preferred[:3] if len(preferred) >= 3 else elements[:3]
-    for method, maps in result.maps.items():
-        label = "EDS-only SIRT" if method == "eds" else "HEBT"
+    best = list(maps)[-1]  # the last method: the bimodal one when there is one
+    elements = maps[best].elements
+    composite = composite_elements(elements)
+    cut = plane_indices(maps[best])
+    composite_cut = plane_indices(maps[best], composite[0])
+    limits = colour_limits(list(maps.values()), elements)
+    for method, result in maps.items():
+        label = method
         written.append(
             orthoslice_figure(
-                maps, title=f"Weight fractions, {label}", path=folder / f"orthoslices_{method}.png", dpi=dpi
+                result,
+                cut=cut,
+                limits=limits,
+                title=f"Weight fractions, {label}",
+                path=folder / f"orthoslices_{method}.png",
+                formats=formats,
+                dpi=dpi,
             )
         )
         written.append(
             composite_figure(
-                maps,
+                result,
                 composite,
+                cut=composite_cut,
+                limits=limits,
                 title=f"{' / '.join(composite)} composite, {label}",
                 path=folder / f"composite_{method}.png",
+                formats=formats,
                 dpi=dpi,
             )
         )
-    best = "hebt" if "hebt" in result.maps else "eds"
     written.append(
         volume_figure(
-            result.maps[best], composite, title=f"3D view ({best.upper()})", path=folder / f"volume_{best}.png", dpi=dpi
+            maps[best],
+            composite,
+            title=f"3D view ({best})",
+            path=folder / f"volume_{best}.png",
+            formats=formats,
+            dpi=dpi,
         )
     )
     return written
 
 
-def tilt_figure(result: PipelineResult, path: str | Path, *, dpi: int = 80) -> Path:
-    """The aligned channels (HAADF and lines) at the lowest, middle and highest tilt."""
+def figures_from_folder(out: str | Path, *, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """:func:`pipeline_figures` of a result folder (``tilt_series_aligned.h5``, ``maps_<method>.h5``) into
+    ``out/figures``; a folder of volumes only gets their orthoslices (``volume_<method>.png``)."""
+    from edstomo.data import load
+
+    out = Path(out)
+    aligned = out / "tilt_series_aligned.h5"
+    series = load(aligned) if aligned.is_file() else None
+    maps = {p.stem.removeprefix("maps_"): load(p) for p in sorted(out.glob("maps_*.h5"))}
+    written = pipeline_figures(out / "figures", series=series, maps=maps, formats=formats)  # type: ignore[arg-type]
+    if not maps:
+        for path in sorted(out.glob("volume_*.h5")):
+            volume = load(path)
+            method = path.stem.removeprefix("volume_")
+            title = f"Reconstructed maps, {method}"
+            target = out / "figures" / f"{path.stem}.png"
+            written.append(volume_orthoslice_figure(volume, title=title, path=target, formats=formats))  # type: ignore[arg-type]
+    return written
+
+
+def tilt_figure(
+    series: TiltSeries, path: str | Path, *, formats: Sequence[str] = ("png",), dpi: int = figures.DPI
+) -> Path:
+    """The channels (HAADF and lines) at the lowest, middle and highest tilt, tilt axis vertical.
+
+    One colour scale per channel (its full range over the three tilts), with a
+    labelled colour bar; scale bar or nm axes on every panel.
+    """
+    from matplotlib.colors import Normalize
+
     plt = _pyplot()
-    series = result.series
     tilts = sorted({0, series.n_tilts // 2, series.n_tilts - 1})
+    channels = series.channels
     fig, axes = plt.subplots(
-        len(tilts), len(series.channels), figsize=(1.6 * len(series.channels), 1.8 * len(tilts)), squeeze=False
+        len(tilts),
+        len(channels),
+        figsize=(1.9 * len(channels) + 0.6, 2.0 * len(tilts) + 1.2),
+        squeeze=False,
+        layout="constrained",
     )
-    for row, t in enumerate(tilts):
-        for col, channel in enumerate(series.channels):
-            ax = axes[row, col]
-            ax.imshow(
-                series.channel(channel)[t].T, cmap="gray" if channel == "HAADF" else "inferno", interpolation="nearest"
+    pixel = float(series.pixel_size.m_as("nm"))
+    angles = series.angles.m_as("deg")
+    for col, channel in enumerate(channels):
+        images = [series.channel(channel)[t].T for t in tilts]  # rows slices (tilt axis vertical), columns positions
+        top = max(float(np.max(image)) for image in images)
+        norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
+        shown = None
+        for row, (t, image) in enumerate(zip(tilts, images)):
+            shown = figures.image_panel(
+                axes[row, col],
+                image,
+                pixel,
+                norm=norm,
+                cmap="gray" if channel == HAADF else "inferno",
+                title=f"{channel}, {angles[t]:g}°",
+                xlabel="across axis" if row == len(tilts) - 1 else "",
+                ylabel="tilt axis" if col == 0 else "",
             )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(channel, fontsize=8)
-            if col == 0:
-                ax.set_ylabel(f"{series.angles.m_as('deg')[t]:g}°", fontsize=8)
-    fig.suptitle("Aligned tilt series (tilt axis vertical)", fontsize=9)
-    return _finish(fig, path, dpi)
+        label = quantity_of(series, channel) + (" (arb. units)" if channel == HAADF else " per pixel")
+        figures.colour_bar(fig, shown, axes[:, col].tolist(), label, location="bottom", shrink=0.9)
+    fig.suptitle(
+        f"Aligned tilt series (tilt axis vertical), pixel {pixel:.3g} nm; colour scales 0 to maximum", fontsize=9
+    )
+    return figures.save(fig, path, formats=formats, dpi=dpi)
+
+
+def spectrum_fit_figure(
+    record: Mapping[str, Any],
+    *,
+    path: str | Path | None = None,
+    split_kev: float = 3.0,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
+) -> Any:
+    """The summed spectrum of a series, its fitted model, families and residual.
+
+    Parameters
+    ----------
+    record : dict
+        The ``line_fit`` record of the ``load`` provenance step
+        (:meth:`edstomo_microscope.linefit.SeriesFit.record`).
+    path : path, optional
+        PNG to write; the figure is returned when None.
+    split_kev : float
+        The energy (keV) at which the spectrum is split into two panels (low energies on the left).
+    formats, dpi
+        See :func:`edstomo.figures.save`.
+
+    Returns
+    -------
+    Path or matplotlib Figure
+    """
+    from .families import element_families
+    from .spectrum_model import EnergyCalibration
+
+    plt = _pyplot()
+    spectrum = record["spectrum"]
+    counts = np.asarray(spectrum["counts"], dtype=float)
+    model = np.asarray(spectrum["model"], dtype=float)
+    continuum = np.asarray(spectrum["continuum"], dtype=float)
+    calibration = EnergyCalibration(**record["calibration"])
+    first = int(spectrum["first_channel"])
+    channels = first + counts.size
+    energies = calibration.centres(channels)[first:]
+    edges = calibration.edges(channels)
+    contributions = {}
+    for name, entry in record["families"].items():
+        element, shell = name.split()
+        family = next(
+            f for f in element_families(element, record["beam_energy_kev"], yields=record["yields"]) if f.shell == shell
+        )
+        contributions[name] = entry["counts"] * family.spectrum(edges, calibration.fwhm_mn_ev)[first:]
+    residual = (counts - model) / np.sqrt(np.maximum(model, 1.0))
+    panels = [p for p in (energies < split_kev, energies >= split_kev) if p.any()]
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for column, inside in enumerate(panels):
+        top, bottom = axes[0, column], axes[1, column]
+        e = energies[inside]
+        top.plot(e, counts[inside], ".", color="0.2", ms=2, label="summed counts")
+        top.plot(e, model[inside], "-", color="tab:red", lw=1.0, label="model")
+        top.plot(e, continuum[inside], "--", color="tab:blue", lw=0.8, label="continuum")
+        height = counts[inside].max(initial=1.0)
+        for name, values in contributions.items():
+            part = values[inside]
+            if part.max(initial=0.0) < 0.01 * height:
+                continue
+            top.plot(e, continuum[inside] + part, "-", lw=0.6)
+            peak = int(np.argmax(part))
+            top.annotate(name, (e[peak], continuum[inside][peak] + part[peak]), fontsize=6, ha="center", va="bottom")
+        for peak in record.get("unexplained_peaks", []):
+            if e[0] <= peak["energy_kev"] <= e[-1]:
+                top.axvline(peak["energy_kev"], color="tab:purple", lw=0.6, ls=":")
+        top.set_yscale("log")
+        top.set_ylim(max(0.5, 0.5 * model[inside].min()), 2.0 * height)
+        top.set_xlabel("energy (keV)")
+        top.set_ylabel("counts per channel")
+        bottom.plot(e, residual[inside], "-", color="0.2", lw=0.6)
+        bottom.axhline(0.0, color="tab:red", lw=0.6)
+        bottom.set_xlabel("energy (keV)")
+        bottom.set_ylabel("(data − model)/√model")
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        f"Summed spectrum and line-family fit (reduced χ² {record['chi2_reduced']:.2f}; "
+        f"FWHM at Mn Kα {calibration.fwhm_mn_ev:.0f} eV; dotted: unexplained peaks)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return _finish(fig, path, formats, dpi)

@@ -1,6 +1,7 @@
 """The whole chain for real data: files → line maps → alignment → reconstruction → weight fractions.
 
-:func:`run_pipeline` runs, and times, these steps:
+:func:`run_pipeline` runs these named stages (:data:`STAGES`), timing each one;
+each stage is a function of a :class:`PipelineState` that adds its products:
 
 1. ``load`` — :func:`~edstomo_microscope.loading.load_tilt_series` (line maps, metadata, angles),
    skipped when the line maps are given as a :class:`~edstomo.data.TiltSeries`;
@@ -10,28 +11,28 @@
    total per tilt; ``"slab"``: totals ∝ 1/cos θ, right for a section wider than
    the field of view; ``"none"``) and an optional Gaussian filter of the EDS
    sinograms (:mod:`edstomo.preprocessing`);
-4. ``physics`` — f_A and z_A at the data's beam energy (physics plugin, default ``mcxray``);
-5. ``reconstruct-eds`` — EDS-only SIRT (solver ``sirt``). The sinograms are
-   first padded along the positions by ``pad`` × positions on each side with
-   their edge values, and the volumes cropped back to the field of view: a
-   section wider than the field of view puts material into the tilted rays
-   that the field of view does not hold, and without room for it the
-   reconstruction piles it up at the grid's edges and corners;
-6. ``reconstruct-hebt`` — HEBT (solver ``hebt-sirt``), with response ratios
-   either from the physics (``ratios="physics"``: r_A = c·z_A/f_A, eq. 16,
-   one constant c fitted by least squares, so that HEBT maps quantify
-   consistently with eq. 18) or fitted freely (``"fit"``: non-negative least
-   squares, eq. 15, as the paper did);
-   with ``dask=DaskOptions(...)`` both reconstructions run in slice chunks on
-   a Dask cluster instead of in this process (same results, see
-   :class:`DaskOptions`);
-7. ``quantify`` — weight fractions by the ``eds`` and ``hebt`` quantifiers
-   (ESF threshold, with the quantifiers' ``fallback="otsu"``: when the volume
-   curve has no plateau, as for a section that fills the field of view,
-   Otsu's threshold of the summed map instead, recorded in the provenance and
-   in a note);
-8. ``compare`` — how far the EDS-only and HEBT results agree, per element;
-9. ``export`` and ``pictures`` when an output folder is given.
+4. ``physics`` — f_A and z_A at the data's beam energy (physics plugin, default: the registry's default);
+5. ``reconstruct`` — one volume per solver of ``options.solvers`` (default: the
+   default solver that needs only EDS lines and, when the series has a HAADF
+   channel, the default one that needs lines and HAADF), each named after its
+   solver.  The sinograms are first padded along the positions by ``pad`` ×
+   positions on each side with their edge values, and the volumes cropped back
+   to the field of view: a section wider than the field of view puts material
+   into the tilted rays that the field of view does not hold, and without room
+   for it the reconstruction piles it up at the grid's edges and corners.
+   Solvers that take response ratios get them either from the physics
+   (``ratios="physics"``: r_A = c·z_A/f_A, eq. 16, one constant c fitted by
+   least squares, so that their maps quantify consistently with eq. 18) or
+   fitted freely (``"fit"``: non-negative least squares, eq. 15, as the paper
+   did).  With ``dask=DaskOptions(...)`` the solves run in slice chunks on a
+   Dask cluster instead of in this process (same results, see :class:`DaskOptions`);
+6. ``quantify`` — weight fractions by the quantifier that accepts each volume's
+   map factor (``Volume.factor``, declared by the solver): ESF threshold, with
+   the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
+   as for a section that fills the field of view, Otsu's threshold of the
+   summed map instead, recorded in the provenance and in a note);
+7. ``compare`` — how far the first two methods agree, per element, and where each element is;
+8. ``export`` and ``pictures`` when an output folder is given.
 
 Progress is reported as ``progress(stage, done, total)``.
 """
@@ -48,20 +49,20 @@ from typing import Any, cast
 
 import numpy as np
 from edstomo import provenance
-from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
+from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
 from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
 from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
-from edstomo.io import atomic_write_text, load
+from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
-from edstomo.resources import check_iterations
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
-from .loading import DEFAULT_LINES, load_tilt_series
+from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
+from .quiet import collected_notes
 
 __all__ = [
     "DaskOptions",
@@ -83,8 +84,13 @@ Progress = Callable[[str, int, int], None]
 NORMALISATIONS = ("equal", "slab", "none")
 RATIO_MODES = ("physics", "fit")
 HAADF_EDS_METHODS = ("none", "com", "xcorr")
-SERIES_METHODS = ("xcorr", "com", "none")
+SERIES_METHODS = ("xcorr", "stackreg", "com", "none")
 AXIS_METHODS = ("auto", "none")
+
+
+#: Iterations the pipeline asks of iterative solvers unless told otherwise, by what the solver needs:
+#: EDS-only reconstructions stop earlier (their noise grows sooner) than bimodal ones.
+DEFAULT_ITERATIONS: dict[frozenset[str], int] = {frozenset({"lines"}): 50, frozenset({"lines", "haadf"}): 100}
 
 
 @dataclass
@@ -92,21 +98,29 @@ class PipelineOptions:
     """Every choice of the pipeline, with defaults (stored in the provenance and ``summary.json``).
 
     Loading: ``lines``, ``rebin``, ``crop`` (y0, y1, x0, x1 original pixels),
-    ``angles`` (a quantity, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
-    Gaussian applied to background-subtracted maps before clipping), ``background``,
-    ``integration_width``, ``background_windows`` and ``load_options`` (further
-    keywords of :func:`load_tilt_series`, e.g. ``probe_current``).
+    ``angles`` (a quantity, in file order), ``tilt_axis``, ``intensities`` ("fit":
+    line families and continuum fitted to every pixel, or "window": window
+    integration), ``smooth`` (σ pixels of the Gaussian applied to the maps, or
+    to the fit's normal equations, before negative values are removed),
+    ``background``, ``integration_width``, ``background_windows`` (window
+    integration) and ``load_options`` (further keywords of
+    :func:`load_tilt_series`, e.g. ``probe_current``, ``elements``, ``line_fit``).
     Alignment: ``haadf_eds`` (none/com/xcorr), ``series`` (xcorr/com/none),
     ``axis`` (auto/none), ``alignment`` (a saved alignment file, used instead of estimating).
     Preprocessing: ``normalise`` (equal/slab/none), ``sinogram_sigma`` (pixels; 0 for none).
-    Physics: ``physics`` (plugin name), ``physics_options``.
-    Reconstruction: ``eds_iterations``, ``hebt_iterations``, ``alpha``, ``ratios`` (physics/fit),
+    Physics: ``physics`` (plugin name; None: the default), ``physics_options``.
+    Reconstruction: ``solvers`` (plugin names; None: the default EDS-only solver and,
+    with a HAADF channel, the default bimodal one), ``solver_options`` (``{solver: {option:
+    value}}``; iterative solvers get ``iterations`` from :data:`DEFAULT_ITERATIONS` unless
+    given), ``ratios`` (physics/fit: response ratios for solvers that take them),
     ``pad`` (fraction of the positions added on each side before reconstruction).
-    Quantification: ``threshold``: "esf" (automatic) or, per method, ``{"eds": 0.5, "hebt": "esf"}``
-    (methods left out use "esf"); a single number only when one method is quantified, since the
-    summed maps of EDS-only and HEBT reconstructions are on different scales.
+    Quantification: ``threshold``: "esf" (automatic) or, per method (the solver that made
+    the volume), ``{"sirt": 0.5, "hebt-sirt": "esf"}`` (methods left out use "esf"); a single
+    number only when one method is quantified, since the summed maps of EDS-scale and
+    HAADF-scale reconstructions differ by orders of magnitude.
 
-    Every option is checked when the options are made, before anything is computed.
+    Every option is checked when the options are made, before any file is read: the
+    solvers' options by making the solvers.
     """
 
     lines: Sequence[str] = DEFAULT_LINES
@@ -114,6 +128,7 @@ class PipelineOptions:
     crop: tuple[int, int, int, int] | None = None
     angles: Any = None
     tilt_axis: str = "vertical"
+    intensities: str = "fit"
     smooth: float = 1.0
     background: bool = True
     integration_width: float = 2.0
@@ -125,11 +140,10 @@ class PipelineOptions:
     alignment: str | None = None
     normalise: str = "equal"
     sinogram_sigma: float = 0.0
-    physics: str = "mcxray"
+    physics: str | None = None
     physics_options: Mapping[str, Any] = field(default_factory=dict)
-    eds_iterations: int = 50
-    hebt_iterations: int = 100
-    alpha: float = 0.8
+    solvers: Sequence[str] | None = None
+    solver_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ratios: str = "physics"
     pad: float = 0.25
     threshold: float | str | Mapping[str, float | str] = "esf"
@@ -137,6 +151,7 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
         choices = {
+            "intensities": INTENSITY_METHODS,
             "normalise": NORMALISATIONS,
             "ratios": RATIO_MODES,
             "haadf_eds": HAADF_EDS_METHODS,
@@ -146,28 +161,42 @@ class PipelineOptions:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be one of {allowed}")
-        for name in ("eds_iterations", "hebt_iterations", "rebin"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: {value!r} must be an integer >= 1")
+        if isinstance(self.rebin, bool) or not isinstance(self.rebin, (int, np.integer)) or self.rebin < 1:
+            raise ValueError(f"rebin: {self.rebin!r} must be an integer >= 1")
         if not (isinstance(self.pad, (int, float)) and 0 <= self.pad <= 2):
             raise ValueError(f"pad: {self.pad!r} must be a fraction of the positions in [0, 2]")
         if not (isinstance(self.sinogram_sigma, (int, float)) and self.sinogram_sigma >= 0):
             raise ValueError(f"sinogram_sigma: {self.sinogram_sigma!r} must be a non-negative number of pixels")
-        _check_number("alpha", self.alpha, "in [0, 1) (the weight of the HAADF term)", lambda v: 0 <= v < 1)
+        if self.solvers is not None:
+            self.solvers = list(self.solvers)
+            if not self.solvers or len(set(self.solvers)) != len(self.solvers):
+                raise ValueError(f"solvers: {self.solvers} must be a non-empty list of distinct solver names")
+        unused = [name for name in self.solver_options if self.solvers is not None and name not in self.solvers]
+        if unused:
+            raise ValueError(f"solver_options: given for {unused}, which are not among the solvers {self.solvers}")
         _check_number("smooth", self.smooth, ">= 0 (pixels)", lambda v: v >= 0)
-        for name in ("eds_iterations", "hebt_iterations"):
-            check_iterations(getattr(self, name), name)
         _check_load_values(self.load_options)
-        # the values now; whether one number is given for several methods is checked when they are known
-        thresholds_for(self.threshold, METHODS if isinstance(self.threshold, Mapping) else METHODS[:1])
+        _check_threshold_values(self.threshold)
+        for cls, options in self.solver_plans(has_haadf=True):  # every solver option, before any file is read
+            cls(**options)
 
     def to_dict(self) -> dict[str, Any]:
         return provenance.jsonable(asdict(self))
 
-
-#: The quantification methods, in order: EDS-only (quantifier ``eds``) and HEBT (``hebt``).
-METHODS = ("eds", "hebt")
+    def solver_plans(self, has_haadf: bool) -> list[tuple[type[Solver], dict[str, Any]]]:
+        """The solver classes to run and their options (validated when the solvers are made)."""
+        if self.solvers is None:
+            needs = [frozenset({"lines"})] + ([frozenset({"lines", "haadf"})] if has_haadf else [])
+            classes = [plugins.default("solver", need) for need in needs]
+        else:
+            classes = [plugins.solver(name) for name in self.solvers]
+        plans = []
+        for cls in classes:
+            options = dict(self.solver_options.get(cls.name, {}))
+            if "iterations" in cls.Options.model_fields and cls.requires in DEFAULT_ITERATIONS:
+                options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
+            plans.append((cls, options))
+        return plans
 
 
 def _check_number(name: str, value: Any, expected: str, test: Callable[[float], bool]) -> None:
@@ -204,8 +233,33 @@ def _check_load_values(options: Mapping[str, Any]) -> None:
             raise InputError(f"{name}: {shown(value)} exceeds {largest:.4g} {unit}")
 
 
+def _threshold_value(method: str, value: Any) -> float | str:
+    """``"esf"`` or a finite number >= 0 (a string holding one is read)."""
+    if isinstance(value, str) and value.strip().lower() == "esf":
+        return "esf"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0")
+    if not (np.isfinite(value) and value >= 0):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a finite number >= 0")
+    return float(value)
+
+
+def _check_threshold_values(threshold: Any) -> None:
+    """The values of a threshold option (which methods exist is known only later)."""
+    if isinstance(threshold, Mapping):
+        for method, value in threshold.items():
+            _threshold_value(str(method), value)
+    else:
+        _threshold_value("threshold", threshold)
+
+
 def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | str]:
-    """The particle threshold of each method quantified.
+    """The particle threshold of each method quantified (a method is the solver that made the volume).
 
     Parameters
     ----------
@@ -214,42 +268,31 @@ def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | 
         out use ``"esf"``); or one number, accepted only when a single method
         is quantified.
     methods
-        The methods that will be quantified (of :data:`METHODS`).
+        The methods that will be quantified.
 
     Raises
     ------
     InputError
-        An unknown method, a value that is not "esf" or a finite number >= 0,
-        or one number for several methods (their summed maps differ in scale).
+        A method that is not quantified, a value that is not "esf" or a finite
+        number >= 0, or one number for several methods (their summed maps differ in scale).
     """
-
-    def checked(method: str, value: Any) -> float | str:
-        if isinstance(value, str) and value.strip().lower() == "esf":
-            return "esf"
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0")
-        if not (np.isfinite(value) and value >= 0):
-            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a finite number >= 0")
-        return float(value)
-
+    methods = list(methods)
     if isinstance(threshold, Mapping):
-        unknown = [m for m in threshold if m not in METHODS]
+        unknown = [m for m in threshold if m not in methods]
         if unknown:
-            raise InputError(f"threshold: methods {unknown} are unknown; the methods are {list(METHODS)}")
-        return {m: checked(m, threshold.get(m, "esf")) for m in methods}
+            raise InputError(
+                f"threshold: given for {unknown}, which are not among the methods quantified {methods}; "
+                "a threshold for a method that is not used is a mistake"
+            )
+        return {m: _threshold_value(m, threshold.get(m, "esf")) for m in methods}
     if isinstance(threshold, str) and threshold.strip().lower() == "esf":
         return dict.fromkeys(methods, "esf")
-    value = checked("threshold", threshold)
+    value = _threshold_value("threshold", threshold)
     if len(methods) > 1:
         raise InputError(
             f"threshold: one value ({threshold!r}) for the {' and '.join(methods)} maps; their summed maps "
-            "S = Σ X_A/f_A and Σ X_A/z_A are on different scales, so give one per method, e.g. "
-            "--threshold eds=VALUE --threshold hebt=VALUE (or {'eds': …, 'hebt': …})"
+            "S = Σ X_A/g_A are on different scales (g_A = f_A or z_A), so give one per method, e.g. "
+            f"--threshold {methods[0]}=VALUE --threshold {methods[1]}=VALUE"
         )
     return dict.fromkeys(methods, value)
 
@@ -323,12 +366,14 @@ class PipelineResult:
                 "angle_source": load.get("angle_source"),
                 "pixel_size": str(self.series.pixel_size),
                 "values": load.get("values"),
+                "intensities": load.get("intensities"),
                 "line_windows": load.get("line_windows"),
+                "line_fit": {k: v for k, v in load.get("line_fit", {}).items() if k not in ("spectrum", "tilts")},
                 "alignment": self.alignment.to_dict(),
                 "physics": self.factors.to_dict(),
                 "response_ratios": self.ratio_fits,
                 "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
-                "comparison_eds_vs_hebt": self.comparison,
+                "comparison": {"methods": list(self.maps)[:2], "per_element": self.comparison},
                 "findings": self.findings,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
@@ -423,7 +468,7 @@ def quantify_volumes(
     notes: list[str] | None = None,
     alerts: list[str] | None = None,
 ) -> dict[str, CompositionMaps]:
-    """Weight fractions of ``{"eds": ..., "hebt": ...}`` volumes by the quantifier of the same name.
+    """Weight fractions of each volume, by the quantifier that accepts its map factor (``Volume.factor``).
 
     ``threshold`` is read by :func:`thresholds_for` (one per method). With
     ``"esf"`` the quantifiers fall back to Otsu's threshold of the summed map
@@ -437,15 +482,15 @@ def quantify_volumes(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
         for name, volume in volumes.items():
-            quantifier = plugins.quantifier(name)(factors, threshold=chosen_thresholds[name], fallback="otsu")
-            maps = quantifier.quantify(volume)
+            quantifier = plugins.quantifier_for(volume.factor)
+            maps = quantifier(factors, threshold=chosen_thresholds[name], fallback="otsu").quantify(volume)
             chosen = maps.provenance[-1]["parameters"]
             if notes is not None and chosen["threshold_method"] == "otsu":
                 notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
             if "mask_warning" in chosen:
                 target = alerts if alerts is not None else notes
                 if target is not None:
-                    target.append(chosen["mask_warning"])
+                    target.append(f"{name}: {chosen['mask_warning']}")
             result[name] = maps
     return result
 
@@ -536,66 +581,15 @@ def _timed(timings: dict[str, float], stage: str, progress: Progress | None, *, 
         progress(stage, 0, 1)  # type: ignore[misc]
     start = time.perf_counter()
     yield
-    timings[stage] = time.perf_counter() - start
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
     if report:
         progress(stage, 1, 1)  # type: ignore[misc]
 
 
-def _solver_progress(stage: str, progress: Progress | None) -> Callable[[int, int], None] | bool:
+def _solver_progress(stage: str, progress: Progress | None) -> Callable[[int, int], None] | None:
     if progress is None:
-        return False
+        return None
     return lambda done, total: progress(stage, done, total)
-
-
-def _solve(
-    solver: Solver,
-    padded: TiltSeries,
-    method: str,
-    progress: Progress | None,
-    chunked: tuple[DaskOptions, Path] | None = None,
-) -> Volume:
-    """``solver.solve(padded)``: in this process, or with ``chunked = (dask, file of padded)`` on Dask.
-
-    On Dask the volume is written beside the tilt-series file, read back and
-    removed (the pipeline exports the cropped volume).
-    """
-    stage = f"reconstruct-{method}"
-    if chunked is None:
-        return solver.solve(padded)
-    dask, source = chunked
-    path = source.parent / f"volume_{method}_padded.h5"
-    solve_file(
-        solver,
-        source,
-        path,
-        chunk_slices=dask.chunk_slices,
-        scheduler=dask.scheduler,
-        workers=dask.workers,
-        processes=dask.processes,
-        progress=_solver_progress(stage, progress),
-    )
-    try:
-        return cast(Volume, load(path))
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _load(source: str | Path | Sequence[str | Path], options: PipelineOptions, progress: Progress | None) -> TiltSeries:
-    """Line maps of the files in ``source``, with the options' loading choices."""
-    return load_tilt_series(
-        source,
-        options.lines,
-        angles=options.angles,
-        rebin=options.rebin,
-        crop=options.crop,
-        tilt_axis=options.tilt_axis,
-        smooth=options.smooth,
-        background=options.background,
-        integration_width=options.integration_width,
-        background_windows=options.background_windows,
-        progress=progress,
-        **dict(options.load_options),
-    )
 
 
 def align(series: TiltSeries, options: PipelineOptions, notes: list[str]) -> Alignment:
@@ -621,6 +615,186 @@ def align(series: TiltSeries, options: PipelineOptions, notes: list[str]) -> Ali
     return alignment
 
 
+@dataclass
+class PipelineState:
+    """What the stages have made so far (each stage reads earlier products and adds its own)."""
+
+    source: Any
+    options: PipelineOptions
+    progress: Progress | None = None
+    dask: DaskOptions | None = None
+    out: Path | None = None
+    raw: TiltSeries | None = None
+    alignment: Alignment | None = None
+    series: TiltSeries | None = None
+    factors: PhysicsFactors | None = None
+    ratios: ResponseRatios | None = None
+    ratio_fits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    maps: dict[str, CompositionMaps] = field(default_factory=dict)
+    comparison: dict[str, dict[str, float]] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+
+
+def load_stage(state: PipelineState) -> None:
+    """``raw``: the line maps of the source files (or the given TiltSeries)."""
+    if isinstance(state.source, TiltSeries):
+        if state.source.experiment is None:
+            raise ValueError("source: the given TiltSeries has no experiment; the physics needs its beam energy")
+        state.raw = state.source
+    else:
+        options = state.options
+        state.raw = load_tilt_series(
+            state.source,
+            options.lines,
+            angles=options.angles,
+            rebin=options.rebin,
+            crop=options.crop,
+            tilt_axis=options.tilt_axis,
+            intensities=options.intensities,
+            smooth=options.smooth,
+            background=options.background,
+            integration_width=options.integration_width,
+            background_windows=options.background_windows,
+            progress=state.progress,
+            **dict(options.load_options),
+        )
+    state.notes.extend(_load_parameters(state.raw).get("values", {}).get("notes", []))
+
+
+def align_stage(state: PipelineState) -> None:
+    """``alignment`` and the aligned ``series``."""
+    state.alignment = align(state.raw, state.options, state.notes)
+    state.series = apply_alignment(state.raw, state.alignment)
+
+
+def preprocess_stage(state: PipelineState) -> None:
+    """Per-tilt normalisation and the optional Gaussian filter of the sinograms."""
+    series = normalise(state.series, state.options.normalise, state.notes)
+    if state.options.sinogram_sigma > 0:
+        series = gaussian_filter(series, state.options.sinogram_sigma)
+    state.series = series
+
+
+def physics_stage(state: PipelineState) -> None:
+    """``factors``: f_A and z_A of the lines at the data's beam energy (model-range notes recorded once)."""
+    options = state.options
+    model = plugins.physics(options.physics) if options.physics else plugins.default("physics")
+    with collected_notes(state.notes) as model_notes:
+        state.factors = model(**dict(options.physics_options)).compute(state.series.experiment)
+    if model_notes:
+        state.factors.provenance.append(provenance.step("model_notes", model.name, notes=model_notes))
+
+
+def _ratios(state: PipelineState) -> ResponseRatios:
+    """Response ratios by the options' mode (physics or fit); both fits are recorded."""
+    series, lines = state.series, state.series.lines
+    physical = physics_ratios(series, state.factors, lines)
+    state.ratio_fits["physics"] = {"ratios": physical.ratios, "r_squared": physical.r_squared}
+    try:
+        fitted = response_ratios(series, lines)
+        state.ratio_fits["fit"] = {"ratios": fitted.ratios, "r_squared": fitted.r_squared}
+    except ValueError as error:
+        fitted = None
+        state.ratio_fits["fit"] = {"error": str(error)}
+    ratios = physical if state.options.ratios == "physics" else fitted
+    if ratios is None or min(ratios.ratios.values()) <= 0:
+        raise ValueError(
+            f"ratios: the free fit gives no usable response ratios ({state.ratio_fits['fit']}); use ratios='physics'"
+        )
+    return ratios
+
+
+def reconstruct_stage(state: PipelineState) -> None:
+    """``volumes``: one per solver, from the padded series, cropped back to the field of view."""
+    series, options = state.series, state.options
+    width = round(options.pad * series.n_positions)
+    padded = pad_positions(series, width)
+    source = None
+    if state.dask is not None:
+        with _timed(state.timings, "solver-input", state.progress):
+            state.out.mkdir(parents=True, exist_ok=True)
+            source = padded.save(state.out / "tilt_series_padded.h5")
+            state.files.append(str(source))
+        where = state.dask.scheduler or f"a local cluster of {state.dask.workers} worker(s)"
+        state.notes.append(f"reconstructions solved on Dask ({where}) in chunks of {state.dask.chunk_slices} slices")
+    if options.solvers is None and not series.has_haadf:
+        state.notes.append("no HAADF channel: the EDS-only reconstruction only (no bimodal solver)")
+    plans = options.solver_plans(series.has_haadf)
+    # one threshold per method, checked now that the methods are known, before anything is reconstructed
+    thresholds_for(options.threshold, [cls.name for cls, _ in plans if series.has_haadf or "haadf" not in cls.requires])
+    for cls, solver_options in plans:
+        if "haadf" in cls.requires and not series.has_haadf:
+            state.notes.append(f"no HAADF channel: {cls.name} skipped")
+            continue
+        if "ratios" in cls.Options.model_fields and "ratios" not in solver_options:
+            state.ratios = state.ratios or _ratios(state)
+            solver_options = {**solver_options, "ratios": state.ratios.ratios}
+        if "channels" in cls.Options.model_fields:
+            solver_options.setdefault("channels", series.lines)
+        solver = cls(**solver_options)
+        stage = f"reconstruct-{cls.name}"
+        with _timed(state.timings, stage, state.progress, report=False):
+            volume = _solve(solver, padded, stage, state, source)
+        state.volumes[cls.name] = crop_volume(volume, width, series.experiment)
+    if state.ratios is None:
+        state.ratios = ResponseRatios({}, float("nan"), float("nan"), {})
+
+
+def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState, source: Path | None) -> Volume:
+    """``solver.solve(padded)``: in this process, or chunk by chunk on Dask from the file ``source``.
+
+    On Dask the volume is written beside the tilt-series file, read back and
+    removed (the pipeline exports the cropped volume).
+    """
+    if state.dask is None:
+        return solver.solve(padded, progress=_solver_progress(stage, state.progress))
+    path = source.parent / f"volume_{solver.name}_padded.h5"
+    solve_file(
+        solver,
+        source,
+        path,
+        chunk_slices=state.dask.chunk_slices,
+        scheduler=state.dask.scheduler,
+        workers=state.dask.workers,
+        processes=state.dask.processes,
+        progress=_solver_progress(stage, state.progress) or False,
+    )
+    try:
+        return cast(Volume, load(path))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def quantify_stage(state: PipelineState) -> None:
+    """``maps``: weight fractions of every volume."""
+    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes, state.alerts)
+
+
+def compare_stage(state: PipelineState) -> None:
+    """``comparison`` of the first two methods and ``findings`` for each."""
+    names = list(state.maps)
+    if len(names) >= 2:
+        state.comparison = compare_maps(state.maps[names[0]], state.maps[names[1]])
+    state.findings = {name: _findings(maps) for name, maps in state.maps.items()}
+
+
+#: The pipeline's stages, in order: (name, function, reports its own progress).
+STAGES: tuple[tuple[str, Callable[[PipelineState], None], bool], ...] = (
+    ("load", load_stage, True),
+    ("align", align_stage, False),
+    ("preprocess", preprocess_stage, False),
+    ("physics", physics_stage, False),
+    ("reconstruct", reconstruct_stage, True),
+    ("quantify", quantify_stage, False),
+    ("compare", compare_stage, False),
+)
+
+
 def run_pipeline(
     source: str | Path | Sequence[str | Path] | TiltSeries,
     options: PipelineOptions | None = None,
@@ -631,14 +805,14 @@ def run_pipeline(
     progress: Progress | None = None,
     dask: DaskOptions | None = None,
 ) -> PipelineResult:
-    """Run the whole chain on microscope files (see the module docstring).
+    """Run the stages of :data:`STAGES` on microscope files (see the module docstring).
 
     Parameters
     ----------
     source : folder, file, list of files, or TiltSeries
         The tilt series files (see :func:`~edstomo_microscope.loading.load_tilt_series`),
         or line maps already loaded: a :class:`TiltSeries` of line channels
-        (and ``HAADF`` for HEBT) with its experiment; the loading options are
+        (and ``HAADF`` for bimodal solvers) with its experiment; the loading options are
         then not used.
     options : PipelineOptions, optional
         Choices of every step; defaults otherwise.
@@ -646,7 +820,7 @@ def run_pipeline(
         Where to write the results (see :func:`edstomo_microscope.export.export_all`),
         ``alignment.json``, figures and ``summary.json``; nothing is written when None.
     quantify : bool
-        Quantify the volumes (steps 7 and 8); False stops after the reconstructions.
+        Run ``quantify`` and ``compare``; False stops after the reconstructions.
     pictures : bool
         Draw the figures (needs matplotlib) when ``out`` is given.
     progress : callable, optional
@@ -664,101 +838,29 @@ def run_pipeline(
         raise TypeError(f"dask: expected DaskOptions or None, got {type(dask).__name__}")
     if dask is not None and out is None:
         raise ValueError("out: solving on a Dask cluster needs an output folder for the tilt series and volumes")
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    files: list[str] = []
-    if isinstance(source, TiltSeries):
-        if source.experiment is None:
-            raise ValueError("source: the given TiltSeries has no experiment; the physics needs its beam energy")
-        raw = source
-    else:
-        with _timed(timings, "load", progress, report=False):
-            raw = _load(source, options, progress)
-    notes.extend(_load_parameters(raw).get("values", {}).get("notes", []))
-    if quantify:  # one threshold per method: checked now that the methods are known, before reconstructing
-        thresholds_for(options.threshold, METHODS if raw.has_haadf else METHODS[:1])
-    with _timed(timings, "align", progress):
-        alignment = align(raw, options, notes)
-        series = apply_alignment(raw, alignment)
-    with _timed(timings, "preprocess", progress):
-        series = normalise(series, options.normalise, notes)
-        if options.sinogram_sigma > 0:
-            series = gaussian_filter(series, options.sinogram_sigma)
-    with _timed(timings, "physics", progress):
-        factors = plugins.physics(options.physics)(**dict(options.physics_options)).compute(series.experiment)
-    lines = series.lines
-    width = round(options.pad * series.n_positions)
-    padded = pad_positions(series, width)
-    chunked = None
-    if dask is not None:
-        with _timed(timings, "solver-input", progress):
-            folder = Path(out)  # type: ignore[arg-type]
-            folder.mkdir(parents=True, exist_ok=True)
-            chunked = (dask, padded.save(folder / "tilt_series_padded.h5"))
-            files.append(str(chunked[1]))
-        where = dask.scheduler or f"a local cluster of {dask.workers} worker(s)"
-        notes.append(f"reconstructions solved on Dask ({where}) in chunks of {dask.chunk_slices} slices")
-    with _timed(timings, "reconstruct-eds", progress, report=False):
-        solver = plugins.solver("sirt")(
-            iterations=options.eds_iterations,
-            channels=lines,
-            progress=_solver_progress("reconstruct-eds", progress) if dask is None else False,
-        )
-        volume = _solve(solver, padded, "eds", progress, chunked)
-        volumes = {"eds": crop_volume(volume, width, series.experiment)}
-    fits: dict[str, dict[str, Any]] = {}
-    if series.has_haadf:
-        with _timed(timings, "reconstruct-hebt", progress, report=False):
-            physical = physics_ratios(series, factors, lines)
-            fits["physics"] = {"ratios": physical.ratios, "r_squared": physical.r_squared}
-            try:
-                fitted = response_ratios(series, lines)
-                fits["fit"] = {"ratios": fitted.ratios, "r_squared": fitted.r_squared}
-            except ValueError as error:
-                fitted = None
-                fits["fit"] = {"error": str(error)}
-            ratios = physical if options.ratios == "physics" else fitted
-            if ratios is None or min(ratios.ratios.values()) <= 0:
-                raise ValueError(
-                    f"ratios: the free fit gives no usable response ratios ({fits['fit']}); use ratios='physics'"
-                )
-            hebt = plugins.solver("hebt-sirt")(
-                alpha=options.alpha,
-                ratios=ratios,
-                iterations=options.hebt_iterations,
-                progress=_solver_progress("reconstruct-hebt", progress) if dask is None else False,
-            )
-            volume = _solve(hebt, padded, "hebt", progress, chunked)
-            volumes["hebt"] = crop_volume(volume, width, series.experiment)
-    else:
-        ratios = ResponseRatios({}, float("nan"), float("nan"), {})
-        notes.append("no HAADF channel: HEBT skipped")
-    maps: dict[str, CompositionMaps] = {}
-    comparison: dict[str, dict[str, float]] = {}
-    findings: dict[str, Any] = {}
-    alerts: list[str] = []
-    if quantify:
-        with _timed(timings, "quantify", progress):
-            maps = quantify_volumes(volumes, factors, options.threshold, notes, alerts)
-        with _timed(timings, "compare", progress):
-            comparison = compare_maps(maps["eds"], maps["hebt"]) if "hebt" in maps else {}
-            findings = {name: _findings(m) for name, m in maps.items()}
+    state = PipelineState(source, options, progress, dask, None if out is None else Path(out))
+    last = "compare" if quantify else "reconstruct"
+    for name, stage, own_progress in STAGES:
+        with _timed(state.timings, name, progress, report=not own_progress):
+            stage(state)
+        if name == last:
+            break
     result = PipelineResult(
         options,
-        raw,
-        alignment,
-        series,
-        factors,
-        ratios,
-        fits,
-        volumes,
-        maps,
-        comparison,
-        findings,
-        timings,
-        notes,
-        files,
-        alerts,
+        state.raw,
+        state.alignment,
+        state.series,
+        state.factors,
+        state.ratios,
+        state.ratio_fits,
+        state.volumes,
+        state.maps,
+        state.comparison,
+        state.findings,
+        state.timings,
+        state.notes,
+        state.files,
+        state.alerts,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)
@@ -766,57 +868,54 @@ def run_pipeline(
 
 
 def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress | None) -> None:
-    from .export import export_all
+    from .export import export_all, format_size, output_size
 
     out.mkdir(parents=True, exist_ok=True)
     with _timed(result.timings, "export", progress):
-        result.files.extend(export_all(result, out))
+        written = export_all(out, raw=result.raw, series=result.series, volumes=result.volumes, maps=result.maps)
+        result.files.extend(str(p) for p in written)
         result.alignment.save(out / "alignment.json")
         result.files.append(str(out / "alignment.json"))
     if pictures:
         from .pictures import pipeline_figures
 
         with _timed(result.timings, "pictures", progress):
-            result.files.extend(str(p) for p in pipeline_figures(result, out / "figures"))
+            figures = pipeline_figures(out / "figures", series=result.series, maps=result.maps)
+            result.files.extend(str(p) for p in figures)
+    size = format_size(output_size(result.files))
+    result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")
     atomic_write_text(out / "summary.json", provenance.strict_json(result.summary(), note_key="notes"))
     result.files.append(str(out / "summary.json"))
 
 
-#: The quantifier that matches each solver's maps.
-QUANTIFIER_OF_SOLVER = {"sirt": "eds", "hebt-sirt": "hebt"}
-
-
 def method_of(volume: Volume) -> str:
-    """``"eds"`` or ``"hebt"``: the quantifier for a volume, from the solver in its provenance."""
+    """The name of the solver that made a volume (from its provenance), which names its method."""
     for step in reversed(volume.provenance):
-        if step.get("action") == "reconstruct":
-            solver = step.get("plugin")
-            if solver in QUANTIFIER_OF_SOLVER:
-                return QUANTIFIER_OF_SOLVER[solver]
-            raise ValueError(f"volume: made by solver {solver!r}; known solvers are {list(QUANTIFIER_OF_SOLVER)}")
-    raise ValueError("volume: its provenance names no reconstruction step; cannot tell EDS-only from HEBT maps")
+        if step.get("action") == "reconstruct" and step.get("plugin"):
+            return str(step["plugin"])
+    raise ValueError("volume: its provenance names no reconstruction step; cannot tell which solver made it")
 
 
 def quantify_saved(
     paths: Sequence[str | Path],
     out: str | Path,
     *,
-    physics: str = "mcxray",
+    physics: str | None = None,
     physics_options: Mapping[str, Any] | None = None,
     threshold: float | str | Mapping[str, float | str] = "esf",
     pictures: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Quantify volumes saved by the pipeline (``volume_eds.h5``, ``volume_hebt.h5``) and write the maps.
+    """Quantify volumes saved by the pipeline (``volume_<solver>.h5``) and write the maps.
 
-    The physics is computed for each volume's stored experiment; ``threshold``
-    as for :func:`thresholds_for`. Writes ``maps_<method>.h5``/``.hspy``/``.tif``,
-    orthoslice and composite figures and ``quantify_summary.json`` (strict JSON:
-    undefined values are null, with a note) into ``out``; returns that summary.
+    Each volume is quantified by the quantifier that accepts its map factor
+    (``Volume.factor``); the physics is computed for each volume's stored
+    experiment; ``threshold`` as for :func:`thresholds_for`. Writes
+    ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
+    and ``quantify_summary.json`` (strict JSON: undefined values are null, with
+    a note) into ``out``; returns that summary.
     """
-    from edstomo.io import load
-
-    from .export import save_hdf5, save_hspy, save_tiff
+    from .export import export_maps, format_size, output_size
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -831,42 +930,41 @@ def quantify_saved(
                 raise ValueError(f"{path}: holds a {type(volume).__name__}, not a reconstructed Volume")
             if volume.experiment is None:
                 raise ValueError(f"{path}: stores no experiment, so the physics factors cannot be computed")
+            if volume.factor is None:
+                raise ValueError(f"{path}: its maps record no factor (f_A or z_A); they cannot be quantified")
             method = method_of(volume)
             if method in volumes:
-                raise ValueError(f"{path}: a second {method} volume; give one volume per method")
+                raise ValueError(f"{path}: a second volume of {method}; give one volume per solver")
             volumes[method] = volume
     chosen = thresholds_for(threshold, list(volumes))
-    with _timed(timings, "physics", progress):
-        model = plugins.physics(physics)(**dict(physics_options or {}))
-        for method, volume in volumes.items():
-            factors[method] = model.compute(volume.experiment)
     alerts: list[str] = []
+    with _timed(timings, "physics", progress), collected_notes(notes) as model_notes:
+        model = plugins.physics(physics) if physics else plugins.default("physics")
+        for method, volume in volumes.items():
+            factors[method] = model(**dict(physics_options or {})).compute(volume.experiment)
+    for method in factors if model_notes else ():
+        factors[method].provenance.append(provenance.step("model_notes", model.name, notes=model_notes))
     with _timed(timings, "quantify", progress):
         maps = {}
         for method, volume in volumes.items():
-            maps.update(quantify_volumes({method: volume}, factors[method], chosen, notes, alerts))
-    comparison = compare_maps(maps["eds"], maps["hebt"]) if {"eds", "hebt"} <= set(maps) else {}
+            maps.update(quantify_volumes({method: volume}, factors[method], chosen[method], notes, alerts))
+    names = list(maps)
+    comparison = compare_maps(maps[names[0]], maps[names[1]]) if len(names) >= 2 else {}
     files: list[str] = []
     with _timed(timings, "export", progress):
-        for method, result in maps.items():
-            files.append(str(save_hdf5(result, out / f"maps_{method}.h5")))
-            files += [str(p) for p in save_hspy(result, out / "hspy", f"maps_{method}")]
-            files += [str(p) for p in save_tiff(result, out / "tiff", f"maps_{method}")]
+        files += [str(p) for p in export_maps(maps, out)]
     if pictures:
-        from .pictures import composite_figure, orthoslice_figure
+        from .pictures import pipeline_figures
 
         with _timed(timings, "pictures", progress):
-            for method, result in maps.items():
-                path = out / "figures" / f"orthoslices_{method}.png"
-                files.append(str(orthoslice_figure(result, title=f"Weight fractions, {method}", path=path)))
-                path = out / "figures" / f"composite_{method}.png"
-                files.append(str(composite_figure(result, result.elements[:3], title=method, path=path)))
+            files += [str(p) for p in pipeline_figures(out / "figures", maps=maps)]
+    notes.append(f"output: {len(files)} files, {format_size(output_size(files))} (and quantify_summary.json)")
     summary = provenance.jsonable(
         {
             "inputs": [str(p) for p in paths],
             "physics": {method: f.to_dict() for method, f in factors.items()},
             "thresholds": {method: m.threshold for method, m in maps.items()},
-            "comparison_eds_vs_hebt": comparison,
+            "comparison": {"methods": names[:2], "per_element": comparison},
             "findings": {method: _findings(m) for method, m in maps.items()},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 from edstomo.data import CompositionMaps
 from edstomo.experiment import Experiment
 from edstomo.factors import PhysicsFactors, avogadro
 from edstomo.interfaces import ForwardModel
-from edstomo.projector import ParallelBeamProjector
+from edstomo.operators import MODELS, projector_for
+from edstomo.options import PluginOptions
 from edstomo.units import FACTOR_UNIT, ureg
+from pydantic import Field
 
 
 class ThinFilmForward(ForwardModel):
@@ -31,19 +35,19 @@ class ThinFilmForward(ForwardModel):
     """
 
     name = "thin-film"
+    default = True
     description = "Thin-film HAADF + EDS sinograms (paper eq. 10 and 14), optional Poisson noise"
 
-    def __init__(self, experiment: Experiment, factors: PhysicsFactors, projector: str = "strip"):
-        super().__init__(experiment, factors)
+    class Options(PluginOptions):
+        projector: Literal[MODELS] = Field("strip", description="projection model of the simulation")
+
+    def __init__(self, experiment: Experiment, factors: PhysicsFactors, **options: Any):
+        super().__init__(experiment, factors, **options)
         missing = [line for line in experiment.lines if line not in factors.parameters]
         if missing:
             raise ValueError(f"factors: no physics factors for lines {missing}; they cover {factors.lines}")
         if experiment.haadf is not None and any(p.sigma_ela is None for p in factors.parameters.values()):
             raise ValueError("factors: the HAADF signal needs elastic cross-sections (z_A) for every line")
-        self.projector = projector
-
-    def parameters(self) -> dict[str, object]:
-        return {"projector": self.projector}
 
     def scales(self) -> dict[str, float]:
         """Counts per unit mass thickness (per g/cm²) of each channel's element: n f_A and D_H N_A z_A."""
@@ -74,8 +78,8 @@ class ThinFilmForward(ForwardModel):
                 f"truth: phantom elements {truth.elements} do not match the experiment's lines {exp.lines}"
             )
         partial = np.stack([truth.fraction(e) for e in exp.elements]) * truth.density[None]
-        projector = ParallelBeamProjector(
-            exp.tilts.radians, (expected_shape[0], expected_shape[1]), model=self.projector, dtype="float64"
+        projector = projector_for(
+            exp.tilts.radians, (expected_shape[0], expected_shape[1]), model=self.options.projector, dtype="float64"
         )
         stacked = np.moveaxis(partial, 0, -1)  # (nz, nx, slices, lines)
         projected = projector.forward(stacked)  # (tilts, positions, slices, lines), pixel lengths

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from edstomo.interfaces import Metric
+from edstomo.options import PluginOptions
+from pydantic import Field
 
 
 class SsimStructure(Metric):
@@ -23,10 +25,8 @@ class SsimStructure(Metric):
     name = "ssim-structure"
     description = "Structure term of SSIM over the whole image (eq. 19-22, C = 0): scale- and offset-invariant"
 
-    def __init__(self, c: float = 0.0):
-        if not (np.isfinite(c) and c >= 0):
-            raise ValueError(f"c: {c!r} must be a finite number >= 0 (squared image units)")
-        self.c = float(c)
+    class Options(PluginOptions):
+        c: float = Field(0.0, ge=0, allow_inf_nan=False, description="stabilising constant (squared image units)")
 
     def compute(self, estimate: np.ndarray, reference: np.ndarray) -> float:
         n = estimate.size
@@ -36,7 +36,7 @@ class SsimStructure(Metric):
         y = reference.ravel() - reference.mean()
         covariance = float(x @ y) / (n - 1)
         product = np.sqrt(float(x @ x) * float(y @ y)) / (n - 1)
-        if product + self.c == 0:
+        if product + self.options.c == 0:
             which = "estimate" if not x.any() else "reference"
             raise ValueError(f"{which}: the image is constant, so its structure term with C = 0 is undefined")
-        return (covariance + self.c) / (product + self.c)
+        return (covariance + self.options.c) / (product + self.options.c)

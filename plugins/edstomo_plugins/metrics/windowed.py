@@ -6,6 +6,8 @@ from types import ModuleType
 
 import numpy as np
 from edstomo.interfaces import Metric
+from edstomo.options import PluginOptions
+from pydantic import Field
 
 
 def _skimage_metrics() -> ModuleType:
@@ -19,15 +21,15 @@ def _skimage_metrics() -> ModuleType:
 class _RangeMetric(Metric):
     """A metric whose value depends on the data range (max − min of possible values)."""
 
-    def __init__(self, data_range: float | None = None):
-        if data_range is not None and not (np.isfinite(data_range) and data_range > 0):
-            raise ValueError(f"data_range: {data_range!r} must be a positive number (image units) or None")
-        self.data_range = data_range
+    class Options(PluginOptions):
+        data_range: float | None = Field(
+            None, gt=0, allow_inf_nan=False, description="data range (image units); default: the reference's span"
+        )
 
     def _range(self, reference: np.ndarray) -> float:
         """The given data range, else the reference's max − min."""
-        if self.data_range is not None:
-            return float(self.data_range)
+        if self.options.data_range is not None:
+            return float(self.options.data_range)
         span = float(reference.max() - reference.min())
         if span <= 0:
             raise ValueError("reference: the image is constant; give data_range explicitly")

@@ -10,7 +10,9 @@ from edstomo.data import CompositionMaps
 from edstomo.experiment import Experiment
 from edstomo.interfaces import Phantom
 from edstomo.lines import atomic_number
+from edstomo.options import PluginOptions
 from edstomo.units import DENSITY_UNIT, as_quantity
+from pydantic import Field
 
 from .grid import grid_shape
 
@@ -31,7 +33,13 @@ class ArraysPhantom(Phantom):
     name = "arrays"
     description = "User-supplied weight-fraction and density arrays"
 
-    def __init__(self, weight_fractions: dict[str, Any], density: Any):
+    class Options(PluginOptions):
+        weight_fractions: dict[str, Any] = Field(description="element -> weight-fraction array")
+        density: Any = Field(description="density array with a unit of mass per volume")
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        weight_fractions, density = self.options.weight_fractions, self.options.density
         if not weight_fractions:
             raise ValueError("weight_fractions: give at least one element's array")
         for element in weight_fractions:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Annotated, Literal
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import CompositionMaps
-from edstomo.experiment import Experiment
+from edstomo.experiment import Experiment, Length
 from edstomo.interfaces import Phantom
-from edstomo.units import as_quantity
+from edstomo.options import PluginOptions
+from pydantic import AfterValidator, Field, model_validator
 
 from .grid import ball_coverage, check_composition, grid_shape, regions_to_maps
 
@@ -37,29 +39,25 @@ class CoreShellPhantom(Phantom):
     name = "core-shell"
     description = "Concentric core-shell particle (Yuan 2020 Ag-Au by default), 2-D disk or 3-D sphere"
 
-    def __init__(
-        self,
-        outer_radius: Any = "55 nm",
-        core_radius: Any = "30 nm",
-        core: dict[str, float] | None = None,
-        shell: dict[str, float] | None = None,
-        dimension: int = 2,
-        supersample: int = 8,
-    ):
-        self.outer_radius = as_quantity(outer_radius, "nm", "outer_radius")
-        self.core_radius = as_quantity(core_radius, "nm", "core_radius")
-        if not 0 < self.core_radius.m_as("nm") < self.outer_radius.m_as("nm"):
-            raise ValueError(
-                f"core_radius: {self.core_radius} must be positive and below outer_radius {self.outer_radius}"
-            )
-        self.core = check_composition("core", core or {"Au": 0.8, "Ag": 0.2})
-        self.shell = check_composition("shell", shell or {"Au": 0.2, "Ag": 0.8})
-        if dimension not in (2, 3):
-            raise ValueError(f"dimension: {dimension!r} must be 2 or 3")
-        if not (isinstance(supersample, int) and supersample >= 1):
-            raise ValueError(f"supersample: {supersample!r} must be a positive integer")
-        self.dimension = dimension
-        self.supersample = supersample
+    default = True
+
+    class Options(PluginOptions):
+        outer_radius: Length = Field("55 nm", description="outer radius of the particle")
+        core_radius: Length = Field("30 nm", description="radius of the core")
+        core: Annotated[dict[str, float], AfterValidator(partial(check_composition, "core"))] = Field(
+            default_factory=lambda: {"Au": 0.8, "Ag": 0.2}, description="weight fractions of the core"
+        )
+        shell: Annotated[dict[str, float], AfterValidator(partial(check_composition, "shell"))] = Field(
+            default_factory=lambda: {"Au": 0.2, "Ag": 0.8}, description="weight fractions of the shell"
+        )
+        dimension: Literal[2, 3] = Field(2, description="2: a disk in every slice; 3: a sphere")
+        supersample: int = Field(8, ge=1, description="sub-samples per voxel edge on the boundaries")
+
+        @model_validator(mode="after")
+        def _radii(self) -> CoreShellPhantom.Options:
+            if not self.core_radius.m_as("nm") < self.outer_radius.m_as("nm"):
+                raise ValueError(f"core_radius: {self.core_radius} must be below outer_radius {self.outer_radius}")
+            return self
 
     def generate(self, experiment: Experiment) -> CompositionMaps:
         nz, nx, slices = grid_shape(experiment)

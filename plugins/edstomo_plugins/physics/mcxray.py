@@ -27,18 +27,21 @@ its ingredient methods (``ionization_cross_section``, ``fluorescence_yield``,
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pint
 import pyxray
 import xraylib
-from edstomo.errors import InputError
+from edstomo import provenance
+from edstomo.errors import InputError, OptionError
 from edstomo.experiment import Experiment
 from edstomo.factors import LineParameters, PhysicsFactors
 from edstomo.interfaces import PhysicsModel
 from edstomo.lines import XrayLine, parse_line
+from edstomo.options import PluginOptions
 from edstomo.units import as_quantity, ureg
+from pydantic import Field
 
 from . import bote2009, elastic
 from .cascade import MODES as CASCADE_MODES
@@ -94,42 +97,46 @@ class MCXRayPhysics(PhysicsModel):
     """
 
     name = "mcxray"
+    default = True
     description = "Open physics with MC X-ray's models: Bote 2009 σ_ion, EADL ω and p, Browning 1991 σ_ela"
 
     #: Sources of fluorescence yields and relative intensities, by name (extend in a subclass).
     relaxation_sources: ClassVar[dict[str, RelaxationSource]] = dict(SOURCES)
 
-    def __init__(
-        self,
-        *,
-        yields: str = "eadl",
-        cascade: str = "none",
-        elastic: str = "browning-mcxray",
-        efficiency: float | str | dict[str, Any] | LayeredDetector | None = None,
-        atomic_weights: str = "pyxray",
-        overrides: dict[str, dict[str, Any]] | None = None,
-    ):
-        if yields not in self.relaxation_sources:
-            raise ValueError(f"yields: unknown source {yields!r}; available: {', '.join(self.relaxation_sources)}")
-        if cascade not in CASCADE_MODES:
-            raise ValueError(f"cascade: {cascade!r} is not a mode; expected one of {', '.join(CASCADE_MODES)}")
-        if elastic not in ELASTIC_MODELS:
-            raise ValueError(f"elastic: unknown model {elastic!r}; expected one of {', '.join(ELASTIC_MODELS)}")
-        if atomic_weights not in ATOMIC_WEIGHT_SOURCES:
-            raise ValueError(
-                f"atomic_weights: unknown source {atomic_weights!r}; expected one of {', '.join(ATOMIC_WEIGHT_SOURCES)}"
+    class Options(PluginOptions):
+        yields: str = Field("eadl", description="source of ω and p: 'eadl' or 'xraylib'")
+        cascade: Literal[CASCADE_MODES] = Field(
+            "none", description="vacancy transfer from inner sub-shells (xraylib data)"
+        )
+        elastic: Literal[ELASTIC_MODELS] = Field("browning-mcxray", description="elastic cross-section model of z_A")
+        efficiency: float | str | dict[str, Any] | LayeredDetector | None = Field(
+            None, description="detector efficiency: None (the experiment's), a number in (0, 1], or a detector preset"
+        )
+        atomic_weights: Literal[ATOMIC_WEIGHT_SOURCES] = Field("pyxray", description="source of atomic weights")
+        overrides: dict[str, dict[str, Any]] = Field(
+            default_factory=dict, description="replace computed values, e.g. {Au_Ma: {p: 0.999}}"
+        )
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        if self.options.yields not in self.relaxation_sources:
+            raise OptionError(
+                self.label(),
+                "yields",
+                self.options.yields,
+                f"a source of ω and p: one of {list(self.relaxation_sources)}",
             )
-        self.yields = yields
-        self.cascade = cascade
-        self.elastic = elastic
-        self.efficiency = _efficiency_option(efficiency)
-        self.atomic_weights = atomic_weights
-        self.overrides = _checked_overrides(overrides or {})
+        self._efficiency = _efficiency_option(self.options.efficiency)
+        self._overrides = _checked_overrides(self.options.overrides)
+
+    def parameters(self) -> dict[str, Any]:
+        """The options, with the efficiency model resolved (a preset name becomes its layers)."""
+        return {**super().parameters(), "efficiency": provenance.jsonable(self._efficiency)}
 
     # ----- the contract ---------------------------------------------------------
     def compute(self, experiment: Experiment) -> PhysicsFactors:
         """The factors of every line of ``experiment``; an override of a line it does not use is an error."""
-        unused = [line for line in self.overrides if line not in experiment.lines]
+        unused = [line for line in self._overrides if line not in experiment.lines]
         if unused:
             raise InputError(
                 f"overrides: lines {unused} are not among the experiment's lines {experiment.lines}; "
@@ -148,7 +155,7 @@ class MCXRayPhysics(PhysicsModel):
             "sigma_ela": self.elastic_cross_section,
             "atomic_weight": self.atomic_weight,
         }
-        user = self.overrides.get(line, {})
+        user = self._overrides.get(line, {})
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for key, method in methods.items():
@@ -177,36 +184,38 @@ class MCXRayPhysics(PhysicsModel):
     def ionization_cross_section(self, line: XrayLine, experiment: Experiment) -> tuple[pint.Quantity, str]:
         """σ_ion of the line's sub-shell at the beam energy, and its source."""
         energy_ev = experiment.beam_energy.m_as("eV")
-        if self.cascade == "none":
+        if self.options.cascade == "none":
             sigma = float(bote2009.cross_section_barn(line.z, line.shell, energy_ev))
             return ureg.Quantity(sigma, "b"), bote2009.SOURCE
         direct = {
             shell: float(bote2009.cross_section_barn(line.z, shell, energy_ev)) for shell in bote2009.shells(line.z)
         }
-        sigma = effective_cross_sections(line.z, direct, self.cascade)[line.shell]
-        return ureg.Quantity(sigma, "b"), f"{bote2009.SOURCE} + {self.cascade} vacancy transfer ({CASCADE_SOURCE})"
+        sigma = effective_cross_sections(line.z, direct, self.options.cascade)[line.shell]
+        return ureg.Quantity(
+            sigma, "b"
+        ), f"{bote2009.SOURCE} + {self.options.cascade} vacancy transfer ({CASCADE_SOURCE})"
 
     def fluorescence_yield(self, line: XrayLine, experiment: Experiment) -> tuple[float, str]:
         """ω of the line's sub-shell, and its source."""
-        source = self.relaxation_sources[self.yields]
+        source = self.relaxation_sources[self.options.yields]
         return source.checked_yield(line.z, line.shell), source.citation
 
     def relative_intensity(self, line: XrayLine, experiment: Experiment) -> tuple[float, str]:
         """p: the line family's share of the sub-shell's radiative transitions, and its source."""
-        source = self.relaxation_sources[self.yields]
+        source = self.relaxation_sources[self.options.yields]
         return source.relative_intensity(line.z, line.shell, line.transitions), source.citation
 
     def detector_efficiency(self, line: XrayLine, experiment: Experiment) -> tuple[float, str]:
         """ε for the line, and its source (see the ``efficiency`` option for the precedence)."""
         if line.name in experiment.eds.efficiency_overrides:
             return experiment.eds.efficiency_for(line.name), "experiment eds.efficiency_overrides"
-        if self.efficiency is None:
+        if self._efficiency is None:
             return experiment.eds.efficiency, "experiment eds.efficiency"
-        if isinstance(self.efficiency, float):
-            return self.efficiency, "constant (efficiency option)"
-        weights = self.relaxation_sources[self.yields].transition_weights(line.z, line.shell, line.transitions)
+        if isinstance(self._efficiency, float):
+            return self._efficiency, "constant (efficiency option)"
+        weights = self.relaxation_sources[self.options.yields].transition_weights(line.z, line.shell, line.transitions)
         energies = np.array([_line_energy_kev(line.z, t) for t in weights])
-        epsilon = float(np.dot(list(weights.values()), self.efficiency.efficiency(energies)))
+        epsilon = float(np.dot(list(weights.values()), self._efficiency.efficiency(energies)))
         return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
             "+".join(weights)
         )
@@ -214,10 +223,10 @@ class MCXRayPhysics(PhysicsModel):
     def elastic_cross_section(self, line: XrayLine, experiment: Experiment) -> tuple[pint.Quantity | None, str]:
         """σ_ela of the element for the HAADF factor (None with ``elastic="none"``), and its source."""
         energy_kev = experiment.beam_energy.m_as("keV")
-        if self.elastic == "none":
+        if self.options.elastic == "none":
             return None, "none"
-        if self.elastic.startswith("browning"):
-            form = self.elastic.removeprefix("browning-")
+        if self.options.elastic.startswith("browning"):
+            form = self.options.elastic.removeprefix("browning-")
             sigma = float(elastic.browning_total_barn(line.z, energy_kev, form=form))
             return ureg.Quantity(sigma, "b"), f"Browning 1991 total elastic ({form} form)"
         if experiment.haadf is None:
@@ -230,7 +239,7 @@ class MCXRayPhysics(PhysicsModel):
 
     def atomic_weight(self, line: XrayLine, experiment: Experiment) -> tuple[pint.Quantity, str]:
         """Atomic weight of the element, and its source."""
-        if self.atomic_weights == "xraylib":
+        if self.options.atomic_weights == "xraylib":
             return ureg.Quantity(float(xraylib.AtomicWeight(line.z)), "g/mol"), f"xraylib {xraylib.__version__}"
         try:
             weight = pyxray.element_atomic_weight(line.z, reference="coursey2015")

@@ -10,7 +10,9 @@ from edstomo.experiment import Experiment
 from edstomo.factors import LineParameters
 from edstomo.interfaces import PhysicsModel
 from edstomo.lines import atomic_weight, parse_line
+from edstomo.options import PluginOptions
 from edstomo.units import as_quantity, ureg
+from pydantic import Field
 
 _KEYS = {"beam_energy", "sigma_ion", "sigma_ela", "omega", "p", "epsilon", "atomic_weight"}
 
@@ -48,12 +50,18 @@ class TablePhysics(PhysicsModel):
     name = "table"
     description = "Tabulated per-line cross-sections, yields and intensities (ships yuan2020-table2)"
 
-    def __init__(self, dataset: str | None = "yuan2020-table2", values: dict[str, dict[str, Any]] | None = None):
-        self.dataset = dataset
-        self.values = values or {}
+    class Options(PluginOptions):
+        dataset: str | None = Field("yuan2020-table2", description="a shipped data set, or None")
+        values: dict[str, dict[str, Any]] = Field(
+            default_factory=dict, description="per-line values that override the data set's"
+        )
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        dataset = self.options.dataset
         table = load_dataset(dataset)["lines"] if dataset else {}
         self._table: dict[str, dict[str, Any]] = {line: dict(entry) for line, entry in table.items()}
-        for line, entry in self.values.items():
+        for line, entry in self.options.values.items():
             parse_line(line)
             unknown = set(entry) - _KEYS
             if unknown:

@@ -17,7 +17,7 @@ class EdsQuantifier(RatioQuantifier):
 
     name = "eds"
     description = "EDS-only maps to weight fractions with f_A (eq. 12), threshold by ESF or given"
-    factor_symbol = "f_A"
+    accepts = "f_A"
 
     def factor_values(self, lines: list[str]) -> np.ndarray:
         return self.factors.f_array(lines)

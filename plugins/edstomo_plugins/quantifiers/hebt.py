@@ -17,7 +17,7 @@ class HebtQuantifier(RatioQuantifier):
 
     name = "hebt"
     description = "HEBT maps to weight fractions with z_A (eq. 18), threshold by ESF or given"
-    factor_symbol = "z_A"
+    accepts = "z_A"
 
     def factor_values(self, lines: list[str]) -> np.ndarray:
         return self.factors.z_array(lines)

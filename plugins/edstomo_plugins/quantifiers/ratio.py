@@ -19,70 +19,52 @@ Degenerate results are not returned silently: a given threshold that leaves no
 voxel in the particle is an error (it would make every fraction 0), and one
 whose particle is more than :data:`COLLAPSE_FACTOR` times smaller or larger
 than the automatic threshold's (ESF, Otsu when ESF finds no plateau) gives a
-:class:`MaskWarning`, also recorded in the provenance (``mask_warning``). The
-scale of S differs between EDS-only and HEBT maps (f_A and z_A differ by
-orders of magnitude), so a threshold meant for one is wrong for the other.
+:class:`~edstomo.threshold.MaskWarning`, also recorded in the provenance
+(``mask_warning``). The scale of S differs between EDS-only and HEBT maps
+(f_A and z_A differ by orders of magnitude), so a threshold meant for one is
+wrong for the other.
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
+from typing import Literal
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, Volume
 from edstomo.errors import InputError
-from edstomo.factors import PhysicsFactors
-from edstomo.interfaces import Quantifier
+from edstomo.interfaces import Quantifier, QuantifierOptions
 from edstomo.lines import element_of
-from edstomo.threshold import FALLBACKS, EsfFit, MaskWarning, esf_threshold
+from edstomo.threshold import EsfFit, MaskWarning, esf_threshold
+from pydantic import Field
 
 #: A given threshold whose particle is this many times smaller (or larger) than the automatic one's is flagged.
 COLLAPSE_FACTOR = 10.0
 
 
+class RatioOptions(QuantifierOptions):
+    """Options of the ratio quantifiers."""
+
+    trials: int = Field(200, ge=8, description="number of trial thresholds of the ESF method")
+    fallback: Literal["otsu"] | None = Field(
+        None, description="with threshold='esf': None raises when the volume curve has no plateau; 'otsu' uses Otsu's"
+    )
+
+
 class RatioQuantifier(Quantifier):
     """Weight fractions from factor-normalised maps, inside a thresholded particle.
 
-    Parameters
-    ----------
-    factors
-        The physics factors of the maps' lines.
-    threshold
-        ``"esf"`` (automatic, edge-spread-function method) or a number >= 0 in
-        the units of the summed map S = Σ X_A / g_A (map units per b·mol/g).
-    trials
-        Number of trial thresholds of the ESF method (at least 8).
-    fallback
-        With ``threshold="esf"``: None (default) raises when the summed map's
-        volume curve has no plateau; ``"otsu"`` uses Otsu's threshold of S then.
-        Unused with a given threshold.
+    Options (see :class:`RatioOptions`): ``threshold`` — ``"esf"`` (automatic,
+    edge-spread-function method) or a number >= 0 in the units of the summed map
+    S = Σ X_A / g_A (map units per b·mol/g); ``trials`` — number of trial
+    thresholds of the ESF method; ``fallback`` — with ``threshold="esf"``: None
+    (default) raises when the summed map's volume curve has no plateau,
+    ``"otsu"`` uses Otsu's threshold of S then.
     """
 
-    #: Symbol of the factor in messages (``"f_A"`` or ``"z_A"``).
-    factor_symbol: str = "g_A"
-
-    def __init__(
-        self, factors: PhysicsFactors, threshold: float | str = "esf", trials: int = 200, fallback: str | None = None
-    ):
-        super().__init__(factors, threshold)
-        if threshold != "esf" and threshold < 0:
-            raise ValueError(
-                f"threshold: {threshold!r} must be >= 0 (a value of S = Σ X_A/{self.factor_symbol}, "
-                "in map units per b·mol/g) or 'esf'"
-            )
-        if not (isinstance(trials, (int, np.integer)) and trials >= 8):
-            raise ValueError(f"trials: {trials!r} must be an integer >= 8 (number of ESF trial thresholds)")
-        if fallback is not None and fallback not in FALLBACKS:
-            raise ValueError(
-                f"fallback: {fallback!r} must be None (raise when ESF finds no plateau) or one of {FALLBACKS}"
-            )
-        self.trials = int(trials)
-        self.fallback = fallback
-
-    def parameters(self) -> dict[str, object]:
-        return {"threshold": self.threshold, "trials": self.trials, "fallback": self.fallback}
+    Options = RatioOptions
 
     @abstractmethod
     def factor_values(self, lines: list[str]) -> np.ndarray:
@@ -94,23 +76,23 @@ class RatioQuantifier(Quantifier):
 
     def esf(self, maps: Volume) -> EsfFit:
         """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
-        return esf_threshold(self.summed(maps), self.trials, fallback=self.fallback)
+        return esf_threshold(self.summed(maps), self.options.trials, fallback=self.options.fallback)
 
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
         summed = normalised.sum(axis=0)
         checks: dict[str, object] = {}
-        if self.threshold == "esf":
-            fit = esf_threshold(summed, self.trials, fallback=self.fallback)
+        if self.options.threshold == "esf":
+            fit = esf_threshold(summed, self.options.trials, fallback=self.options.fallback)
             threshold, method, note = fit.threshold, fit.method, fit.note
         else:
-            threshold, method, note = float(self.threshold), "given", ""
+            threshold, method, note = float(self.options.threshold), "given", ""
         mask = summed > threshold
         if not mask.any():
             top = float(summed.max(initial=0.0))
             raise InputError(
                 f"threshold: {threshold:g} leaves no voxel in the particle: the summed map "
-                f"S = Σ X_A/{self.factor_symbol} of these {self.name} maps reaches {top:.4g} (map units per b·mol/g); "
+                f"S = Σ X_A/{self.accepts} of these {self.name} maps reaches {top:.4g} (map units per b·mol/g); "
                 "give a threshold below that, or 'esf'"
             )
         if method == "given":
@@ -123,8 +105,8 @@ class RatioQuantifier(Quantifier):
             threshold_method=method,
             threshold_note=note,
             threshold=threshold,
-            trials=self.trials,
-            fallback=self.fallback,
+            trials=self.options.trials,
+            fallback=self.options.fallback,
             factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
             factor_unit="b*mol/g",
             mask_voxels=int(mask.sum()),
@@ -143,7 +125,7 @@ class RatioQuantifier(Quantifier):
     def _compare_with_automatic(self, summed: np.ndarray, voxels: int) -> dict[str, object]:
         """The automatic threshold's particle size, and a warning when the given one differs by orders of magnitude."""
         try:
-            automatic = esf_threshold(summed, self.trials, fallback="otsu")
+            automatic = esf_threshold(summed, self.options.trials, fallback="otsu")
         except ValueError:  # S constant or degenerate: nothing to compare with
             return {}
         reference = int((summed > automatic.threshold).sum())
@@ -151,12 +133,12 @@ class RatioQuantifier(Quantifier):
         if reference and not reference / COLLAPSE_FACTOR <= voxels <= reference * COLLAPSE_FACTOR:
             ratio = reference / voxels if voxels < reference else voxels / reference
             found["mask_warning"] = (
-                f"{self.name}: the given threshold {float(self.threshold):g} keeps {voxels} voxels, "
+                f"the given threshold {float(self.options.threshold):g} keeps {voxels} voxels, "
                 f"{ratio:.0f}× {'fewer' if voxels < reference else 'more'} than the automatic "
                 f"{automatic.method} threshold {automatic.threshold:.4g} ({reference} voxels); check that it is on "
-                f"the scale of this method's summed map S = Σ X_A/{self.factor_symbol}"
+                f"the scale of these maps' summed map S = Σ X_A/{self.accepts}"
             )
-            warnings.warn(str(found["mask_warning"]), MaskWarning, stacklevel=3)
+            warnings.warn(f"{self.name}: {found['mask_warning']}", MaskWarning, stacklevel=3)
         return found
 
     def _normalised(self, maps: Volume) -> np.ndarray:

@@ -28,24 +28,35 @@ level a folder with the simulated tilt series and the headline quantified maps
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from edstomo import provenance
+from edstomo.algorithms import IterationState
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume
-from edstomo.experiment import Experiment, yuan2020_phantom_experiment
-from edstomo.interfaces import IterationState, Study
+from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Length, Scan, SolidAngle, TiltScheme
+from edstomo.interfaces import Study
 from edstomo.lines import element_of
-from edstomo.preprocessing import ResponseRatios, gaussian_filter, response_ratios
+from edstomo.operators import MODELS
+from edstomo.options import PluginOptions
+from edstomo.preprocessing import gaussian_filter, response_ratios
 from edstomo.registry import plugins
 from edstomo.study import ResultsTable, dice, interior, write_json
-from edstomo.threshold import EsfFit
-from edstomo.units import as_quantity, format_quantity
+from edstomo.units import format_quantity
+from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
+from .yuan2020_results import (
+    EROSION,
+    FIGURE_EDS_N,
+    HAADF_ITERATIONS,
+    HEADLINE_ALPHA,
+    HEADLINE_N,
+    LevelResult,
+    Snapshot,
+)
 
 #: Dose levels, in the order they are run.
 LEVELS: tuple[str, ...] = ("paper", "low")
@@ -59,18 +70,6 @@ PAPER_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200, 500)
 QUICK_ALPHAS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
 QUICK_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200)
 QUICK_MAX_ITERATIONS = 200
-#: The HEBT setting of the summary's region means, mask and quantified SSIM.
-HEADLINE_ALPHA, HEADLINE_N = 0.8, 200
-#: Distance (pixels) kept from every interface when averaging a region.
-EROSION = 3.0
-#: Iterations of the HAADF-only reconstruction (the paper's Figure 7).
-HAADF_ITERATIONS = 50
-#: n of the EDS-only maps shown (Figures 3 and 5); α and n of the HEBT maps shown (Figures 9–12).
-FIGURE_EDS_N: tuple[int, ...] = (20, 50, 100)
-FIGURE_HEBT_ALPHAS: tuple[float, ...] = (0.7, 0.8, 0.9)
-FIGURE_HEBT_N: tuple[int, ...] = (50, 200, 500)
-FIGURE_HEBT_FIXED_ALPHA = 0.9
-
 COLUMNS = (
     "level", "method", "alpha", "n", "element", "maps",
     "ssim_structure", "mse_scaled", "mse", "ssim", "psnr", "scale", "threshold", "mask_dice",
@@ -81,34 +80,26 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-@dataclass
-class Snapshot:
-    """Raw maps at one setting and their quantification (None when the ESF found no plateau)."""
+def phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.0) -> Experiment:
+    """The acquisition of the phantom study of Yuan et al. (2020), section 3.1.1.
 
-    raw: Volume
-    quantified: CompositionMaps | None
-
-
-@dataclass
-class LevelResult:
-    """Everything one dose level produced, for the summary and the figures."""
-
-    level: str
-    experiment: Experiment
-    truth: CompositionMaps
-    regions: dict[str, np.ndarray]
-    series: TiltSeries
-    filtered: TiltSeries
-    ratios: ResponseRatios
-    haadf: Volume
-    eds: dict[int, Snapshot] = field(default_factory=dict)
-    hebt: dict[tuple[float, int], Snapshot] = field(default_factory=dict)
-    esf: EsfFit | None = None
-    seconds: float = 0.0
-
-    @property
-    def headline(self) -> Snapshot:
-        return self.hebt[(HEADLINE_ALPHA, HEADLINE_N)]
+    100 keV; Ag Lα and Au Mα; 31 tilts from −75° to 75°; 97 positions of
+    1.5 nm; HAADF 1e5 electrons per pixel (444 e/Å²); EDS 100 pA × 0.5 s per
+    pixel (3.121e8 electrons, 1.39e6 e/Å²), divided by ``eds_dose_divisor``.
+    The paper does not give the detector solid angle; ``solid_angle`` sets it.
+    """
+    if not eds_dose_divisor > 0:
+        raise ValueError(f"eds_dose_divisor: {eds_dose_divisor!r} must be positive")
+    return Experiment(
+        name="yuan2020-phantom",
+        description="Ag-Au core-shell phantom of Yuan et al. 2020, section 3.1.1",
+        beam_energy="100 keV",
+        lines=["Ag_La", "Au_Ma"],
+        tilts=TiltScheme(start="-75 deg", stop="75 deg", step="5 deg"),
+        scan=Scan(positions=97, pixel_size="1.5 nm"),
+        haadf=HAADFDetector(electrons_per_pixel="1e5 e", inner_angle="94 mrad", outer_angle="611 mrad"),
+        eds=EDSDetector(probe_current=f"{100.0 / eds_dose_divisor!r} pA", dwell_time="0.5 s", solid_angle=solid_angle),
+    )
 
 
 class Yuan2020PhantomStudy(Study):
@@ -144,58 +135,53 @@ class Yuan2020PhantomStudy(Study):
     name = "yuan2020-phantom"
     description = "Yuan 2020 Ag-Au phantom: EDS-only SIRT vs HEBT, semi-convergence, quantification, two doses"
 
-    def __init__(
-        self,
-        solid_angle: Any = "0.7 sr",
-        low_dose_divisor: float = 30.0,
-        levels: Sequence[str] = LEVELS,
-        max_iterations: int | None = None,
-        seed: int = 0,
-        figures: bool = True,
-        quick: bool = False,
-        alphas: Sequence[float] | None = None,
-        hebt_iterations: Sequence[int] | None = None,
-        sigma: float = 0.8,
-        outer_radius: Any = "55 nm",
-        core_radius: Any = "30 nm",
-        projector: str = "strip",
-    ):
-        self.solid_angle = as_quantity(solid_angle, "sr", "solid_angle")
-        if not self.solid_angle.magnitude > 0:
-            raise ValueError(f"solid_angle: {solid_angle!r} must be positive (in sr)")
-        if not (np.isfinite(low_dose_divisor) and low_dose_divisor > 1):
-            raise ValueError(f"low_dose_divisor: {low_dose_divisor!r} must be a number > 1")
-        self.low_dose_divisor = float(low_dose_divisor)
-        levels = [str(level) for level in levels]
-        if not levels or any(level not in LEVELS for level in levels) or len(set(levels)) != len(levels):
-            raise ValueError(f"levels: {levels} must be a non-empty list of distinct names from {list(LEVELS)}")
-        self.levels = [level for level in LEVELS if level in levels]
+    default = True
+
+    class Options(PluginOptions):
+        solid_angle: SolidAngle = Field("0.7 sr", description="EDS detector solid angle (the paper does not give it)")
+        low_dose_divisor: float = Field(30.0, gt=1, allow_inf_nan=False, description="EDS dose divisor of 'low'")
+        levels: list[Literal[LEVELS]] = Field(list(LEVELS), min_length=1, description="dose levels to run")
+        max_iterations: int | None = Field(
+            None, ge=HEADLINE_N, description="largest n of the EDS-only sweep (default 500, 200 with quick)"
+        )
+        seed: int = Field(0, ge=0, description="seed of the Poisson noise")
+        figures: bool = Field(True, description="write the PNG figures (needs matplotlib)")
+        quick: bool = Field(False, description="reduced sweep: fewer α and n")
+        alphas: list[Annotated[float, Field(ge=0, lt=1)]] | None = Field(
+            None, description=f"α values of the HEBT sweep (must include {HEADLINE_ALPHA})"
+        )
+        hebt_iterations: list[Annotated[int, Field(ge=1)]] | None = Field(
+            None, description=f"n at which HEBT maps are recorded (must include {HEADLINE_N})"
+        )
+        sigma: float = Field(0.8, ge=0, allow_inf_nan=False, description="Gaussian filter σ (pixels) on EDS sinograms")
+        outer_radius: Length = Field("55 nm", description="phantom outer radius")
+        core_radius: Length = Field("30 nm", description="phantom core radius")
+        projector: Literal[MODELS] = Field("strip", description="projection model of the simulation and solvers")
+
+        @model_validator(mode="after")
+        def _sweeps(self) -> Yuan2020PhantomStudy.Options:
+            if len(set(self.levels)) != len(self.levels):
+                raise ValueError(f"levels: {self.levels} must be distinct")
+            if self.alphas is not None and not any(np.isclose(a, HEADLINE_ALPHA) for a in self.alphas):
+                raise ValueError(f"alphas: {self.alphas} must include {HEADLINE_ALPHA}")
+            if self.hebt_iterations is not None and HEADLINE_N not in self.hebt_iterations:
+                raise ValueError(f"hebt_iterations: {self.hebt_iterations} must include {HEADLINE_N}")
+            return self
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        quick = self.options.quick
+        self.levels = [level for level in LEVELS if level in self.options.levels]
         default_max = QUICK_MAX_ITERATIONS if quick else max(PAPER_HEBT_ITERATIONS)
-        self.max_iterations = default_max if max_iterations is None else max_iterations
-        if not (isinstance(self.max_iterations, (int, np.integer)) and self.max_iterations >= HEADLINE_N):
-            raise ValueError(
-                f"max_iterations: {max_iterations!r} must be an integer >= {HEADLINE_N} (the summary's HEBT n)"
-            )
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed: {seed!r} must be a non-negative integer")
-        self.seed = int(seed)
-        self.figures = bool(figures)
-        self.quick = bool(quick)
-        alphas = (QUICK_ALPHAS if quick else PAPER_ALPHAS) if alphas is None else alphas
-        self.alphas = sorted(float(a) for a in alphas)
-        if not any(np.isclose(a, HEADLINE_ALPHA) for a in self.alphas) or not all(0 <= a < 1 for a in self.alphas):
-            raise ValueError(f"alphas: {list(alphas)} must lie in [0, 1) and include {HEADLINE_ALPHA}")
-        self.alphas = [HEADLINE_ALPHA if np.isclose(a, HEADLINE_ALPHA) else a for a in self.alphas]
-        ns = (QUICK_HEBT_ITERATIONS if quick else PAPER_HEBT_ITERATIONS) if hebt_iterations is None else hebt_iterations
+        self.max_iterations = self.options.max_iterations or default_max
+        alphas = self.options.alphas or (QUICK_ALPHAS if quick else PAPER_ALPHAS)
+        self.alphas = sorted(HEADLINE_ALPHA if np.isclose(a, HEADLINE_ALPHA) else float(a) for a in alphas)
+        ns = self.options.hebt_iterations or (QUICK_HEBT_ITERATIONS if quick else PAPER_HEBT_ITERATIONS)
         self.hebt_iterations = sorted(int(n) for n in ns if int(n) <= self.max_iterations)
-        if HEADLINE_N not in self.hebt_iterations or min(self.hebt_iterations) < 1:
-            raise ValueError(f"hebt_iterations: {list(ns)} must be positive and include {HEADLINE_N}")
-        if not (np.isfinite(sigma) and sigma >= 0):
-            raise ValueError(f"sigma: {sigma!r} must be a number of pixels >= 0")
-        self.sigma = float(sigma)
-        self.outer_radius = as_quantity(outer_radius, "nm", "outer_radius")
-        self.core_radius = as_quantity(core_radius, "nm", "core_radius")
-        self.projector = projector
+
+    def experiment(self) -> Experiment:
+        """The experiment of the paper's dose level."""
+        return phantom_experiment(format_quantity(self.options.solid_angle))
 
     # ----- running -------------------------------------------------------------------------------------------
     def run(self, out: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -228,7 +214,7 @@ class Yuan2020PhantomStudy(Study):
     def _run_level(self, level: str, table: ResultsTable, report: Callable[[str, int, int], None]) -> LevelResult:
         start = time.perf_counter()
         divisor = 1.0 if level == "paper" else self.low_dose_divisor
-        experiment = yuan2020_phantom_experiment(format_quantity(self.solid_angle), divisor)
+        experiment = phantom_experiment(format_quantity(self.solid_angle), divisor)
         factors = plugins.physics("table")().compute(experiment)
         phantom = plugins.phantom("core-shell")(outer_radius=self.outer_radius, core_radius=self.core_radius)
         truth = phantom.generate(experiment)
@@ -254,7 +240,7 @@ class Yuan2020PhantomStudy(Study):
             report(stage, state.iteration, self.max_iterations)
 
         plugins.solver("sirt")(iterations=self.max_iterations, projector=self.projector).solve(
-            filtered.select(list(LINES)), callback=eds_callback
+            filtered.select(list(LINES)), callbacks=eds_callback
         )
 
         hebt_quantifier = plugins.quantifier("hebt")(factors)
@@ -271,7 +257,7 @@ class Yuan2020PhantomStudy(Study):
                 result.hebt[(alpha, state.iteration)] = snapshot
 
             plugins.solver("hebt-sirt")(alpha=alpha, ratios=ratios, iterations=last, projector=self.projector).solve(
-                filtered, callback=hebt_callback
+                filtered, callbacks=hebt_callback
             )
         result.esf = hebt_quantifier.esf(result.headline.raw)
         result.seconds = time.perf_counter() - start

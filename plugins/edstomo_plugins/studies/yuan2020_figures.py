@@ -3,7 +3,9 @@
 matplotlib is an optional dependency (the ``plots`` extra); it is imported only
 here and only when figures are drawn. Figures are built with
 :class:`matplotlib.figure.Figure` directly, so no pyplot state or GUI backend
-is involved.
+is involved. They follow :mod:`edstomo.figures`: maps with a scale bar (or
+axes in nm), sinograms with axes in nm and degrees, one labelled colour bar
+per row of maps whose limits are stated in the row's captions, 150 dpi.
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from edstomo.io import atomic_save_figure
+from edstomo import figures
 from edstomo.study import ResultsTable
 
+from .yuan2020_results import (
+    FIGURE_EDS_N,
+    FIGURE_HEBT_ALPHAS,
+    FIGURE_HEBT_FIXED_ALPHA,
+    FIGURE_HEBT_N,
+    HAADF_ITERATIONS,
+    HEADLINE_ALPHA,
+    HEADLINE_N,
+    LevelResult,
+)
+
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .yuan2020 import LevelResult
 
 _ELEMENTS = ("Ag", "Au")
 _STYLE = {"Ag": "-", "Au": "--"}
-_DPI = 110
 
 
 def require_matplotlib() -> None:
@@ -40,40 +50,51 @@ def require_matplotlib() -> None:
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    return Figure(figsize=(width, height), dpi=figures.DPI, layout="constrained")
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    return atomic_save_figure(figure, path)
-
-
-def _image(axes: Axes, image: np.ndarray, title: str, vmin: float, vmax: float, cmap: str = "viridis") -> Any:
-    shown = axes.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    axes.set_title(title, fontsize=9)
-    axes.set_xticks([])
-    axes.set_yticks([])
-    return shown
+    return figures.save(figure, path)
 
 
 def _map_grid(
-    path: Path, rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], title: str, shared: bool
+    path: Path,
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
+    title: str,
+    shared: bool,
+    pixel_nm: float,
+    quantity: str,
 ) -> Path:
-    """A grid of maps: one row per element, one column per setting; one colour scale per row (or for all)."""
+    """A grid of maps (x–z slices): one row per element, one column per setting.
+
+    ``shared``: one colour scale 0–1 for every row (weight fractions); else each
+    row from its minimum to its maximum. Each row has one colour bar labelled
+    ``"<row> <quantity>"``; the limits are stated in the figure's caption.
+    """
+    from matplotlib.colors import Normalize
+
     columns = max(len(cells) for _, cells in rows)
-    figure = _figure(2.3 * columns + 0.8, 2.3 * len(rows) + 0.4)
+    figure = _figure(2.4 * columns + 1.0, 2.5 * len(rows) + 0.7)
     axes = figure.subplots(len(rows), columns, squeeze=False)
-    everything = np.concatenate([image.ravel() for _, cells in rows for _, image in cells])
+    statements = []
     for r, (label, cells) in enumerate(rows):
-        values = everything if shared else np.concatenate([image.ravel() for _, image in cells])
+        values = np.concatenate([image.ravel() for _, image in cells])
         low, high = (0.0, 1.0) if shared else (float(values.min()), float(values.max()))
+        high = high if high > low else low + 1.0
+        norm = Normalize(vmin=low, vmax=high)
+        statements.append(f"{label} {low:.3g}–{high:.3g}")
         shown = None
         for c, (caption, image) in enumerate(cells):
-            shown = _image(axes[r, c], image, f"{label}, {caption}", low, high)
+            shown = figures.image_panel(
+                axes[r, c], image, pixel_nm, norm=norm, title=f"{label}, {caption}", xlabel="x", ylabel="z"
+            )
         for c in range(len(cells), columns):
             axes[r, c].axis("off")
         if shown is not None:
-            figure.colorbar(shown, ax=axes[r, :].tolist(), shrink=0.8)
+            figures.colour_bar(figure, shown, axes[r, :].tolist(), f"{label} {quantity}", shrink=0.85)
     figure.suptitle(title, fontsize=10)
+    scope = "0–1 for every row" if shared else "each row from its minimum to its maximum"
+    figures.caption(figure, f"colour scales ({scope}): {'; '.join(statements)}; voxel {pixel_nm:.3g} nm")
     return _save(figure, path)
 
 
@@ -132,15 +153,6 @@ def write_figures(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Draw the study's figures for one dose level into ``folder``; returns the paths written."""
-    from .yuan2020 import (
-        FIGURE_EDS_N,
-        FIGURE_HEBT_ALPHAS,
-        FIGURE_HEBT_FIXED_ALPHA,
-        FIGURE_HEBT_N,
-        HAADF_ITERATIONS,
-        HEADLINE_N,
-    )
-
     require_matplotlib()
     folder = Path(folder)
     level = result.level
@@ -153,6 +165,10 @@ def write_figures(
 
     def slice0(array: np.ndarray) -> np.ndarray:
         return array[..., array.shape[-1] // 2]
+
+    pixel = float(result.truth.pixel_size.m_as("nm"))
+    raw_unit = "X_A (arb. units)"
+    fraction = "weight fraction"
 
     def raw_rows(snapshots: Sequence[tuple[str, Any]]) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
         return [
@@ -173,19 +189,27 @@ def write_figures(
             folder / "fig01_phantom.png",
             [(element, [("weight fraction", slice0(truth.fraction(element)))]) for element in _ELEMENTS],
             "Figure 1: phantom weight fractions",
-            shared=True,
+            True,
+            pixel,
+            fraction,
         )
     )
     add(lambda: _sinograms(folder / "fig02_sinograms.png", result))
     eds = [(f"n = {n}", result.eds[n]) for n in FIGURE_EDS_N if n in result.eds]
     if eds:
-        add(lambda: _map_grid(folder / "fig03_eds_maps.png", raw_rows(eds), "Figure 3: EDS-only SIRT maps X_A", False))
+        add(
+            lambda: _map_grid(
+                folder / "fig03_eds_maps.png", raw_rows(eds), "Figure 3: EDS-only SIRT maps X_A", False, pixel, raw_unit
+            )
+        )
         add(
             lambda: _map_grid(
                 folder / "fig05_eds_quantified.png",
                 quantified_rows(eds),
                 "Figure 5: EDS-only quantified weight fractions (eq. 12)",
-                shared=True,
+                True,
+                pixel,
+                fraction,
             )
         )
     eds_criteria = {"level": level, "method": "eds-sirt"}
@@ -216,7 +240,9 @@ def write_figures(
             folder / "fig07_haadf.png",
             [("HAADF", [(f"SIRT n = {HAADF_ITERATIONS}", slice0(result.haadf.channel("HAADF")))])],
             "Figure 7: HAADF-only reconstruction",
-            shared=False,
+            False,
+            pixel,
+            "reconstruction (arb. units)",
         )
     )
     hebt_criteria = {"level": level, "method": "hebt-sirt"}
@@ -244,23 +270,35 @@ def write_figures(
         if (FIGURE_HEBT_FIXED_ALPHA, n) in result.hebt
     ]
     if by_alpha:
-        add(lambda: _map_grid(folder / "fig09_hebt_alpha_maps.png", raw_rows(by_alpha), "Figure 9: HEBT maps", False))
+        add(
+            lambda: _map_grid(
+                folder / "fig09_hebt_alpha_maps.png", raw_rows(by_alpha), "Figure 9: HEBT maps", False, pixel, raw_unit
+            )
+        )
         add(
             lambda: _map_grid(
                 folder / "fig11_hebt_alpha_quantified.png",
                 quantified_rows(by_alpha),
                 "Figure 11: HEBT quantified weight fractions (eq. 18)",
-                shared=True,
+                True,
+                pixel,
+                fraction,
             )
         )
     if by_n:
-        add(lambda: _map_grid(folder / "fig10_hebt_n_maps.png", raw_rows(by_n), "Figure 10: HEBT maps", False))
+        add(
+            lambda: _map_grid(
+                folder / "fig10_hebt_n_maps.png", raw_rows(by_n), "Figure 10: HEBT maps", False, pixel, raw_unit
+            )
+        )
         add(
             lambda: _map_grid(
                 folder / "fig12_hebt_n_quantified.png",
                 quantified_rows(by_n),
                 "Figure 12: HEBT quantified weight fractions (eq. 18)",
-                shared=True,
+                True,
+                pixel,
+                fraction,
             )
         )
     add(
@@ -291,21 +329,29 @@ def _sinograms(path: Path, result: LevelResult) -> Path:
     panels = [("a) HAADF", series.channel("HAADF"))]
     panels += [(f"{'bc'[i]}) {line}", series.channel(line)) for i, line in enumerate(lines)]
     panels += [(f"{'de'[i]}) {line}, Gaussian-filtered", filtered.channel(line)) for i, line in enumerate(lines)]
-    figure = _figure(3.0 * len(panels), 3.2)
+    figure = _figure(3.1 * len(panels), 3.4)
     axes = figure.subplots(1, len(panels))
+    pixel = float(series.pixel_size.m_as("nm"))
+    angles = series.angles.m_as("deg")
+    step = float(np.median(np.diff(angles))) if angles.size > 1 else 1.0
+    # rows are tilts (one pixel per tilt): the extent centres each row on its angle
+    extent = (0.0, series.n_positions * pixel, angles[-1] + step / 2, angles[0] - step / 2)
     for ax, (title, sinogram) in zip(axes, panels):
         image = sinogram[..., sinogram.shape[-1] // 2]
-        shown = ax.imshow(image, aspect="auto", cmap="magma", interpolation="nearest")
+        low, high = float(image.min()), float(image.max())
+        shown = ax.imshow(
+            image, aspect="auto", cmap="magma", interpolation="nearest", extent=extent, vmin=low, vmax=high
+        )
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("beam position")
-        ax.set_ylabel("tilt index")
-        figure.colorbar(shown, ax=ax, shrink=0.8)
-    figure.suptitle(f"Figure 2: sinograms ({result.level} dose)", fontsize=10)
+        ax.set_xlabel("beam position (nm)")
+        ax.set_ylabel("tilt angle (deg)")
+        label = "detected electrons" if title.endswith("HAADF") else "counts"
+        figures.colour_bar(figure, shown, ax, f"{label} ({low:.3g}–{high:.3g})", shrink=0.8)
+    figure.suptitle(f"Figure 2: sinograms of the middle slice ({result.level} dose)", fontsize=10)
     return _save(figure, path)
 
 
 def _esf(path: Path, result: LevelResult) -> Path:
-    from .yuan2020 import HEADLINE_ALPHA, HEADLINE_N
 
     fit = result.esf
     figure = _figure(6.0, 3.8)

@@ -52,22 +52,27 @@ See ``docs/projector.md`` for the formulas and the mapping to ASTRA.
 from __future__ import annotations
 
 import math
-from functools import cached_property
+from collections.abc import Sequence
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import backend, kernels
+from .. import backend
+from ..errors import InputError
+from . import kernels
+from .base import LinearOperator
+from .blocks import Identity
 
-__all__ = ["KERNELS", "MODELS", "ParallelBeamProjector"]
+__all__ = ["KERNELS", "MODELS", "ParallelBeamProjector", "projector_for"]
 
 MODELS: tuple[str, ...] = ("strip", "joseph")
 """Names of the available projection models."""
 
 KERNELS: tuple[str, ...] = ("auto", "numba", "scipy")
-"""Product implementations: compiled multithreaded (``"numba"``, see :mod:`edstomo.kernels`),
+"""Product implementations: compiled multithreaded (``"numba"``, see :mod:`edstomo.operators.kernels`),
 ``scipy.sparse`` (``"scipy"``), or numba when installed else scipy (``"auto"``)."""
 
 _SNAP = 1e-12
@@ -84,21 +89,21 @@ def _as_angles(angles: Any) -> np.ndarray:
     try:
         arr = np.atleast_1d(np.asarray(angles, dtype=np.float64))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"angles must be real numbers in radians, got {angles!r}") from exc
+        raise InputError(f"angles must be real numbers in radians, got {angles!r}") from exc
     if arr.ndim != 1:
-        raise ValueError(f"angles must be a 1-D array of radians, got an array of shape {arr.shape}")
+        raise InputError(f"angles must be a 1-D array of radians, got an array of shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("angles must contain at least one tilt angle, got an empty array")
+        raise InputError("angles must contain at least one tilt angle, got an empty array")
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)]
-        raise ValueError(f"angles must be finite, got non-finite value(s) {bad.tolist()}")
+        raise InputError(f"angles must be finite, got non-finite value(s) {bad.tolist()}")
     return arr
 
 
 def _positive_int(value: Any, name: str) -> int:
     """Return ``value`` as a positive ``int`` or raise a ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -213,8 +218,8 @@ def _joseph_entries(theta: float, nz: int, nx: int, n_det: int, d: float) -> tup
 _ENTRIES = {"strip": _strip_entries, "joseph": _joseph_entries}
 
 
-class ParallelBeamProjector:
-    """Parallel-beam projector about one tilt axis, shared by all slices.
+class ParallelBeamProjector(LinearOperator):
+    """Parallel-beam projector about one tilt axis, shared by all slices (a :class:`LinearOperator`).
 
     Parameters
     ----------
@@ -234,14 +239,14 @@ class ParallelBeamProjector:
     kernel : {"auto", "numba", "scipy"}, optional
         Implementation of the products on NumPy arrays (see :data:`KERNELS`);
         default ``"auto"``: the compiled multithreaded kernels of
-        :mod:`edstomo.kernels` when numba is installed, else ``scipy.sparse``.
+        :mod:`edstomo.operators.kernels` when numba is installed, else ``scipy.sparse``.
         CuPy inputs always use ``cupyx.scipy.sparse`` on their GPU.
 
     Attributes
     ----------
     angles : ndarray
         Tilt angles in radians, float64.
-    shape : tuple of int
+    slice_shape : tuple of int
         ``(nz, nx)``.
     n_det : int
         Number of detector bins.
@@ -275,30 +280,31 @@ class ParallelBeamProjector:
     ) -> None:
         self.angles = _as_angles(angles)
         if not isinstance(shape, (tuple, list)) or len(shape) != 2:
-            raise ValueError(f"shape must be a pair (nz, nx) of positive integers, got {shape!r}")
+            raise InputError(f"shape must be a pair (nz, nx) of positive integers, got {shape!r}")
         nz, nx = (_positive_int(n, "shape") for n in shape)
-        self.shape: tuple[int, int] = (nz, nx)
+        self.slice_shape: tuple[int, int] = (nz, nx)
         self.n_det = nx if n_det is None else _positive_int(n_det, "n_det")
+        super().__init__((nz, nx), (len(self.angles), self.n_det))
         try:
             spacing = float(det_spacing)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}") from exc
+            raise InputError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}") from exc
         if not (np.isfinite(spacing) and spacing > 0.0):
-            raise ValueError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}")
+            raise InputError(f"det_spacing must be a positive number of pixels, got {det_spacing!r}")
         self.det_spacing = spacing
         if not isinstance(model, str) or model.lower() not in MODELS:
-            raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+            raise InputError(f"model must be one of {list(MODELS)}, got {model!r}")
         self.model = model.lower()
         try:
             self.dtype = np.dtype(dtype)
         except TypeError as exc:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if not isinstance(kernel, str) or kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
+            raise InputError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
         if kernel == "numba" and not kernels.HAVE_NUMBA:
-            raise ValueError("kernel 'numba' needs numba, which is not installed (pip install 'edstomo[speed]')")
+            raise InputError("kernel 'numba' needs numba, which is not installed (pip install 'edstomo[speed]')")
         self.kernel = "scipy" if kernel == "scipy" or not kernels.HAVE_NUMBA else "numba"
         self._device_matrix: Any = None
         self._build()
@@ -314,7 +320,7 @@ class ParallelBeamProjector:
         in memory at any time.  Within a pixel row the bins increase (sorted
         indices); no (bin, pixel) pair occurs twice.
         """
-        nz, nx = self.shape
+        nz, nx = self.slice_shape
         n_rows, n_cols = self.n_angles * self.n_det, nz * nx
 
         def entries(a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -345,8 +351,8 @@ class ParallelBeamProjector:
             indices[slots] = bins[order]
             data[slots] = w[order]
             free += np.bincount(pixel, minlength=n_cols)
-        self._row_sums = row_sums.astype(self.dtype)
-        self._col_sums = col_sums.astype(self.dtype)
+        self._row_sums = row_sums
+        self._col_sums = col_sums
         self._matrix_t = sp.csr_array((data, indices, indptr), shape=(n_cols, n_rows))
         self._matrix_t.has_sorted_indices = True
         # W in CSC format is a view of the same arrays: the forward product scatters
@@ -370,16 +376,6 @@ class ParallelBeamProjector:
         """Number of tilt angles."""
         return len(self.angles)
 
-    @property
-    def domain_shape(self) -> tuple[int, int]:
-        """Shape ``(nz, nx)`` of one slice (the leading axes of a volume)."""
-        return self.shape
-
-    @property
-    def range_shape(self) -> tuple[int, int]:
-        """Shape ``(n_angles, n_det)`` of one sinogram (the leading axes of the data)."""
-        return (self.n_angles, self.n_det)
-
     @cached_property
     def matrix(self) -> sp.csr_array:
         """The system matrix W as CSR, shape ``(n_angles*n_det, nz*nx)``, entries in pixels.
@@ -389,11 +385,9 @@ class ParallelBeamProjector:
         return self._matrix_t.T.tocsr()
 
     @property
-    def T(self) -> _AdjointProjector:
-        """The adjoint Wᵀ as an operator (``proj.T @ y == proj.adjoint(y)``)."""
-        return _AdjointProjector(self)
-
-    H = T
+    def matrix_t(self) -> sp.csr_array:
+        """Wᵀ as CSR, shape ``(nz*nx, n_angles*n_det)``: the stored (pixel-major) form."""
+        return self._matrix_t
 
     # ----------------------------------------------------------- operations
     def forward(self, volume: ArrayLike) -> np.ndarray:
@@ -409,8 +403,7 @@ class ParallelBeamProjector:
         ndarray, shape ``(n_angles, n_det, *batch)``
             Line integrals, in (value × pixel length).
         """
-        x2d, batch = self._to_2d(volume, self.domain_shape, "volume", "(nz, nx, *batch)")
-        return self._matvec(x2d).reshape(self.range_shape + batch)
+        return self._forward(volume)
 
     def adjoint(self, sinogram: ArrayLike) -> np.ndarray:
         """Back-project a sinogram: ``Wᵀ y``.
@@ -425,18 +418,35 @@ class ParallelBeamProjector:
         ndarray, shape ``(nz, nx, *batch)``
             Back-projection (value × pixel length).
         """
+        return self._adjoint(sinogram)
+
+    def _forward(self, volume: ArrayLike) -> Any:
+        x2d, batch = self._to_2d(volume, self.domain_shape, "volume", "(nz, nx, *batch)")
+        return self._matvec(x2d).reshape(self.range_shape + batch)
+
+    def _adjoint(self, sinogram: ArrayLike) -> Any:
         y2d, batch = self._to_2d(sinogram, self.range_shape, "sinogram", "(n_angles, n_det, *batch)")
         return self._rmatvec(y2d).reshape(self.domain_shape + batch)
 
-    def __matmul__(self, volume: ArrayLike) -> np.ndarray:
-        return self.forward(volume)
+    def projector_factorization(self) -> tuple[LinearOperator, ParallelBeamProjector]:
+        """``(I, W)``: the projector is its own factor (solvers use :meth:`update`)."""
+        return Identity(self.range_shape), self
+
+    def subset(self, angles: Sequence[int]) -> ParallelBeamProjector:
+        """The projector of the tilt angles at indices ``angles`` (same slice, model, dtype; cached)."""
+        index = np.asarray(angles, dtype=np.int64)
+        if index.ndim != 1 or index.size == 0 or index.min() < 0 or index.max() >= self.n_angles:
+            raise InputError(f"angles: {angles!r} must be a non-empty list of indices below {self.n_angles}")
+        return projector_for(
+            self.angles[index], self.slice_shape, self.model, self.dtype.name, self.n_det, self.det_spacing
+        )
 
     def update(self, volume: Any, residual: Any, scale: Any, *, nonnegative: bool = True, project: bool = True) -> Any:
         """One SIRT-family step in place, ``x ← P(x + s ⊙ Wᵀ u)``, then ``W x`` of the new estimate.
 
         With the compiled kernels the back projection, the update and the clip
         are one pass over the pixels that never stores the back projection
-        (:meth:`edstomo.kernels.CompiledCSR.update`), followed by the forward
+        (:meth:`edstomo.operators.kernels.CompiledCSR.update`), followed by the forward
         projection; the other paths (scipy, CuPy) run the same steps one after
         the other.
 
@@ -471,7 +481,7 @@ class ParallelBeamProjector:
             or volume.ndim < 2
             or tuple(volume.shape[:2]) != lead
         ):
-            raise ValueError(
+            raise InputError(
                 f"volume must be a C-contiguous {self.dtype.name} array of shape (nz, nx, *batch) with leading "
                 f"axes {lead} (it is updated in place), got "
                 f"{type(volume).__name__} {getattr(volume, 'dtype', '')} of shape {getattr(volume, 'shape', None)}"
@@ -480,12 +490,12 @@ class ParallelBeamProjector:
         x2d = volume.reshape(n, math.prod(batch))
         u2d, u_batch = self._to_2d(residual, self.range_shape, "residual", "(n_angles, n_det, *batch)")
         if u_batch != batch:
-            raise ValueError(f"residual has batch axes {u_batch}, expected the volume's {batch}")
+            raise InputError(f"residual has batch axes {u_batch}, expected the volume's {batch}")
         if backend.is_gpu_array(x2d) != backend.is_gpu_array(u2d):
-            raise ValueError("residual and volume must be on the same device (both NumPy or both CuPy)")
+            raise InputError("residual and volume must be on the same device (both NumPy or both CuPy)")
         steps = backend.contiguous(scale, self.dtype)
         if math.prod(steps.shape) != n:
-            raise ValueError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
+            raise InputError(f"scale has shape {tuple(steps.shape)}, expected {n} values, one per pixel of {lead}")
         steps = steps.reshape(n)
         if self._compiled is not None and not backend.is_gpu_array(x2d):
             self._compiled.update(u2d, x2d, steps, clip=bool(nonnegative))
@@ -499,23 +509,25 @@ class ParallelBeamProjector:
         projection = self._matvec(x2d) if project else None
         return None if projection is None else projection.reshape(self.range_shape + batch)
 
-    def row_sums(self) -> np.ndarray:
-        """Sums of W over pixels, ``Σ_j w_ij``, shape ``(n_angles*n_det,)``, in pixels.
+    def row_sums(self, xp: Any = None, dtype: Any = None) -> Any:
+        """Sums of W over pixels, ``Σ_j w_ij``, shape ``range_shape`` = ``(n_angles, n_det)``, in pixels.
 
-        Reshape with ``range_shape`` to get one value per angle and bin.
+        Computed exactly (float64) when the matrix is built; returned in ``dtype``
+        (default: the projector's) in the namespace ``xp`` (default NumPy).
         """
-        return self._row_sums.copy()
+        return self._sums(self._row_sums, self.range_shape, xp, dtype)
 
-    def col_sums(self) -> np.ndarray:
-        """Sums of W over detector bins, ``Σ_i w_ij``, shape ``(nz*nx,)``, in pixels.
+    def col_sums(self, xp: Any = None, dtype: Any = None) -> Any:
+        """Sums of W over detector bins, ``Σ_i w_ij``, shape ``domain_shape`` = ``(nz, nx)``, in pixels."""
+        return self._sums(self._col_sums, self.domain_shape, xp, dtype)
 
-        Reshape with ``domain_shape`` to get one value per pixel.
-        """
-        return self._col_sums.copy()
+    def _sums(self, sums: np.ndarray, shape: tuple[int, ...], xp: Any, dtype: Any) -> Any:
+        values = np.array(sums.reshape(shape), dtype=dtype or self.dtype)
+        return values if xp is None else xp.asarray(values)
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(n_angles={self.n_angles}, shape={self.shape}, n_det={self.n_det}, "
+            f"{type(self).__name__}(n_angles={self.n_angles}, shape={self.slice_shape}, n_det={self.n_det}, "
             f"det_spacing={self.det_spacing}, model={self.model!r}, dtype={self.dtype.name!r}, kernel={self.kernel!r})"
         )
 
@@ -527,7 +539,7 @@ class ParallelBeamProjector:
         """
         arr = backend.contiguous(array, self.dtype)
         if arr.ndim < 2 or tuple(arr.shape[:2]) != lead:
-            raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {layout} with leading axes {lead}")
+            raise InputError(f"{name} has shape {tuple(arr.shape)}, expected {layout} with leading axes {lead}")
         batch = tuple(arr.shape[2:])
         return arr.reshape(lead[0] * lead[1], math.prod(batch)), batch
 
@@ -561,44 +573,40 @@ class ParallelBeamProjector:
         return self._matrix_t @ y2d
 
 
-class _AdjointProjector:
-    """The adjoint view Wᵀ of a :class:`ParallelBeamProjector` (from ``.T`` / ``.H``)."""
+@lru_cache(maxsize=16)
+def _cached_projector(
+    angles: tuple[float, ...], shape: tuple[int, int], model: str, dtype: str, n_det: int | None, det_spacing: float
+) -> ParallelBeamProjector:
+    return ParallelBeamProjector(np.asarray(angles), shape, n_det, det_spacing, model=model, dtype=dtype)
 
-    def __init__(self, parent: ParallelBeamProjector) -> None:
-        self._parent = parent
 
-    @property
-    def domain_shape(self) -> tuple[int, int]:
-        """Shape ``(n_angles, n_det)`` of the input (a sinogram)."""
-        return self._parent.range_shape
+def projector_for(
+    angles_rad: Sequence[float],
+    shape: tuple[int, int],
+    model: str = "strip",
+    dtype: str = "float32",
+    n_det: int | None = None,
+    det_spacing: float = 1.0,
+) -> ParallelBeamProjector:
+    """The projector of a geometry, built once and reused (the 16 most recent are kept).
 
-    @property
-    def range_shape(self) -> tuple[int, int]:
-        """Shape ``(nz, nx)`` of the output (a slice)."""
-        return self._parent.domain_shape
+    Parameters
+    ----------
+    angles_rad : sequence of float
+        Tilt angles in radians.
+    shape : (int, int)
+        Slice shape ``(nz, nx)`` in pixels.
+    model : {"strip", "joseph"}
+        Projection model.
+    dtype : {"float32", "float64"}
+        Arithmetic type of the projector.
+    n_det, det_spacing
+        Detector bins and their width in pixels (default: ``nx`` bins of 1 pixel).
 
-    @property
-    def matrix(self) -> sp.csr_array:
-        """Wᵀ as CSR, shape ``(nz*nx, n_angles*n_det)``."""
-        return self._parent._matrix_t
-
-    @property
-    def T(self) -> ParallelBeamProjector:
-        """The original projector."""
-        return self._parent
-
-    H = T
-
-    def forward(self, sinogram: ArrayLike) -> np.ndarray:
-        """``Wᵀ y`` (see :meth:`ParallelBeamProjector.adjoint`)."""
-        return self._parent.adjoint(sinogram)
-
-    def adjoint(self, volume: ArrayLike) -> np.ndarray:
-        """``W x`` (see :meth:`ParallelBeamProjector.forward`)."""
-        return self._parent.forward(volume)
-
-    def __matmul__(self, sinogram: ArrayLike) -> np.ndarray:
-        return self._parent.adjoint(sinogram)
-
-    def __repr__(self) -> str:
-        return f"{self._parent!r}.T"
+    Returns
+    -------
+    ParallelBeamProjector
+        A shared instance; callers must not modify it.
+    """
+    key = tuple(float(a) for a in np.asarray(angles_rad, dtype=np.float64).ravel())
+    return _cached_projector(key, tuple(int(n) for n in shape), model, str(dtype), n_det, float(det_spacing))

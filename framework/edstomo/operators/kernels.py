@@ -2,7 +2,7 @@
 
 The projector stores one CSR matrix ``A`` of shape ``(N, M)``: ``A = Wᵀ``, one
 row per pixel, one column per detector bin and angle, column indices sorted
-within each row (see :mod:`edstomo.projector`).  Dense operands are C-ordered
+within each row (see :mod:`edstomo.operators.projector`).  Dense operands are C-ordered
 ``(rows, batch)`` arrays whose batch axis (slices × channels) is contiguous, so
 every non-zero ``a_pk`` updates one contiguous row of ``batch`` values: the
 inner loops are vectorised by LLVM and the matrix is read once per product.

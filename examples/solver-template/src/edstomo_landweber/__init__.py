@@ -1,0 +1,1 @@
+"""A template edstomo solver plugin: the projected Landweber iteration."""

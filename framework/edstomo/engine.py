@@ -1,0 +1,342 @@
+"""The solver engine: what every reconstruction solver shares, so that a plugin only builds its algorithm.
+
+A solver plugin subclasses :class:`ReconstructionSolver`, declares its options
+(a subclass of :class:`SolverOptions` or :class:`IterativeOptions`) and its
+capabilities, and writes one method, :meth:`ReconstructionSolver.build`, that
+turns a :class:`Problem` into an :class:`~edstomo.algorithms.Algorithm`::
+
+    class Landweber(ReconstructionSolver):
+        name = "landweber"
+        class Options(IterativeOptions):
+            step: float = Field(1.0, gt=0, description="step as a fraction of 1/‖W‖²")
+        def build(self, problem):
+            return MyLandweber(problem.projector, problem.data, problem.initial, ...)
+
+The engine owns everything else: option validation, channel selection and
+checks against the solver's ``requires``, the three array layouts, the initial
+estimate, non-negativity as an option, the device (NumPy on the CPU, CuPy on a
+GPU), the cached projector, progress and callbacks, the provenance step and
+the :class:`~edstomo.data.Volume` it returns (with ``factor`` = ``produces``).
+
+Array layouts
+-------------
+* :class:`~edstomo.data.TiltSeries`: ``(channels, tilts, positions, slices)``;
+* solver layout (what algorithms see): data ``(tilts, positions, channels, slices)``
+  and estimates ``(nz, nx, channels, slices)`` — channels and slices are the
+  projector's trailing batch axes, so one sparse product handles all of them;
+* :class:`~edstomo.data.Volume`: ``(channels, nz, nx, slices)``; callbacks see
+  the estimate in this layout (a view).
+
+Batch columns are independent: an algorithm must not combine numbers across
+slices (nor across channels unless its operator couples them, as HEBT's does),
+so that a series solved in chunks of slices gives the same maps as a whole
+(checked by :func:`edstomo.testing.check_solver`).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from . import backend, provenance, resources
+from .algorithms import Algorithm, ProgressBar, ProgressFunction, as_callbacks
+from .data import HAADF, TiltSeries, Volume
+from .errors import InputError
+from .interfaces import Solver
+from .operators import ParallelBeamProjector, projector_for
+from .options import PluginOptions
+
+__all__ = ["DEVICES", "IterativeOptions", "Problem", "ReconstructionSolver", "SolverOptions", "stacked_sinograms"]
+
+#: Devices a solver can run on: NumPy on the CPU, CuPy on a CUDA GPU, or the GPU when there is one.
+DEVICES: tuple[str, ...] = ("cpu", "gpu", "auto")
+
+#: Most iterations any solver accepts without being told that a huge count is meant (``--allow-large``).
+MAX_ITERATIONS = resources.MAX_ITERATIONS
+
+
+class SolverOptions(PluginOptions):
+    """Options every reconstruction solver has."""
+
+    channels: list[str] | None = Field(None, description="channels to reconstruct (default: every EDS line)")
+    projector: Literal["strip", "joseph"] = Field("strip", description="projection model of W")
+    nonnegativity: bool = Field(True, description="keep every voxel >= 0")
+    dtype: Literal["float32", "float64"] = Field("float32", description="arithmetic type")
+    device: Literal["cpu", "gpu", "auto"] = Field(
+        "cpu", description="'cpu' (NumPy), 'gpu' (CuPy), or 'auto' (the GPU when there is one)"
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, channels: list[str] | None) -> list[str] | None:
+        if channels is not None and (not channels or len(set(channels)) != len(channels)):
+            raise ValueError(f"channels: {channels} must be a non-empty list of distinct channel names")
+        return channels
+
+
+class IterativeOptions(SolverOptions):
+    """Options of iterative solvers."""
+
+    iterations: int = Field(100, ge=0, description=f"number of iterations n (above {MAX_ITERATIONS}: --allow-large)")
+
+    @field_validator("iterations")
+    @classmethod
+    def _not_absurd(cls, value: int) -> int:
+        resources.check_iterations(value)  # lifted by --allow-large / EDSTOMO_ALLOW_LARGE
+        return value
+
+
+def stacked_sinograms(data: TiltSeries, channels: list[str], xp: Any, dtype: str) -> Any:
+    """The sinograms of ``channels`` as one C-ordered array ``(tilts, positions, channels, slices)``."""
+    sinograms = xp.zeros((data.n_tilts, data.n_positions, len(channels), data.n_slices), dtype=getattr(xp, dtype))
+    for k, channel in enumerate(channels):
+        sinograms[:, :, k, :] = xp.asarray(data.channel(channel), dtype=getattr(xp, dtype))
+    return sinograms
+
+
+@dataclass
+class Problem:
+    """Everything an algorithm needs, in the solver layout, on the solver's device.
+
+    Attributes
+    ----------
+    series : TiltSeries
+        The tilt series being solved.
+    channels : list of str
+        The channels reconstructed, in order.
+    projector : ParallelBeamProjector
+        W for the series' angles and slice shape (cached; do not modify).
+    xp : module
+        Array namespace of the device.
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    data : array, shape ``(tilts, positions, channels, slices)``
+        The sinograms of ``channels``.
+    initial : array, shape ``(nz, nx, channels, slices)``
+        The starting estimate (C-contiguous; algorithms update it in place).
+    nonnegative : bool
+        Whether the maps must stay >= 0.
+    """
+
+    series: TiltSeries
+    channels: list[str]
+    projector: ParallelBeamProjector
+    xp: Any
+    dtype: str
+    data: Any
+    initial: Any
+    nonnegative: bool
+
+    def sinograms(self, channels: list[str]) -> Any:
+        """Sinograms of any channels of the series (e.g. the HAADF), shape ``(tilts, positions, k, slices)``."""
+        return stacked_sinograms(self.series, channels, self.xp, self.dtype)
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """``(nz, nx)`` of one reconstructed slice."""
+        return self.projector.slice_shape
+
+
+class ReconstructionSolver(Solver):
+    """Base of the solvers on the engine: a plugin writes :meth:`build`; :meth:`solve` does the rest.
+
+    Optional hooks: :meth:`default_channels`, :meth:`check`, :meth:`describe`,
+    :meth:`record` and :meth:`finish` (a last touch to the estimate).
+    """
+
+    Options = SolverOptions
+
+    # ------------------------------------------------------------ contract
+    @abstractmethod
+    def build(self, problem: Problem) -> Algorithm:
+        """The algorithm for this problem; its estimate ``x`` must be ``problem.initial`` (updated in place)
+        or another array of the same shape and layout."""
+
+    def default_channels(self, data: TiltSeries) -> list[str]:
+        """The channels reconstructed when the user names none: every EDS line."""
+        if not data.lines:
+            raise InputError(
+                f"channels: the tilt series has no EDS line (channels {data.channels}); "
+                f"give channels=[{HAADF!r}] to reconstruct the HAADF signal"
+            )
+        return data.lines
+
+    def check(self, data: TiltSeries, channels: list[str]) -> None:
+        """Raise InputError when ``channels`` of ``data`` cannot be solved (default: the ``requires`` check)."""
+        if "haadf" in self.requires and not data.has_haadf:
+            raise InputError(
+                f"data: {self.label()} needs a {HAADF!r} channel; the tilt series has channels {data.channels}"
+            )
+        if "haadf" in self.requires and HAADF in channels:
+            raise InputError(f"channels: {channels} must be EDS lines only; {HAADF!r} is a data term of {self.label()}")
+
+    def describe(self, channels: list[str]) -> tuple[str, str]:
+        """``(quantity, unit)`` of the reconstructed maps."""
+        if HAADF in channels:
+            return (
+                ("HAADF reconstruction per pixel length", "electrons/pixel")
+                if channels == [HAADF]
+                else (
+                    "per-channel reconstruction per pixel length",
+                    "data units/pixel",
+                )
+            )
+        if self.produces == "z_A":
+            return "X^b_A = D_H N_A z_A C_A rho (eq. 17) per pixel length, HAADF scale", "electrons/pixel"
+        return "X_A = n f_A C_A rho (eq. 11) per pixel length", "counts/pixel"
+
+    def record(self) -> dict[str, Any]:
+        """Extra provenance known only after :meth:`build` (e.g. fitted values); default none."""
+        return {}
+
+    def finish(self, algorithm: Algorithm, problem: Problem) -> None:
+        """A last touch to ``algorithm.x`` after the run (default: nothing)."""
+
+    # ------------------------------------------------------------------ run
+    def solve(
+        self,
+        data: TiltSeries,
+        *,
+        initial: Any = None,
+        callbacks: Any = None,
+        progress: Any = None,
+    ) -> Volume:
+        """Reconstruct the selected channels of ``data``.
+
+        Parameters
+        ----------
+        data : TiltSeries
+            Sinograms (channels, tilts, positions, slices).
+        initial : None, float, ndarray or Volume, optional
+            Starting estimate: zeros (None), a constant, or maps of shape
+            ``(channels, nz, nx, slices)`` (a Volume must have the same channels,
+            e.g. a checkpoint).
+        callbacks : Callback, callable or list, optional
+            See :meth:`edstomo.algorithms.Algorithm.run`; the state's
+            ``estimate`` is in the Volume layout and ``state.volume()`` gives a Volume.
+        progress : bool, str or callable, optional
+            ``True`` or a label: a progress bar (:class:`~edstomo.algorithms.ProgressBar`);
+            a callable: ``progress(done, planned)`` after every iteration.
+
+        Returns
+        -------
+        Volume
+            Maps of shape ``(channels, positions, positions, slices)`` with a
+            provenance step naming the solver, its options, the iterations run
+            and why the run stopped.
+        """
+        if not isinstance(data, TiltSeries):
+            raise InputError(f"data: expected a TiltSeries, got {type(data).__name__}")
+        channels = list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
+        if len(set(channels)) != len(channels) or not channels:
+            raise InputError(f"channels: {channels} must be a non-empty list of distinct channel names")
+        missing = [c for c in channels if c not in data.channels]
+        if missing:
+            raise InputError(f"channels: {missing} not in the tilt series; its channels are {data.channels}")
+        self.check(data, channels)
+        if data.n_positions < 1 or data.n_slices < 1:
+            raise InputError(f"data: shape {data.shape} has no positions or no slices")
+
+        resources.check_memory(
+            resources.solve_bytes(
+                len(channels), data.n_tilts, data.n_positions, data.n_slices,
+                itemsize=np.dtype(self.options.dtype).itemsize,
+            ),
+            f"solve: {self.name} of {len(channels)} channels, {data.n_tilts} tilts, {data.n_positions} positions, "
+            f"{data.n_slices} slices",
+        )  # fmt: skip
+        device = self._device()
+        xp = backend.namespace_for(device)
+        shape = (data.n_positions, data.n_positions)
+        projector = projector_for(data.angles.m_as("rad"), shape, self.options.projector, self.options.dtype)
+        problem = Problem(
+            series=data,
+            channels=channels,
+            projector=projector,
+            xp=xp,
+            dtype=self.options.dtype,
+            data=stacked_sinograms(data, channels, xp, self.options.dtype),
+            initial=self._initial(initial, channels, shape, data.n_slices, xp),
+            nonnegative=self.options.nonnegativity,
+        )
+        algorithm = self.build(problem)
+        algorithm.labels = list(channels)
+        algorithm.view = lambda x: xp.permute_dims(x, (2, 0, 1, 3))
+        algorithm.to_volume = lambda x: self._volume(x, data, channels, algorithm, device)
+        hooks = as_callbacks(callbacks)
+        if progress is True or isinstance(progress, str):
+            hooks.append(ProgressBar(progress if isinstance(progress, str) else self.name))
+        elif callable(progress):
+            hooks.append(ProgressFunction(progress))
+        elif progress not in (None, False):
+            raise InputError(f"progress: expected True, a label, False or a callable (done, planned), got {progress!r}")
+        algorithm.run(callbacks=hooks)
+        self.finish(algorithm, problem)
+        return self._volume(algorithm.x, data, channels, algorithm, device)
+
+    def _device(self) -> str:
+        device = self.options.device
+        if device == "auto":
+            return "gpu" if backend.gpu_available() else "cpu"
+        if device == "gpu" and not backend.gpu_available():
+            raise InputError(
+                f"device: {self.label()} asked for 'gpu', but CuPy with a CUDA GPU is not available; "
+                "use device='cpu' or 'auto'"
+            )
+        return device
+
+    def _volume(self, x: Any, data: TiltSeries, channels: list[str], algorithm: Algorithm, device: str) -> Volume:
+        quantity, unit = self.describe(channels)
+        parameters = {
+            **self.parameters(),
+            "channels": list(channels),
+            "device_used": device,
+            "iterations_run": algorithm.iteration,
+            "stop_reason": algorithm.stop_reason,
+            **self.record(),
+        }
+        record = provenance.step("reconstruct", self.name, **parameters)
+        return Volume(
+            data=np.ascontiguousarray(np.moveaxis(backend.to_numpy(x), 2, 0)),
+            channels=list(channels),
+            pixel_size=data.pixel_size,
+            quantity=quantity,
+            unit=unit,
+            experiment=data.experiment,
+            provenance=[*data.provenance, record],
+            factor=None if HAADF in channels else self.produces,
+        )
+
+    def _initial(self, initial: Any, channels: list[str], shape: tuple[int, int], slices: int, xp: Any) -> Any:
+        """The starting estimate, shape (nz, nx, channels, slices), C-ordered, in the solver's dtype."""
+        full = (*shape, len(channels), slices)
+        dtype = getattr(xp, self.options.dtype)
+        if initial is None:
+            return xp.zeros(full, dtype=dtype)
+        if isinstance(initial, (int, float)) and not isinstance(initial, bool):
+            if not np.isfinite(initial):
+                raise InputError(f"initial: {initial!r} must be finite")
+            return xp.full(full, initial, dtype=dtype)
+        if isinstance(initial, Volume):
+            if initial.channels != list(channels):
+                raise InputError(
+                    f"initial: volume channels {initial.channels} differ from the reconstructed {channels}"
+                )
+            maps = initial.data
+        elif hasattr(initial, "shape"):
+            maps = initial
+        else:
+            raise InputError(f"initial: expected None, a number, an array or a Volume, got {type(initial).__name__}")
+        expected = (len(channels), *shape, slices)
+        if tuple(maps.shape) != expected:
+            raise InputError(f"initial: shape {tuple(maps.shape)} differs from (channels, nz, nx, slices) = {expected}")
+        maps = xp.asarray(maps, dtype=dtype)
+        if not bool(xp.all(xp.isfinite(maps))):
+            raise InputError("initial: contains NaN or infinite values")
+        estimate = xp.zeros(full, dtype=dtype)
+        estimate[...] = xp.permute_dims(maps, (1, 2, 0, 3))
+        return estimate
