@@ -310,21 +310,10 @@ def read_tilt_file(
     if isinstance(rebin, bool) or not isinstance(rebin, (int, np.integer)) or rebin < 1:
         raise InputError(f"rebin: {rebin!r} must be an integer >= 1 (pixels per block side)")
     signals = _read(path, cutoff_at_kV)
+    reduction = {"rebin": int(rebin), "crop": crop, "haadf_title": haadf_title, "background": background}
+    maps = {"integration_width": integration_width, "background_windows": background_windows, "elements": elements}
     try:
-        return _tilts_of(
-            path,
-            signals,
-            lines,
-            rebin=int(rebin),
-            crop=crop,
-            haadf_title=haadf_title,
-            background=background,
-            integration_width=integration_width,
-            background_windows=background_windows,
-            elements=elements,
-            smooth=smooth,
-            intensities=intensities,
-        )
+        return _tilts_of(path, signals, lines, **reduction, **maps, smooth=smooth, intensities=intensities)
     except EdstomoError:
         raise
     except Exception as error:  # data read lazily fails here when the file is damaged
