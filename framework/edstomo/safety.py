@@ -152,6 +152,7 @@ def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv:
     launcher (:mod:`edstomo_entry`).
     """
     previous_hook = sys.unraisablehook
+    allow_large = os.environ.get(resources.ALLOW_ENV)
 
     def unraisable(info: Any) -> None:  # an interrupt inside a finaliser is handled by the flag, not shown
         if issubclass(info.exc_type, KeyboardInterrupt) and outputs.interrupted() is not None:
@@ -169,6 +170,10 @@ def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv:
             return _run(args.command, args.func, args)
         finally:
             sys.unraisablehook = previous_hook
+            if allow_large is None:  # --allow-large holds for this command only
+                os.environ.pop(resources.ALLOW_ENV, None)
+            else:
+                os.environ[resources.ALLOW_ENV] = allow_large
 
 
 def _interrupted(prefix: str) -> int:
