@@ -1,4 +1,4 @@
-"""Study ``absorption``: a thick silicate particle, simulated with X-ray absorption, quantified without and with correction.
+"""Study ``absorption``: a thick silicate particle, simulated with X-ray absorption, quantified, corrected or not.
 
 The phantom (``shapes``) is a 600-nm olivine sphere: an Fe-poor shell (Fo90,
 (Mg0.9Fe0.1)2SiO4, 3.35 g/cm³) around an Fe-rich core of 300 nm (Fo50,
