@@ -170,7 +170,7 @@ def test_correction_recovers_the_fractions_of_an_absorbing_particle():
 
     assert error(result.uncorrected) > 0.03  # three wt% of O lost in the core
     assert error(result.composition) < 0.5 * error(result.uncorrected)
-    assert result.history and result.composition.provenance[-1]["action"] == "absorption"
+    assert result.history and result.composition.provenance[-1]["action"] == "absorption-correction"
     assert correction.couples_slices
 
 

@@ -374,7 +374,7 @@ class AbsorptionCorrection:
         factors : ndarray
             The per-line factors g_A of the maps (f_A or z_A, b·mol/g), for ``density="maps"``.
         progress : callable, optional
-            ``progress("absorption", done, total)``.
+            ``progress("absorption-correction", done, total)``.
         """
         missing = [line for line in self.model.lines if line not in series.channels]
         if missing:
@@ -398,12 +398,12 @@ class AbsorptionCorrection:
             )
             previous = means
             if progress is not None:
-                progress("absorption", iteration, self.max_iterations)
+                progress("absorption-correction", iteration, self.max_iterations)
             if change < self.tolerance:
                 result.converged = True
                 break
         record = provenance.step(
-            "absorption",
+            "absorption-correction",
             "edstomo.absorption",
             model=self.model.describe(),
             density=self.density if isinstance(self.density, (str, float)) else "map",
