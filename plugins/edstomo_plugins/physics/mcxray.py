@@ -226,8 +226,11 @@ class MCXRayPhysics(PhysicsModel):
         if isinstance(self._efficiency, float):
             return self._efficiency, "constant (efficiency option)"
         epsilon = self._layered(self._efficiency, line)
+        transitions = self.relaxation_sources[self.options.yields].transition_weights(
+            line.z, line.shell, line.transitions
+        )
         return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
-            "+".join(weights)
+            "+".join(transitions)
         )
 
     def _layered(self, model: LayeredDetector, line: XrayLine) -> float:
