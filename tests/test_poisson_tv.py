@@ -348,6 +348,17 @@ def test_bad_options_name_the_option(cls, option: str, value) -> None:
         cls(**{option: value})
 
 
+def test_iteration_limit_is_the_engine_s(monkeypatch) -> None:
+    """More than MAX_ITERATIONS PDHG iterations need --allow-large (EDSTOMO_ALLOW_LARGE), as for every solver."""
+    from edstomo.resources import ALLOW_ENV, MAX_ITERATIONS
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(OptionError, match="allow-large"):
+        PoissonTVSolver(iterations=MAX_ITERATIONS + 1)
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    assert FusedSolver(iterations=MAX_ITERATIONS + 1).options.iterations == MAX_ITERATIONS + 1
+
+
 def test_fused_needs_the_haadf() -> None:
     series = solver_test_series(slices=1).select(["Ag_La", "Au_Ma"])
     with pytest.raises(InputError, match="HAADF"):
@@ -391,7 +402,7 @@ def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities(
         solver_options={"poisson-tv": {"iterations": 20}, "fused": {"iterations": 20}},
         series="none",
         axis="none",
-        threshold=1.0,
+        threshold={"poisson-tv": 1.0, "fused": 1.0},
     )
     result = run_pipeline(solver_test_series(slices=3), options, pictures=False)
     for name in ("poisson-tv", "fused"):

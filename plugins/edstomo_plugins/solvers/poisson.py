@@ -39,7 +39,7 @@ import numpy as np
 from edstomo.algorithms import PDHG, Algorithm, ProxTerm, TotalVariationTerm, dual_steps
 from edstomo.algorithms.proximal import kl_dual_prox
 from edstomo.data import TiltSeries
-from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import MAX_ITERATIONS, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from edstomo.operators import Gradient
 from pydantic import Field, PositiveFloat
@@ -68,7 +68,7 @@ MIN_SCALE = 1e-8
 class PoissonOptions(IterativeOptions):
     """Options of the Poisson-likelihood solvers (``poisson-tv``, ``fused``)."""
 
-    iterations: int = Field(300, ge=0, le=100_000, description="PDHG iterations")
+    iterations: int = Field(300, ge=0, description=f"PDHG iterations (above {MAX_ITERATIONS}: --allow-large)")
     regularization: float = Field(
         1.0, ge=0, allow_inf_nan=False, description="TV weight λ as a multiple of the default rule λ₀ (0: no TV)"
     )
