@@ -41,6 +41,32 @@ from .base import Algorithm
 __all__ = ["PDHG", "DualTerm", "ProxTerm", "dual_steps"]
 
 
+def add_adjoint(operator: LinearOperator, y: Any, out: Any) -> None:
+    """``out += Aᵀ y``; for ``A = L ∘ W`` with W a projector, by W's fused update on NumPy.
+
+    :meth:`~edstomo.operators.ParallelBeamProjector.update` with a unit step adds
+    ``Wᵀ (Lᵀ y)`` to ``out`` row by row without storing the back projection (the
+    same bits as adding it): no volume-sized temporary is allocated each
+    iteration.  Other operators and arrays: ``out += A.adjoint(y)``.
+    """
+    factors = operator.projector_factorization()
+    if factors is not None and isinstance(out, np.ndarray) and hasattr(factors[1], "update"):
+        left, projector = factors
+        if out.flags.c_contiguous and out.dtype == projector.dtype and out.shape[:2] == projector.domain_shape:
+            projector.update(out, left.adjoint(y), _unit_steps(projector), nonnegative=False, project=False)
+            return
+    out += operator.adjoint(y)
+
+
+def _unit_steps(projector: Any) -> np.ndarray:
+    """Ones, one per pixel of the projector (the step of a plain back projection), cached on the projector."""
+    steps = getattr(projector, "_pdhg_unit_steps", None)
+    if steps is None:
+        steps = np.ones(projector.domain_shape, dtype=projector.dtype)
+        projector._pdhg_unit_steps = steps
+    return steps
+
+
 def dual_steps(tau: Any, norms: Sequence[float], safety: float = 0.99, terms: int | None = None) -> list[Any]:
     """Dual steps ``σ_b = ρ / (B τ ‖K_b‖²)`` that make PDHG converge for the primal step ``τ``.
 
@@ -108,8 +134,8 @@ class DualTerm(ABC):
         return self.operator.adjoint(y)
 
     def add_adjoint(self, y: Any, out: Any) -> None:
-        """``out += Kᵀ y``."""
-        out += self.adjoint(y)
+        """``out += Kᵀ y`` (see :func:`add_adjoint`)."""
+        add_adjoint(self.operator, y, out)
 
 
 class ProxTerm(DualTerm):
@@ -179,15 +205,15 @@ class PDHG(Algorithm):
         xp = backend.namespace(self.x)
         self.duals = [term.start(self.x) for term in self.terms]
         self.xbar = xp.asarray(self.x, copy=True)
+        self.back = xp.zeros_like(self.x)  # Σ_b K_bᵀ y_b, reused: no volume-sized allocation per iteration
 
     def step(self) -> float:
         xp = backend.namespace(self.x)
         for index, term in enumerate(self.terms):
             self.duals[index] = term.ascend(self.duals[index], self.xbar)
-        back = self.terms[0].adjoint(self.duals[0])
-        if _aliases(back, self.duals):  # e.g. the identity returns its input: never add into a dual variable
-            back = xp.asarray(back, copy=True)
-        for term, y in zip(self.terms[1:], self.duals[1:]):
+        back = self.back
+        back[...] = 0
+        for term, y in zip(self.terms, self.duals):
             term.add_adjoint(y, back)
         change = pdhg_kernels.primal_step(self.x, self.xbar, back, self.tau, self.nonnegative)
         if change is not None and self.extrapolation == 1.0:
@@ -209,13 +235,3 @@ class PDHG(Algorithm):
             previous *= self.extrapolation
         previous += self.x  # x̄ = x' + θ (x' − x)
         return change
-
-
-def _aliases(array: Any, others: Sequence[Any]) -> bool:
-    """Whether ``array`` is, or (for NumPy) shares memory with, one of ``others``."""
-    for other in others:
-        if array is other:
-            return True
-        if isinstance(array, np.ndarray) and isinstance(other, np.ndarray) and np.may_share_memory(array, other):
-            return True
-    return False

@@ -9,9 +9,11 @@ first image axis:
 * ``tv2d_ascend``: p ← proj_λ(p + σ ∇(w x̄)) for per-slice 2-D TV (forward
   differences, Neumann boundary), per channel or channel-coupled;
 * ``tv2d_adjoint``: out += w ∇ᵀp (minus the divergence);
-* ``primal_step``: x ← P(x − τ g), x̄ ← x + (x − x_old) and the partial sums of ‖x − x_old‖².
+* ``primal_step``: x ← P(x − τ g), x̄ ← x + (x − x_old) and the partial sums of ‖x − x_old‖²;
+* ``kl_dual_prox``: the proximal map of the KL conjugate on sinograms
+  ``(tilts, positions, channels, slices)`` (any strides, e.g. the line channels of a larger dual).
 
-Arrays are NumPy, C-ordered; estimates ``(nz, nx, channels, slices)``,
+Arrays are NumPy, C-ordered (except the sinograms of ``kl_dual_prox``); estimates ``(nz, nx, channels, slices)``,
 duals ``(nz, nx, 2, channels, slices)``.  Every value is computed by one
 thread from its own inputs, and sums over channels run in a fixed order, so a
 batch column's result does not depend on the other columns or the number of
@@ -31,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the 'speed' extra
     numba = None
 
-__all__ = ["HAVE_NUMBA", "PARALLEL_WORK", "primal_step", "tv2d_adjoint", "tv2d_ascend"]
+__all__ = ["HAVE_NUMBA", "PARALLEL_WORK", "kl_dual_prox", "primal_step", "tv2d_adjoint", "tv2d_ascend"]
 
 #: Whether the compiled passes are available (numba importable).
 HAVE_NUMBA: bool = numba is not None
@@ -109,10 +111,21 @@ if HAVE_NUMBA:
                 acc += step * step
             partial[r] = acc
 
+    def _kl_dual_prox(z, sigma, data, background, out):  # pragma: no cover - compiled
+        nt, npos, nc, ns = z.shape
+        for t in numba.prange(nt):
+            for i in range(npos):
+                for c in range(nc):
+                    for s in range(ns):
+                        step = sigma[c, s]
+                        u = z[t, i, c, s] + step * background
+                        d = u - 1
+                        out[t, i, c, s] = 0.5 * (1 + u - math.sqrt(d * d + 4 * step * data[t, i, c, s]))
+
     #: (serial, parallel) compiled versions of each pass; both give the same bits (one thread per value).
     _KERNELS = {
         function.__name__: (numba.njit(parallel=False, **_JIT)(function), numba.njit(parallel=True, **_JIT)(function))
-        for function in (_tv2d_ascend, _tv2d_adjoint, _primal_step)
+        for function in (_tv2d_ascend, _tv2d_adjoint, _primal_step, _kl_dual_prox)
     }
 
 
@@ -190,6 +203,32 @@ def primal_step(x: Any, xbar: Any, step: Any, tau: Any, nonnegative: bool) -> fl
         partial,
     )
     return math.sqrt(float(partial.sum()))
+
+
+def kl_dual_prox(z: Any, sigma: Any, data: Any, background: Any, out: Any) -> bool:
+    """``out ← ½ (1 + u − √((u − 1)² + 4σb))``, ``u = z + σβ``, in one pass; False (nothing done) when it cannot run.
+
+    Parameters
+    ----------
+    z, data, out : ndarray, shape (tilts, positions, channels, slices)
+        The argument, the counts b and the result (may be ``z``); any strides, one dtype.
+    sigma : float or array
+        σ, broadcasting to (channels, slices) from the trailing axes.
+    background : float
+        β (a scalar; arrays take the generic code).
+    """
+    if not (HAVE_NUMBA and np.ndim(background) == 0 and all(isinstance(a, np.ndarray) for a in (z, data, out))):
+        return False
+    if not (z.ndim == 4 and z.shape == data.shape == out.shape and z.dtype == data.dtype == out.dtype):
+        return False
+    if z.dtype not in (np.float32, np.float64):
+        return False
+    try:
+        steps = _batch(sigma, z.shape[2:], z.dtype)
+    except ValueError:
+        return False
+    _kernel("_kl_dual_prox", z.size)(z, steps, data, float(background), out)
+    return True
 
 
 def _vector(values: Any, size: int, dtype: Any) -> np.ndarray:

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import backend
+from . import pdhg_kernels
 
 __all__ = [
     "kl_divergence",
@@ -122,6 +123,8 @@ def kl_dual_prox(z: Any, step: Any, data: Any, background: Any = 0.0, out: Any =
     array
         The new dual variable (``< 1`` wherever ``b > 0``).
     """
+    if out is not None and pdhg_kernels.kl_dual_prox(z, step, data, background, out):
+        return out  # one compiled pass (NumPy with numba), no temporaries
     xp = backend.namespace(z)
     u = z + step * background if not _is_zero(background) else z
     root = xp.sqrt((u - 1.0) ** 2 + (4.0 * step) * data)

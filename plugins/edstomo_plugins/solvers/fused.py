@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 from edstomo import backend
 from edstomo.algorithms import PDHG, Algorithm, DualTerm
+from edstomo.algorithms.pdhg import add_adjoint
 from edstomo.algorithms.proximal import kl_dual_prox, least_squares_dual_prox
 from edstomo.data import HAADF, TiltSeries
 from edstomo.engine import Problem
@@ -113,6 +114,13 @@ class FusedDataTerm(DualTerm):
             return self.projector.adjoint(y[:, :, :k] + self.ratios * y[:, :, k:])
         back = self.projector.adjoint(y)
         return back[:, :, :k] + self._slope * back[:, :, k:]
+
+    def add_adjoint(self, y: Any, out: Any) -> None:
+        if self.gamma != 1.0:
+            out += self.adjoint(y)
+            return
+        k = self.lines  # mixed in the sinogram domain, then one back projection added in place
+        add_adjoint(self.projector, y[:, :, :k] + self.ratios * y[:, :, k:], out)
 
 
 class FusedSolver(PoissonSolverBase):
