@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_poisson_tv.py            # case (b): 256 slices × 256² pixels × 31 tilts, 4 lines
     python benchmarks/bench_poisson_tv.py --case a   # the paper's 2-D geometry
+    python benchmarks/bench_poisson_tv.py --profile  # also the pieces of a poisson-tv iteration
 
 Every solver gets the same float32 tilt series (``bench_sirt.make_case``: the
 core–shell phantom, 4 lines with Poisson noise, HAADF = Σ r_A I_A); the EDS
@@ -16,7 +17,9 @@ a change of load on a shared machine hits every solver alike; each row is the
 median over rounds of the median interval between iteration callbacks, in wall
 time and in CPU time of the process (all its threads; less sensitive to other
 processes on a shared machine).  The ratio columns divide by SIRT on the same
-4 lines, the issue's target being ≤ 3× for both new solvers.
+4 lines, the issue's target being ≤ 3× for both new solvers.  ``--profile``
+then times each piece of a ``poisson-tv`` iteration (wall and CPU seconds per
+call, mean over the iterations) by wrapping the functions PDHG calls.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +47,7 @@ def main() -> None:
     parser.add_argument("--case", choices=sorted(bench_sirt.CASES), default="b")
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations per solver and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all solvers, interleaved")
+    parser.add_argument("--profile", action="store_true", help="time the pieces of a poisson-tv iteration too")
     args = parser.parse_args()
     data = bench_sirt.make_case(args.case)
     counts = np.round(data["eds"] * bench_sirt.COUNTS).astype(np.float32)
@@ -86,6 +93,67 @@ def main() -> None:
     print(f"\nquiet waits: {bench_sirt.QUIET['waits']}, timed out: {bench_sirt.QUIET['timeouts']}")
     print(f"load average at the end: {os.getloadavg()}")
     print(json.dumps({"machine": info, "seconds_per_iteration": rows, "cpu_seconds": cpu_rows}, default=str))
+    if args.profile:
+        profile(lines_only, args.iterations)
+
+
+@contextmanager
+def timed_pieces(timers: dict[str, list[float]]) -> Iterator[None]:
+    """Wrap the functions a poisson-tv iteration calls so that each adds (wall, CPU, calls) to ``timers``."""
+    from edstomo.algorithms import pdhg, pdhg_kernels
+    from edstomo_plugins.solvers import poisson
+
+    def wrapped(function: Any, label: str) -> Any:
+        def timed(*arguments: Any, **keywords: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = function(*arguments, **keywords)
+            entry = timers.setdefault(label, [0.0, 0.0, 0])
+            entry[0] += time.perf_counter() - wall
+            entry[1] += time.process_time() - cpu
+            entry[2] += 1
+            return result
+
+        return timed
+
+    pieces = [
+        (pdhg.ProxTerm, "ascend", "forward projection + KL dual update"),
+        (poisson, "kl_dual_prox", "  of which the KL dual prox"),
+        (pdhg, "add_adjoint", "back projection (added in place)"),
+        (pdhg_kernels, "tv2d_ascend", "TV dual update"),
+        (pdhg_kernels, "tv2d_adjoint", "TV adjoint"),
+        (pdhg_kernels, "primal_step", "primal update"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in pieces]
+    try:
+        for owner, name, label in pieces:
+            setattr(owner, name, wrapped(getattr(owner, name), label))
+        yield
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+
+
+def profile(series: Any, iterations: int) -> None:
+    """Print the wall and CPU time of each piece of a poisson-tv iteration (mean per call)."""
+    import edstomo as et
+
+    timers: dict[str, list[float]] = {}
+    stamps: list[tuple[float, float]] = []
+    with timed_pieces(timers):
+        et.plugins.solver("poisson-tv")(iterations=iterations).solve(
+            series, callbacks=lambda state: stamps.append((time.perf_counter(), time.process_time()))
+        )
+    wall, used = np.array(stamps).T
+    print(
+        f"\n### Pieces of a poisson-tv iteration (median iteration {statistics.median(np.diff(wall)):.4f} s wall, "
+        f"{statistics.median(np.diff(used)):.4f} s CPU; load average {os.getloadavg()})\n"
+    )
+    print("| piece | s wall per call | s CPU per call | calls |")
+    print("|---|---|---|---|")
+    order = ["forward projection + KL dual update", "  of which the KL dual prox"]
+    for label in sorted(timers, key=lambda label: order.index(label) if label in order else len(order)):
+        seconds, cpu_seconds, calls = timers[label]
+        print(f"| {label} | {seconds / calls:.4f} | {cpu_seconds / calls:.4f} | {calls} |")
 
 
 if __name__ == "__main__":
