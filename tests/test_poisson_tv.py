@@ -409,6 +409,25 @@ def test_iteration_limit_is_the_engine_s(monkeypatch) -> None:
     assert FusedSolver(iterations=MAX_ITERATIONS + 1).options.iterations == MAX_ITERATIONS + 1
 
 
+def test_memory_check_counts_the_pdhg_work_volumes(monkeypatch) -> None:
+    """The engine's memory check counts x̄, Σ Kᵀy and the TV dual of the PDHG solvers: with memory for a SIRT
+    solve but not for those volumes, SIRT runs and poisson-tv is refused before allocating, naming them."""
+    from edstomo import resources
+
+    series = solver_test_series(slices=2).select(["Ag_La", "Au_Ma"])
+    sizes = (2, series.n_tilts, series.n_positions, series.n_slices)
+    sirt_needs = sum(resources.solve_bytes(*sizes).values())
+    sinograms, volumes = PoissonTVSolver().work_arrays()
+    assert (sinograms, volumes) == (4.0, 4.0) and PoissonTVSolver(tv="3d").work_arrays()[1] == 5.0
+    pdhg_needs = sum(resources.solve_bytes(*sizes, extra_arrays=sinograms, extra_volumes=volumes).values())
+    assert pdhg_needs - sirt_needs >= 4 * 2 * series.n_positions**2 * series.n_slices * 4  # 4 float32 volumes
+    monkeypatch.delenv(resources.ALLOW_ENV, raising=False)
+    monkeypatch.setattr(resources, "available_memory", lambda: (sirt_needs + pdhg_needs) // 2)
+    plugins.solver("sirt")(iterations=1).solve(series)
+    with pytest.raises(resources.ResourceError, match="solver work volumes"):
+        PoissonTVSolver(iterations=1).solve(series)
+
+
 def test_fused_needs_the_haadf() -> None:
     series = solver_test_series(slices=1).select(["Ag_La", "Au_Ma"])
     with pytest.raises(InputError, match="HAADF"):

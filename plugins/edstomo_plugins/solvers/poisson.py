@@ -148,6 +148,16 @@ class PoissonSolverBase(ReconstructionSolver):
         super().__init__(**options)
         self._record: dict[str, Any] = {}
 
+    def work_arrays(self) -> tuple[float, float]:
+        """Work arrays for the memory check: 4 sinogram-sized, 2 volume-sized + the TV dual.
+
+        Sinograms: the dual, a projection and its scaled copy, the mixed dual
+        (``fused``).  Volumes: x̄, Σ Kᵀy and the TV dual's components (2 in 2-D,
+        3 in 3-D; none without TV).
+        """
+        components = 0 if self.options.regularization == 0 else (2 if self.options.tv == "2d" else 3)
+        return 4.0, 2.0 + components
+
     def couples_slices(self) -> bool:
         """Whether a slice's maps depend on other slices: with ``tv='3d'`` (then no slice chunks)."""
         return self.options.tv == "3d"
