@@ -56,6 +56,7 @@ __all__ = [
     "CompiledCSR",
     "PackedSubsets",
     "describe",
+    "mix_channels",
     "split_columns",
     "tile_order",
 ]
@@ -230,6 +231,29 @@ if HAVE_NUMBA:
             for q in range(rows[t], rows[t + 1]):
                 p = order[q]
                 _update_row(indices, data, indptr[p], indptr[p + 1], u, x[p], scale[p], g, clip, numba.uint64(0), c1)
+
+    @numba.njit(**_JIT)
+    def _mix_channels(matrix, x, out):  # pragma: no cover - compiled
+        columns = numba.uint64(x.shape[2])
+        for i in numba.prange(x.shape[0]):
+            for m in range(matrix.shape[0]):
+                o = out[i, m]
+                empty = True
+                for k in range(matrix.shape[1]):
+                    w = matrix[m, k]
+                    if w == 0:
+                        continue
+                    v = x[i, k]
+                    if empty:
+                        for c in range(columns):
+                            o[c] = w * v[c]
+                        empty = False
+                    else:
+                        for c in range(columns):
+                            o[c] += w * v[c]
+                if empty:
+                    for c in range(columns):
+                        o[c] = 0
 
     @numba.njit(cache=True, nogil=True)
     def _split_columns(indptr, indices, data, group_of, local_of, groups, ordered):  # pragma: no cover - compiled
@@ -572,6 +596,36 @@ class PackedSubsets:
             if s + 1 < m or project_last:
                 following = (s + 1) % m
                 work[(current + s + 1) % 2, : sizes[following]] = self.parts[following].scatter(x)
+
+
+def mix_channels(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``out[i, m, c] = Σ_k matrix[m, k] x[i, k, c]``: small channel mixings of many rows, multithreaded.
+
+    Each output value is summed in the order of ``k`` (zeros of ``matrix``
+    skipped) by one thread, so a column ``c`` gets the same bits whatever the
+    other columns and the thread count (a BLAS product does not promise that).
+
+    Parameters
+    ----------
+    matrix : ndarray, shape ``(m, k)``
+        The mixing matrix, of the dtype of ``x``.
+    x : ndarray, shape ``(rows, k, columns)``
+        C-ordered.
+
+    Returns
+    -------
+    ndarray, shape ``(rows, m, columns)``
+    """
+    out = np.empty((x.shape[0], matrix.shape[0], x.shape[2]), dtype=x.dtype)
+    work = np.count_nonzero(matrix) * x.shape[0] * x.shape[2]
+    with _LOCK:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(1 if work < PARALLEL_WORK else previous)
+        try:
+            _mix_channels(np.ascontiguousarray(matrix, dtype=x.dtype), x, out)
+        finally:
+            numba.set_num_threads(previous)
+    return out
 
 
 def split_columns(
