@@ -29,7 +29,7 @@ time holds no matrix build, while SART's holds the slicing of its subset
 matrices.  The last columns give the time to come within 1 % of the target
 (and SIRT's own time to that level).  ``--subsets-study`` adds OS-SART's
 passes to the target for 4, 8, 16 and 31 subsets, interleaved and in
-golden-ratio order.
+golden-ratio order, and the time of one pass against one SIRT iteration.
 """
 
 from __future__ import annotations
@@ -204,6 +204,32 @@ def subset_study(series, truth: np.ndarray, target: float) -> list[str]:
     return rows
 
 
+def pass_costs(series, rounds: int) -> list[str]:
+    """Seconds per SIRT iteration and per OS-SART pass (golden order), wall and CPU, median over passes and rounds.
+
+    The first iteration of a run (it also projects the first subset) and the last (it projects nothing
+    for a next one) are left out.
+    """
+    import edstomo as et
+
+    tilts = len(ANGLES_DEG)
+    cases = [("sirt", {}), *(("sart", {"subsets": m}) for m in (2, 4, 8, 16, tilts))]
+    seconds: dict[int, list[np.ndarray]] = {}
+    for _ in range(rounds):
+        for k, (name, options) in enumerate(cases):
+            stamps: list[tuple[float, float]] = []
+            mark = lambda state, stamps=stamps: stamps.append((time.perf_counter(), time.process_time()))  # noqa: E731
+            et.plugins.solver(name)(iterations=7, **options).solve(series, callbacks=mark)
+            seconds.setdefault(k, []).append(np.diff(np.array(stamps), axis=0)[:-1])
+    sirt = np.median(np.concatenate(seconds[0]), axis=0)
+    rows = ["| solver | subsets | s per iteration: wall (CPU) | × a SIRT iteration: wall (CPU) |", "|---|---|---|---|"]
+    for k, (name, options) in enumerate(cases):
+        wall, cpu = np.median(np.concatenate(seconds[k]), axis=0)
+        ratio = f"{wall / sirt[0]:.2f} ({cpu / sirt[1]:.2f})"
+        rows.append(f"| {name} | {options.get('subsets', 1)} | {wall:.4f} ({cpu:.4f}) | {ratio} |")
+    return rows
+
+
 def time_to_quality(
     size: int, slices: int, counts: float, sirt_iterations: int, rounds: int = 3, study: bool = False
 ) -> list[str]:
@@ -246,6 +272,7 @@ def time_to_quality(
         rows.append(f"| {name} | {shown} | {min(errors[k]):.4f} | {n0} ({n1}) | {t0} | {g0} | {t1} | {g1} |")
     if study:
         rows += ["", "### Passes to the target by subsets and ordering", "", *subset_study(series, truth, target)]
+        rows += ["", "### Cost of a pass", "", *pass_costs(series, rounds)]
     return rows
 
 
