@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from . import backend, provenance
+from . import backend, provenance, resources
 from .algorithms import Algorithm, ProgressBar, ProgressFunction, as_callbacks
 from .data import HAADF, TiltSeries, Volume
 from .errors import InputError
@@ -55,8 +55,8 @@ __all__ = ["DEVICES", "IterativeOptions", "Problem", "ReconstructionSolver", "So
 #: Devices a solver can run on: NumPy on the CPU, CuPy on a CUDA GPU, or the GPU when there is one.
 DEVICES: tuple[str, ...] = ("cpu", "gpu", "auto")
 
-#: Most iterations any solver accepts without being told that a huge count is meant.
-MAX_ITERATIONS = 100_000
+#: Most iterations any solver accepts without being told that a huge count is meant (``--allow-large``).
+MAX_ITERATIONS = resources.MAX_ITERATIONS
 
 
 class SolverOptions(PluginOptions):
@@ -81,7 +81,13 @@ class SolverOptions(PluginOptions):
 class IterativeOptions(SolverOptions):
     """Options of iterative solvers."""
 
-    iterations: int = Field(100, ge=0, le=MAX_ITERATIONS, description="number of iterations n")
+    iterations: int = Field(100, ge=0, description=f"number of iterations n (above {MAX_ITERATIONS}: --allow-large)")
+
+    @field_validator("iterations")
+    @classmethod
+    def _not_absurd(cls, value: int) -> int:
+        resources.check_iterations(value)  # lifted by --allow-large / EDSTOMO_ALLOW_LARGE
+        return value
 
 
 def stacked_sinograms(data: TiltSeries, channels: list[str], xp: Any, dtype: str) -> Any:
@@ -235,6 +241,14 @@ class ReconstructionSolver(Solver):
         if data.n_positions < 1 or data.n_slices < 1:
             raise InputError(f"data: shape {data.shape} has no positions or no slices")
 
+        resources.check_memory(
+            resources.solve_bytes(
+                len(channels), data.n_tilts, data.n_positions, data.n_slices,
+                itemsize=np.dtype(self.options.dtype).itemsize,
+            ),
+            f"solve: {self.name} of {len(channels)} channels, {data.n_tilts} tilts, {data.n_positions} positions, "
+            f"{data.n_slices} slices",
+        )  # fmt: skip
         device = self._device()
         xp = backend.namespace_for(device)
         shape = (data.n_positions, data.n_positions)

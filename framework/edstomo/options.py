@@ -178,8 +178,10 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
         name = str(first["loc"][0]) if first["loc"] else prefix if prefix in model.model_fields else "options"
         value = values.get(name, first.get("input"))
         reason = "" if first["type"] in _PLAIN_ERRORS or first["type"].endswith(("_type", "_parsing")) else first["msg"]
-        if len(first["loc"]) > 1:  # inside a list or mapping: say where
-            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"][1:])
+        # inside a list or mapping: say where (pydantic also puts the member of a union in the location)
+        path = [p for p in first["loc"][1:] if isinstance(p, int) or str(p).replace("_", "").isalnum()]
+        if path:
+            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
             reason = f"at {name}{where}: {(reason or first['msg']).removeprefix('Value error, ')}"
         raise OptionError(owner, name, value, _expected(model, name, reason)) from None
 

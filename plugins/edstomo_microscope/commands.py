@@ -14,6 +14,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from edstomo import safety
+from edstomo.errors import EdstomoError
+
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows every default: ``(default: X)`` is appended unless the help text already names the
@@ -37,9 +40,26 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--lines", help="comma-separated X-ray lines (default: C,O,Mg,Si,S,Fe,Ni Ka and Pt_La)")
     p.add_argument("--rebin", type=int, default=2, help="spatial rebinning factor, sum of N x N pixels")
+    p.add_argument(
+        "--absorption",
+        action="store_true",
+        help="correct X-ray absorption in the specimen (3-D, detector geometry from the files; iterates each solver)",
+    )
+    p.add_argument(
+        "--absorption-density",
+        default="mixture",
+        help="specimen density for --absorption: 'mixture' (pure elements), 'maps' (the maps' scale) or g/cm³",
+    )
     p.add_argument("--crop", help="region kept before rebinning: y0,y1,x0,x1, original pixels (default: all)")
     p.add_argument("--angles", help="comma-separated tilt angles in deg, in file order (default: metadata/names)")
     p.add_argument("--tilt-axis", choices=["vertical", "horizontal"], default="vertical", help="axis in the images")
+    p.add_argument(
+        "--intensities",
+        choices=["fit", "window"],
+        default="fit",
+        help="line intensities: fit line families and continuum per pixel (default), or integrate windows",
+    )
+    p.add_argument("--elements", help="comma-separated elements expected besides those of --lines (modelled)")
     p.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma (pixels) on line maps before clipping")
     p.add_argument("--normalise", choices=["equal", "slab", "none"], default="equal", help="per-tilt normalisation")
     p.add_argument("--haadf-eds", choices=["none", "com", "xcorr"], default="none", help="HAADF-to-EDS alignment")
@@ -82,6 +102,7 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tiff", action="store_true", help="also write float32 TIFF stacks of volumes and maps (tiff/)")
     add_distributed_arguments(p, optional=True)
+    safety.add_arguments(p, output="folder")
 
 
 def _dask_options(args: argparse.Namespace) -> object:
@@ -111,7 +132,7 @@ def _numbers(text: str | None, name: str, count: int | None = None) -> list[floa
     return values
 
 
-def _pipeline_options(args: argparse.Namespace) -> object:
+def _pipeline_options(args: argparse.Namespace, threshold: object = "esf") -> object:
     from edstomo.units import ureg
 
     from .loading import DEFAULT_LINES
@@ -124,6 +145,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         "pixel_size": args.pixel_size,
         "probe_current": args.probe_current,
         "solid_angle": args.solid_angle,
+        "elements": [v.strip() for v in args.elements.split(",") if v.strip()] if args.elements else None,
     }
     return PipelineOptions(
         lines=[v.strip() for v in args.lines.split(",") if v.strip()] if args.lines else DEFAULT_LINES,
@@ -131,6 +153,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         crop=None if crop is None else tuple(int(v) for v in crop),
         angles=None if args.angles is None else ureg.Quantity(_numbers(args.angles, "--angles"), "deg"),
         tilt_axis=args.tilt_axis,
+        intensities=args.intensities,
         smooth=args.smooth,
         load_options={k: v for k, v in load.items() if v is not None},
         haadf_eds=args.haadf_eds,
@@ -144,7 +167,21 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         solver_options={k: v for k, v in plugin_options.items() if k != "physics"},
         ratios=args.ratios,
         pad=args.pad,
+        threshold=threshold,
+        absorption={"density": _density(args.absorption_density)} if args.absorption else None,
     )
+
+
+def _density(text: str) -> str | float:
+    """``--absorption-density``: a keyword or a number (g/cm³)."""
+    if text in ("mixture", "maps"):
+        return text
+    try:
+        return float(text.removesuffix("g/cm3").removesuffix("g/cm**3").strip())
+    except ValueError:
+        raise EdstomoError(
+            f"--absorption-density: {text!r} must be 'mixture', 'maps' or a density in g/cm³ (e.g. 3.3)"
+        ) from None
 
 
 def _plugin_options(args: argparse.Namespace) -> dict[str, dict[str, object]]:
@@ -168,11 +205,17 @@ def _source(paths: list[str]) -> object:
     return paths[0] if len(paths) == 1 else paths
 
 
+def _print_notes(summary: dict) -> None:
+    for note in summary["notes"]:
+        print(f"  note: {note}")
+    for warning in summary.get("warnings", []):
+        print(f"  WARNING: {warning}")
+
+
 def _print_run(result: object, out: str) -> None:
     summary = result.summary()  # type: ignore[attr-defined]
     print(f"results in {out}: aligned series {summary['shape_aligned']} (channels, tilts, positions, slices)")
-    for note in summary["notes"]:
-        print(f"  note: {note}")
+    _print_notes(summary)
     print("  time per step (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
 
 
@@ -216,6 +259,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
     from .quiet import quiet_third_party
 
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
     options = _pipeline_options(args)
     with quiet_third_party(MetadataWarning):
         result = run_pipeline(
@@ -244,8 +288,39 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
     )
     p.add_argument("source", nargs="+", help="microscope files or their folder, or volume_*.h5 files or their folder")
     _microscope_arguments(p)
-    p.add_argument("--threshold", help="particle threshold on the summed map (default: ESF, Otsu if ESF fails)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METHOD=VALUE",
+        help="particle threshold of one method (the solver that made the volume, e.g. sirt or hebt-sirt) on its "
+        "summed map S = Σ X_A/f_A or Σ X_A/z_A, or "
+        "'esf' (default: ESF, Otsu if ESF fails); repeat for the other method; a bare VALUE only when one "
+        "method is quantified (the two summed maps are on different scales)",
+    )
     p.set_defaults(func=_run_quantify)
+
+
+def _thresholds(items: list[str]) -> object:
+    """``--threshold`` values: "esf", one bare value, or {method: value} from METHOD=VALUE items."""
+    from edstomo.errors import InputError
+
+    if not items:
+        return "esf"
+    named = [item for item in items if "=" in item]
+    if not named:
+        if len(items) > 1:
+            raise InputError(f"--threshold: {items} gives several bare values; write METHOD=VALUE for each method")
+        return items[0]
+    if len(named) != len(items):
+        raise InputError(f"--threshold: {items} mixes METHOD=VALUE and bare values; write METHOD=VALUE for each")
+    chosen: dict[str, str] = {}
+    for item in named:
+        method, _, value = (part.strip() for part in item.partition("="))
+        if method in chosen:
+            raise InputError(f"--threshold: {method!r} is given twice")
+        chosen[method] = value
+    return chosen
 
 
 def _saved_volumes(paths: list[str]) -> list[str] | None:
@@ -277,7 +352,8 @@ def _quantify(args: argparse.Namespace) -> None:
 
     from .pipeline import quantify_saved, run_pipeline
 
-    threshold: float | str = "esf" if args.threshold is None else float(args.threshold)
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
+    threshold = _thresholds(args.threshold)
     saved = _saved_volumes(args.source)
     dask = _dask_options(args)
     if saved is not None and dask is not None:
@@ -296,11 +372,9 @@ def _quantify(args: argparse.Namespace) -> None:
             progress=ProgressPrinter(),
         )
         print(f"quantified {len(saved)} volume(s); results in {args.out}")
-        for note in summary["notes"]:
-            print(f"  note: {note}")
+        _print_notes(summary)
     else:
-        options = _pipeline_options(args)
-        options.threshold = threshold  # type: ignore[attr-defined]
+        options = _pipeline_options(args, threshold)
         result = run_pipeline(
             _source(args.source),
             options,  # type: ignore[arg-type]

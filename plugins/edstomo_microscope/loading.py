@@ -10,6 +10,13 @@ Files are read by HyperSpy/RosettaSciIO (the optional extra ``microscope``:
 Each file is reduced as soon as it is read — crop, spatial rebinning (sum),
 line maps (:mod:`.linemaps`) — so only the small maps stay in memory.
 
+Files are untrusted: each is read in a separate reader process (:mod:`.reader`),
+and a Bruker file's container is checked first (a truncated ``.bcf`` makes the
+compiled reader crash the process). A file that cannot be read gives
+``"FILE: cannot be read (…)"``; with several files, every file is tried and
+one error lists each unreadable one — nothing is loaded, since a series with
+missing tilts is another experiment (leave the files out deliberately).
+
 Tilt angles come, in this order of preference, from the ``angles`` argument,
 from the stage-tilt metadata (when it differs between files: a series whose
 files all report the same stage tilt, as Bruker files written with the tilt
@@ -30,17 +37,30 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, TiltSeries
+from edstomo.errors import EdstomoError, InputError
 from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
+from edstomo.lines import element_density
 from edstomo.units import as_quantity, format_quantity, ureg
 
+from . import reader
+from .linefit import (
+    DEFAULT_FWHM_MN_EV,
+    SpectrumCube,
+    check_lines_in_range,
+    energy_axis,
+    fit_series,
+    metadata_resolution,
+)
 from .linemaps import extract_line_maps
 from .metadata import AcquisitionMetadata, ValueSources, read_metadata
+from .reader import UnreadableFileError, cannot_read
 
 __all__ = [
     "DEFAULT_LINES",
@@ -66,15 +86,20 @@ NAME_PATTERN = r"(?P<angle>[-+]?\d+(?:\.\d+)?)\s*(?:deg|degrees|°)?$"
 
 TILT_AXES = ("vertical", "horizontal")
 
+#: How line intensities are measured: family fitting (:mod:`.linefit`) or window integration (:mod:`.linemaps`).
+INTENSITY_METHODS = ("fit", "window")
+
 #: A progress report: (stage, done, total).
 Progress = Callable[[str, int, int], None]
 
 
 @dataclass
 class TiltImages:
-    """The reduced content of one tilt: HAADF image, line maps, metadata.
+    """The reduced content of one tilt: HAADF image, line maps (or the spectra to fit), metadata.
 
     ``haadf`` and every map have shape (rows, columns) of the (cropped, rebinned) scan.
+    With ``intensities="fit"`` the maps are made for the whole series at once:
+    ``spectra`` holds the tilt's spectrum image until then.
     """
 
     source: str
@@ -85,6 +110,7 @@ class TiltImages:
     line_record: dict[str, Any]
     stack_tilt: float | None = None
     notes: list[str] = field(default_factory=list)
+    spectra: SpectrumCube | None = None
 
 
 def _import_hyperspy() -> Any:
@@ -155,21 +181,59 @@ def _pick_haadf(images: list[Any], title: str | None, path: Path) -> Any | None:
             if key.lower() in name.lower():
                 return signal
     if title:
-        raise ValueError(f"{path}: no image titled {title!r}; its images are {titles}")
+        raise InputError(f"{path}: no image titled {title!r}; its images are {titles}")
     if len(images) == 1:
         return images[0]
-    raise ValueError(f"{path}: several images {titles} and none is titled HAADF; choose one with haadf_title")
+    raise InputError(f"{path}: several images {titles} and none is titled HAADF; choose one with haadf_title")
 
 
 def _read(path: Path, cutoff_at_kV: float | None) -> list[Any]:
     hs = _import_hyperspy()
     kwargs: dict[str, Any] = {}
-    if path.suffix.lower() == ".bcf" and cutoff_at_kV is not None:
-        kwargs["cutoff_at_kV"] = cutoff_at_kV
+    if path.suffix.lower() == ".bcf":
+        _check_bcf(path)
+        if cutoff_at_kV is not None:
+            kwargs["cutoff_at_kV"] = cutoff_at_kV
     try:
-        return _as_list(hs.load(str(path), **kwargs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _as_list(hs.load(str(path), **kwargs))
     except Exception as error:  # readers raise many kinds of errors; name the file in every case
-        raise ValueError(f"{path}: cannot be read as a microscope file ({type(error).__name__}: {error})") from None
+        raise cannot_read(path, error) from None
+
+
+def _check_bcf(path: Path) -> None:
+    """Refuse a Bruker file whose container is damaged or whose chunks lie beyond its end (truncated).
+
+    A ``.bcf`` is a chunked container (SFS); its table of contents lists where
+    each chunk of each inner file starts. Read through RosettaSciIO's SFS
+    parser; when that parser is not where it is expected (another version),
+    the check is skipped and the reader's own errors apply.
+    """
+    try:
+        from rsciio.bruker._api import SFS_reader
+    except ImportError:  # pragma: no cover - depends on the RosettaSciIO version
+        return
+    size = path.stat().st_size
+    try:
+        container = SFS_reader(str(path))
+        items = list(_sfs_items(container.vfs))
+        starts = [int(max(item.pointers)) for item in items if len(item.pointers)]
+        chunk = int(container.chunksize)
+    except Exception as error:  # a damaged header raises struct, XML, index errors…
+        raise cannot_read(path, f"its Bruker container is damaged: {type(error).__name__}: {error}") from None
+    header = 32  # a pointer points past the 32-byte header of its chunk
+    end = max(starts, default=0) - header + chunk
+    if end > size:
+        raise cannot_read(path, f"the file is truncated: it holds {size} bytes, its table of contents needs {end}")
+
+
+def _sfs_items(tree: Mapping[str, Any]) -> Iterable[Any]:
+    for value in tree.values():
+        if isinstance(value, Mapping):
+            yield from _sfs_items(value)
+        else:
+            yield value
 
 
 def _reduce(signal: Any, crop: tuple[int, int, int, int] | None, rebin: int, spectral: bool) -> Any:
@@ -178,11 +242,11 @@ def _reduce(signal: Any, crop: tuple[int, int, int, int] | None, rebin: int, spe
     columns, rows = axes[0].size, axes[1].size
     y0, y1, x0, x1 = crop if crop is not None else (0, rows, 0, columns)
     if not (0 <= y0 < y1 <= rows and 0 <= x0 < x1 <= columns):
-        raise ValueError(f"crop: {crop!r} is outside the {rows} × {columns} scan (rows y0:y1, columns x0:x1)")
+        raise InputError(f"crop: {crop!r} is outside the {rows} × {columns} scan (rows y0:y1, columns x0:x1)")
     y1 = y0 + (y1 - y0) // rebin * rebin
     x1 = x0 + (x1 - x0) // rebin * rebin
     if y1 == y0 or x1 == x0:
-        raise ValueError(f"rebin: {rebin} exceeds the cropped scan of {y1 - y0} × {x1 - x0} pixels")
+        raise InputError(f"rebin: {rebin} exceeds the cropped scan of {y1 - y0} × {x1 - x0} pixels")
     index = signal.inav if spectral else signal.isig
     reduced = index[x0:x1, y0:y1]
     if rebin > 1:
@@ -215,6 +279,7 @@ def read_tilt_file(
     background_windows: Mapping[str, Sequence[float]] | None = None,
     elements: Iterable[str] = (),
     smooth: float = 0.0,
+    intensities: str = "window",
 ) -> list[TiltImages]:
     """Read one file and reduce it to HAADF image and line maps: one entry per tilt it holds.
 
@@ -234,23 +299,54 @@ def read_tilt_file(
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
         See :func:`edstomo_microscope.linemaps.extract_line_maps`.
+    intensities : {"window", "fit"}
+        ``"window"``: line maps by window integration now; ``"fit"``: keep the
+        spectrum image (``TiltImages.spectra``) for :func:`~edstomo_microscope.linefit.fit_series`.
     """
+    if intensities not in INTENSITY_METHODS:
+        raise InputError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: file {str(path)!r} does not exist")
     if isinstance(rebin, bool) or not isinstance(rebin, (int, np.integer)) or rebin < 1:
-        raise ValueError(f"rebin: {rebin!r} must be an integer >= 1 (pixels per block side)")
+        raise InputError(f"rebin: {rebin!r} must be an integer >= 1 (pixels per block side)")
     signals = _read(path, cutoff_at_kV)
+    reduction = {"rebin": int(rebin), "crop": crop, "haadf_title": haadf_title, "background": background}
+    maps = {"integration_width": integration_width, "background_windows": background_windows, "elements": elements}
+    try:
+        return _tilts_of(path, signals, lines, **reduction, **maps, smooth=smooth, intensities=intensities)
+    except EdstomoError:
+        raise
+    except Exception as error:  # data read lazily fails here when the file is damaged
+        raise cannot_read(path, error) from None
+
+
+def _tilts_of(
+    path: Path,
+    signals: list[Any],
+    lines: Sequence[str],
+    *,
+    rebin: int,
+    crop: tuple[int, int, int, int] | None,
+    haadf_title: str | None,
+    background: bool,
+    integration_width: float,
+    background_windows: Mapping[str, Sequence[float]] | None,
+    elements: Iterable[str],
+    smooth: float,
+    intensities: str,
+) -> list[TiltImages]:
+    """The tilts of the signals read from one file, reduced to HAADF images and line maps (or spectra)."""
     eds_all = [s for s in signals if _is_eds(s) and s.axes_manager.navigation_dimension >= 2]
     if not eds_all:
         kinds = [f"{type(s).__name__}({s.metadata.get_item('General.title', '')})" for s in signals]
-        raise ValueError(f"{path}: holds no EDS spectrum image; it holds {kinds}")
+        raise InputError(f"{path}: holds no EDS spectrum image; it holds {kinds}")
     eds = eds_all[0]
     images = [s for s in signals if not _is_eds(s) and s.axes_manager.signal_dimension == 2]
     haadf = _pick_haadf(images, haadf_title, path)
     stacked = eds.axes_manager.navigation_dimension == 3
     if eds.axes_manager.navigation_dimension > 3:
-        raise ValueError(
+        raise InputError(
             f"{path}: EDS data has {eds.axes_manager.navigation_dimension} navigation axes; expected 2 or 3"
         )
     count = eds.axes_manager.navigation_shape[2] if stacked else 1
@@ -267,20 +363,29 @@ def read_tilt_file(
         if haadf_i is not None and tuple(haadf_i.axes_manager.signal_shape) != tuple(
             eds_i.axes_manager.navigation_shape
         ):
-            raise ValueError(
+            raise InputError(
                 f"{source}: the HAADF image is {haadf_i.axes_manager.signal_shape} pixels but the EDS scan is "
                 f"{eds_i.axes_manager.navigation_shape}; they must match (columns, rows)"
             )
         reduced = _reduce(eds_i, crop, int(rebin), spectral=True)
-        maps = extract_line_maps(
-            reduced,
-            lines,
-            background=background,
-            integration_width=integration_width,
-            background_windows=background_windows,
-            elements=elements,
-            smooth=smooth,
-        )
+        spectra, maps, line_record = None, {}, {}
+        if intensities == "fit":
+            spectra = SpectrumCube.from_signal(reduced, source)
+        else:
+            offset, scale, channels = energy_axis(reduced, source)
+            span = (offset, offset + scale * (channels - 1))
+            resolution = metadata_resolution(reduced) or DEFAULT_FWHM_MN_EV
+            check_lines_in_range(lines, span, resolution, f"the spectrum of {source}")
+            extracted = extract_line_maps(
+                reduced,
+                lines,
+                background=background,
+                integration_width=integration_width,
+                background_windows=background_windows,
+                elements=elements,
+                smooth=smooth,
+            )
+            maps, line_record = extracted.maps, extracted.record()
         image = None
         if haadf_i is not None:
             image = np.asarray(_reduce(haadf_i, crop, int(rebin), spectral=False).data, dtype=np.float64)
@@ -289,11 +394,12 @@ def read_tilt_file(
             TiltImages(
                 source=source,
                 haadf=image,
-                maps=maps.maps,
+                maps=maps,
                 metadata=metadata,
                 scan_pixels=scan_pixels,
-                line_record=maps.record(),
+                line_record=line_record,
                 stack_tilt=None if tilts is None else tilts[index],
+                spectra=spectra,
             )
         )
     return results
@@ -306,7 +412,7 @@ def _resolve_angles(tilts: list[TiltImages], angles: Any, pattern: str) -> tuple
     if angles is not None:
         values = np.asarray(as_quantity(angles, "deg", "angles").m_as("deg"), dtype=float).ravel()
         if values.size != count:
-            raise ValueError(f"angles: {values.size} angles given for {count} tilts")
+            raise InputError(f"angles: {values.size} angles given for {count} tilts")
         return values, "given", notes
     stage = [t.metadata.tilt for t in tilts]
     if all(s is not None for s in stage):
@@ -323,7 +429,7 @@ def _resolve_angles(tilts: list[TiltImages], angles: Any, pattern: str) -> tuple
     if not missing:
         notes.append("tilt angles taken from the file names")
         return np.array(named, dtype=float), "file names", notes
-    raise ValueError(
+    raise InputError(
         f"angles: no tilt angles in the metadata and none in the file names of {missing[:3]}"
         f"{' …' if len(missing) > 3 else ''}; give them with angles (a quantity in deg)"
     )
@@ -336,8 +442,68 @@ def _consistent(name: str, values: list[Any], unit: str) -> Any:
         return None
     magnitudes = np.array([v.m_as(unit) for v in present])
     if np.ptp(magnitudes) > 1e-6 * abs(magnitudes).max():
-        raise ValueError(f"{name}: the files disagree ({sorted(set(magnitudes.round(6)))} {unit}); give it explicitly")
+        raise InputError(f"{name}: the files disagree ({sorted(set(magnitudes.round(6)))} {unit}); give it explicitly")
     return present[0]
+
+
+#: Density assumed for a window layer of an element that is a gas at room temperature (g/cm³).
+GAS_LAYER_DENSITY = "1.0 g/cm**3"
+
+
+def detector_geometry(metadata: list[AcquisitionMetadata], sources: ValueSources, solid: Any) -> dict[str, Any]:
+    """The EDS detectors' geometry and window from the files (``{}`` when they give no elevation).
+
+    Elevation and azimuth come from the metadata (recorded in ``sources`` as
+    ``"metadata"``); a ``SuperX`` detector type gives four heads at the azimuth
+    + 0°, 90°, 180°, 270°, each a quarter of the solid angle (``"derived"``); Bruker
+    ``DetLayers`` become each head's window and ``DetectorThickness`` its sensor,
+    for the layered efficiency model.
+    """
+    elevation = _consistent("elevation", [m.elevation for m in metadata], "deg")
+    if elevation is None:
+        sources.notes.append("eds: the files give no detector elevation; absorption correction needs it")
+        return {}
+    azimuth = _consistent("azimuth", [m.azimuth for m in metadata], "deg")
+    sources.set("elevation", elevation, "metadata")
+    if azimuth is not None:
+        sources.set("azimuth", azimuth, "metadata")
+    else:
+        azimuth = ureg.Quantity(0.0, "deg")
+        sources.set(
+            "azimuth", azimuth, "assumed", "azimuth: not in the files; assumed 0 deg (perpendicular to the tilt axis)"
+        )
+    kind = metadata[0].detector_type or ""
+    count = 4 if "superx" in kind.lower().replace("-", "").replace(" ", "") else 1
+    head: dict[str, Any] = {"elevation": elevation, "solid_angle": solid / count}
+    window = metadata[0].window
+    if window:
+        layers = []
+        for element, thickness in window:
+            layer: dict[str, Any] = {"material": element, "thickness": f"{thickness!r} nm"}
+            if element_density(element) < 0.1:
+                layer["density"] = GAS_LAYER_DENSITY
+            layers.append(layer)
+        head["window"] = layers
+        gases = [layer["material"] for layer in layers if "density" in layer]
+        sources.notes.append(
+            "eds window: Bruker DetLayers read as "
+            + ", ".join(f"{e} {t:g} nm" for e, t in window)
+            + " (thickness in µm in the file)"
+            + (f"; {gases} are gases as pure elements, their layers assumed {GAS_LAYER_DENSITY}" if gases else "")
+        )
+    if metadata[0].sensor_thickness is not None:
+        head["sensor_thickness"] = metadata[0].sensor_thickness.to("µm")
+        sources.set("sensor_thickness", metadata[0].sensor_thickness, "metadata")
+    if count == 4:
+        sources.notes.append(
+            f"eds: detector type {kind!r}: four heads at azimuth {azimuth.m_as('deg'):g} deg + 0/90/180/270 deg, "
+            "each a quarter of the solid angle (derived)"
+        )
+    heads = [
+        {**head, "name": f"{kind or 'EDS'}-{k + 1}", "azimuth": ureg.Quantity(azimuth.m_as("deg") + 90.0 * k, "deg")}
+        for k in range(count)
+    ]
+    return {"detectors": heads}
 
 
 def _dwell(tilts: list[TiltImages]) -> tuple[Any, str]:
@@ -376,7 +542,10 @@ def load_tilt_series(
     dwell_time: Any = None,
     solid_angle: Any = None,
     haadf_angles: tuple[Any, Any] | None = None,
+    intensities: str = "fit",
+    line_fit: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    isolate: bool = True,
 ) -> TiltSeries:
     """Load a tilt series from microscope files into a :class:`~edstomo.data.TiltSeries`.
 
@@ -407,7 +576,15 @@ def load_tilt_series(
     haadf_title : str, optional
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
-        Line-map options, see :func:`edstomo_microscope.linemaps.extract_line_maps`.
+        Line-map options, see :func:`edstomo_microscope.linemaps.extract_line_maps`
+        (``elements`` and ``smooth`` also apply to fitting).
+    intensities : {"fit", "window"}
+        ``"fit"`` (default): fit the line families and the continuum to every
+        pixel (:func:`edstomo_microscope.linefit.fit_series`), which separates
+        overlapping peaks; ``"window"``: exSpy's window integration.
+    line_fit : dict, optional
+        Further options of :func:`~edstomo_microscope.linefit.fit_series`
+        (``fwhm_mn_ev``, ``energy_range``, ``yields``, ``refine``).
     beam_energy, pixel_size, probe_current, dwell_time, solid_angle : Quantity or str, optional
         Values that replace (or supply) the metadata; ``pixel_size`` and
         ``dwell_time`` refer to the original (unbinned) pixels.
@@ -415,6 +592,10 @@ def load_tilt_series(
         HAADF collection angles; default the detector defaults of :class:`~edstomo.experiment.HAADFDetector`.
     progress : callable, optional
         ``progress(stage, done, total)``, called after each file.
+    isolate : bool
+        Read each file in a separate reader process (:mod:`.reader`, default):
+        a reader that crashes on a damaged file then costs an error naming the
+        file instead of the whole process. False reads in this process.
 
     Returns
     -------
@@ -423,7 +604,16 @@ def load_tilt_series(
         (channels, tilts, positions, slices), sorted by tilt angle, with an
         Experiment built from the metadata and a provenance step ``load`` that
         records the files, the angle source, every value's origin, and the
-        line windows and clipping.
+        line windows and clipping (window integration) or the fit of the summed
+        spectrum with per-line χ² and residuals (fitting).
+
+    Raises
+    ------
+    UnreadableFileError
+        When files cannot be read (truncated, damaged, another format, or the
+        reader crashed): every file is tried, then one error names each
+        unreadable file and why (``"FILE: cannot be read (…)"``); nothing is
+        loaded, since a series with missing tilts is another experiment.
 
     Warns
     -----
@@ -431,7 +621,9 @@ def load_tilt_series(
         When values had to be assumed (they are listed).
     """
     if tilt_axis not in TILT_AXES:
-        raise ValueError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
+        raise InputError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
+    if intensities not in INTENSITY_METHODS:
+        raise InputError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     files = find_files(source)
     if cutoff_at_kV == "auto":
         from edstomo.lines import parse_line
@@ -439,29 +631,44 @@ def load_tilt_series(
         top = max(parse_line(line).energy_kev for line in lines)
         cutoff_at_kV = float(math.ceil(top + 1.5))
     tilts: list[TiltImages] = []
+    unreadable: list[UnreadableFileError] = []
+    read = partial(reader.call, read_tilt_file) if isolate else read_tilt_file
     for done, path in enumerate(files, start=1):
-        tilts.extend(
-            read_tilt_file(
-                path,
-                lines,
-                rebin=rebin,
-                crop=crop,
-                cutoff_at_kV=cutoff_at_kV,  # type: ignore[arg-type]
-                haadf_title=haadf_title,
-                background=background,
-                integration_width=integration_width,
-                background_windows=background_windows,
-                elements=elements,
-                smooth=smooth,
+        try:
+            tilts.extend(
+                read(
+                    path,
+                    lines,
+                    rebin=rebin,
+                    crop=crop,
+                    cutoff_at_kV=cutoff_at_kV,
+                    haadf_title=haadf_title,
+                    background=background,
+                    integration_width=integration_width,
+                    background_windows=background_windows,
+                    elements=elements,
+                    smooth=smooth,
+                    intensities=intensities,
+                )
             )
-        )
+        except UnreadableFileError as error:
+            unreadable.append(error)
         if progress is not None:
             progress("load", done, len(files))
+    if unreadable:
+        if len(files) == 1:
+            raise unreadable[0]
+        raise UnreadableFileError(
+            f"{len(unreadable)} of {len(files)} files cannot be read: "
+            + "; ".join(str(error) for error in unreadable)
+            + ". A tilt series with missing tilts is not loaded: replace these files, or leave them out of the "
+            "source (list the other files, or move these out of the folder)"
+        )
     angle_values, angle_source, notes = _resolve_angles(tilts, angles, name_pattern)
     order = np.argsort(angle_values, kind="stable")
     angle_values, tilts = angle_values[order], [tilts[i] for i in order]
     if np.any(np.diff(angle_values) == 0):
-        raise ValueError(f"angles: the tilt angles {angle_values.tolist()} repeat a value")
+        raise InputError(f"angles: the tilt angles {angle_values.tolist()} repeat a value")
     with_haadf = haadf and all(t.haadf is not None for t in tilts)
     if haadf and not with_haadf:
         missing = [t.source for t in tilts if t.haadf is None]
@@ -487,7 +694,32 @@ def load_tilt_series(
     if dwell_origin == "real_time" and sources.origins["dwell_time"] == "derived":
         sources.notes.append("dwell_time: no live time in the files; derived from the real time (dead time included)")
     solid = sources.resolve("solid_angle", solid_angle, None, "sr")
+    geometry = detector_geometry([t.metadata for t in tilts], sources, solid)
     sources.warn()
+    if intensities == "fit":
+        fitted = fit_series(
+            [t.spectra for t in tilts],  # type: ignore[misc]
+            lines,
+            beam_energy_kev=energy.m_as("keV"),
+            elements=elements,
+            smooth=smooth,
+            **dict(line_fit or {}),
+        )
+        for item, maps, record in zip(tilts, fitted.maps, fitted.records):
+            item.maps, item.line_record, item.spectra = maps, record["lines"], None
+        sources.notes.extend(fitted.notes)
+        intensity_record: dict[str, Any] = {"line_fit": fitted.record()}
+    else:
+        intensity_record = {
+            "line_windows": {
+                line: {k: v for k, v in tilts[0].line_record[line].items() if k.endswith("kev") or k == "note"}
+                for line in lines
+            },
+            "clipped_counts": {
+                line: float(sum(t.line_record[line]["clipped_counts"] for t in tilts)) for line in lines
+            },
+            "clipped_pixels": {line: int(sum(t.line_record[line]["clipped_pixels"] for t in tilts)) for line in lines},
+        }
 
     binned_pixel = (pixel * rebin).to("nm")
     binned_dwell = (dwell * rebin**2).to("s")
@@ -506,7 +738,7 @@ def load_tilt_series(
         tilts=TiltScheme(angles=ureg.Quantity(angle_values, "deg")),
         scan=Scan(positions=positions, pixel_size=binned_pixel, slices=slices),
         haadf=haadf_detector,
-        eds=EDSDetector(**detector, solid_angle=solid),
+        eds=EDSDetector(**detector, solid_angle=solid, **geometry),
     )
 
     def oriented(image: np.ndarray) -> np.ndarray:
@@ -531,19 +763,16 @@ def load_tilt_series(
         rebin=rebin,
         crop=list(crop) if crop is not None else None,
         cutoff_at_kV=cutoff_at_kV,
+        intensities=intensities,
         background=background,
         integration_width=integration_width,
         smooth=smooth,
         values=sources.to_dict(),
+        eds_detectors=[head.to_dict() for head in experiment.eds.heads],
         live_time_s=[None if t.metadata.live_time is None else t.metadata.live_time.m_as("s") for t in tilts],
         real_time_s=[None if t.metadata.real_time is None else t.metadata.real_time.m_as("s") for t in tilts],
-        line_windows={
-            line: {k: v for k, v in tilts[0].line_record[line].items() if k.endswith("kev") or k == "note"}
-            for line in lines
-        },
         line_counts={line: [t.line_record[line]["counts"] for t in tilts] for line in lines},
-        clipped_counts={line: float(sum(t.line_record[line]["clipped_counts"] for t in tilts)) for line in lines},
-        clipped_pixels={line: int(sum(t.line_record[line]["clipped_pixels"] for t in tilts)) for line in lines},
+        **intensity_record,
         pixel_size=format_quantity(binned_pixel),
     )
     return TiltSeries(

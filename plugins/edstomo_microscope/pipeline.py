@@ -39,8 +39,8 @@ Progress is reported as ``progress(stage, done, total)``.
 
 from __future__ import annotations
 
-import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -51,14 +51,17 @@ import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
 from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
+from edstomo.threshold import MaskWarning
+from edstomo.units import as_beam_energy, as_quantity, shown
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
-from .loading import DEFAULT_LINES, load_tilt_series
+from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
 
 __all__ = [
@@ -95,10 +98,13 @@ class PipelineOptions:
     """Every choice of the pipeline, with defaults (stored in the provenance and ``summary.json``).
 
     Loading: ``lines``, ``rebin``, ``crop`` (y0, y1, x0, x1 original pixels),
-    ``angles`` (a quantity, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
-    Gaussian applied to background-subtracted maps before clipping), ``background``,
-    ``integration_width``, ``background_windows`` and ``load_options`` (further
-    keywords of :func:`load_tilt_series`, e.g. ``probe_current``).
+    ``angles`` (a quantity, in file order), ``tilt_axis``, ``intensities`` ("fit":
+    line families and continuum fitted to every pixel, or "window": window
+    integration), ``smooth`` (σ pixels of the Gaussian applied to the maps, or
+    to the fit's normal equations, before negative values are removed),
+    ``background``, ``integration_width``, ``background_windows`` (window
+    integration) and ``load_options`` (further keywords of
+    :func:`load_tilt_series`, e.g. ``probe_current``, ``elements``, ``line_fit``).
     Alignment: ``haadf_eds`` (none/com/xcorr), ``series`` (xcorr/com/none),
     ``axis`` (auto/none), ``alignment`` (a saved alignment file, used instead of estimating).
     Preprocessing: ``normalise`` (equal/slab/none), ``sinogram_sigma`` (pixels; 0 for none).
@@ -108,7 +114,13 @@ class PipelineOptions:
     value}}``; iterative solvers get ``iterations`` from :data:`DEFAULT_ITERATIONS` unless
     given), ``ratios`` (physics/fit: response ratios for solvers that take them),
     ``pad`` (fraction of the positions added on each side before reconstruction).
-    Quantification: ``threshold`` ("esf" or a number).
+    Quantification: ``threshold``: "esf" (automatic) or, per method (the solver that made
+    the volume), ``{"sirt": 0.5, "hebt-sirt": "esf"}`` (methods left out use "esf"); a single
+    number only when one method is quantified, since the summed maps of EDS-scale and
+    HAADF-scale reconstructions differ by orders of magnitude.
+
+    Every option is checked when the options are made, before any file is read: the
+    solvers' options by making the solvers.
     """
 
     lines: Sequence[str] = DEFAULT_LINES
@@ -116,6 +128,7 @@ class PipelineOptions:
     crop: tuple[int, int, int, int] | None = None
     angles: Any = None
     tilt_axis: str = "vertical"
+    intensities: str = "fit"
     smooth: float = 1.0
     background: bool = True
     integration_width: float = 2.0
@@ -133,11 +146,13 @@ class PipelineOptions:
     solver_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ratios: str = "physics"
     pad: float = 0.25
-    threshold: float | str = "esf"
+    threshold: float | str | Mapping[str, float | str] = "esf"
+    absorption: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
         choices = {
+            "intensities": INTENSITY_METHODS,
             "normalise": NORMALISATIONS,
             "ratios": RATIO_MODES,
             "haadf_eds": HAADF_EDS_METHODS,
@@ -160,6 +175,17 @@ class PipelineOptions:
         unused = [name for name in self.solver_options if self.solvers is not None and name not in self.solvers]
         if unused:
             raise ValueError(f"solver_options: given for {unused}, which are not among the solvers {self.solvers}")
+        _check_number("smooth", self.smooth, ">= 0 (pixels)", lambda v: v >= 0)
+        _check_load_values(self.load_options)
+        _check_threshold_values(self.threshold)
+        if self.absorption is not None:
+            unknown = set(self.absorption) - {"density", "tolerance", "max_iterations"}
+            if unknown:
+                raise ValueError(
+                    f"absorption: unknown keys {sorted(unknown)}; allowed: density, tolerance, max_iterations"
+                )
+        for cls, options in self.solver_plans(has_haadf=True):  # every solver option, before any file is read
+            cls(**options)
 
     def to_dict(self) -> dict[str, Any]:
         return provenance.jsonable(asdict(self))
@@ -178,6 +204,104 @@ class PipelineOptions:
                 options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
             plans.append((cls, options))
         return plans
+
+
+def _check_number(name: str, value: Any, expected: str, test: Callable[[float], bool]) -> None:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and test(float(value))):
+        raise InputError(f"{name}: {value!r} must be a number {expected}")
+
+
+#: Acquisition values that may replace the metadata (``load_options``), their unit and largest value.
+_LOAD_VALUES = {
+    "pixel_size": ("nm", None),
+    "probe_current": ("pA", None),
+    "dwell_time": ("s", None),
+    "solid_angle": ("sr", 4 * np.pi),
+}
+
+
+def _check_load_values(options: Mapping[str, Any]) -> None:
+    """Given acquisition values: the right unit, positive and finite (beam energy: an energy or a voltage)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "beam_energy":
+            quantity, unit, largest = as_beam_energy(value, name)[0], "keV", None
+        elif name in _LOAD_VALUES:
+            unit, largest = _LOAD_VALUES[name]
+            quantity = as_quantity(value, unit, name)
+        else:
+            continue
+        magnitude = np.asarray(quantity.m_as(unit), dtype=float)
+        if magnitude.ndim or not np.isfinite(magnitude) or magnitude <= 0:
+            raise InputError(f"{name}: {shown(value)} must be one positive, finite value (in {unit})")
+        if largest is not None and magnitude > largest:
+            raise InputError(f"{name}: {shown(value)} exceeds {largest:.4g} {unit}")
+
+
+def _threshold_value(method: str, value: Any) -> float | str:
+    """``"esf"`` or a finite number >= 0 (a string holding one is read)."""
+    if isinstance(value, str) and value.strip().lower() == "esf":
+        return "esf"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0")
+    if not (np.isfinite(value) and value >= 0):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a finite number >= 0")
+    return float(value)
+
+
+def _check_threshold_values(threshold: Any) -> None:
+    """The values of a threshold option (which methods exist is known only later)."""
+    if isinstance(threshold, Mapping):
+        for method, value in threshold.items():
+            _threshold_value(str(method), value)
+    else:
+        _threshold_value("threshold", threshold)
+
+
+def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | str]:
+    """The particle threshold of each method quantified (a method is the solver that made the volume).
+
+    Parameters
+    ----------
+    threshold
+        ``"esf"``; a mapping ``{method: "esf" or number >= 0}`` (methods left
+        out use ``"esf"``); or one number, accepted only when a single method
+        is quantified.
+    methods
+        The methods that will be quantified.
+
+    Raises
+    ------
+    InputError
+        A method that is not quantified, a value that is not "esf" or a finite
+        number >= 0, or one number for several methods (their summed maps differ in scale).
+    """
+    methods = list(methods)
+    if isinstance(threshold, Mapping):
+        unknown = [m for m in threshold if m not in methods]
+        if unknown:
+            raise InputError(
+                f"threshold: given for {unknown}, which are not among the methods quantified {methods}; "
+                "a threshold for a method that is not used is a mistake"
+            )
+        return {m: _threshold_value(m, threshold.get(m, "esf")) for m in methods}
+    if isinstance(threshold, str) and threshold.strip().lower() == "esf":
+        return dict.fromkeys(methods, "esf")
+    value = _threshold_value("threshold", threshold)
+    if len(methods) > 1:
+        raise InputError(
+            f"threshold: one value ({threshold!r}) for the {' and '.join(methods)} maps; their summed maps "
+            "S = Σ X_A/g_A are on different scales (g_A = f_A or z_A), so give one per method, e.g. "
+            f"--threshold {methods[0]}=VALUE --threshold {methods[1]}=VALUE"
+        )
+    return dict.fromkeys(methods, value)
 
 
 @dataclass(frozen=True)
@@ -234,6 +358,7 @@ class PipelineResult:
     timings: dict[str, float]
     notes: list[str]
     files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
@@ -248,7 +373,9 @@ class PipelineResult:
                 "angle_source": load.get("angle_source"),
                 "pixel_size": str(self.series.pixel_size),
                 "values": load.get("values"),
+                "intensities": load.get("intensities"),
                 "line_windows": load.get("line_windows"),
+                "line_fit": {k: v for k, v in load.get("line_fit", {}).items() if k not in ("spectrum", "tilts")},
                 "alignment": self.alignment.to_dict(),
                 "physics": self.factors.to_dict(),
                 "response_ratios": self.ratio_fits,
@@ -257,6 +384,7 @@ class PipelineResult:
                 "findings": self.findings,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
+                "warnings": self.warnings,
                 "files": self.files,
             }
         )
@@ -343,24 +471,34 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
 def quantify_volumes(
     volumes: Mapping[str, Volume],
     factors: PhysicsFactors,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     notes: list[str] | None = None,
+    alerts: list[str] | None = None,
 ) -> dict[str, CompositionMaps]:
     """Weight fractions of each volume, by the quantifier that accepts its map factor (``Volume.factor``).
 
-    With ``threshold="esf"`` the quantifiers fall back to Otsu's threshold of
-    the summed map Σ X_A/g_A when the ESF fit finds no plateau
-    (``fallback="otsu"``); the maps' provenance records it, and a note is
-    added to ``notes``.
+    ``threshold`` is read by :func:`thresholds_for` (one per method). With
+    ``"esf"`` the quantifiers fall back to Otsu's threshold of the summed map
+    Σ X_A/g_A when the ESF fit finds no plateau (``fallback="otsu"``); the
+    maps' provenance records it, and a note is added to ``notes``. A given
+    threshold that leaves no voxel is an error; one whose particle differs from
+    the automatic threshold's by more than 10× is added to ``alerts`` (to ``notes`` when no ``alerts``).
     """
+    chosen_thresholds = thresholds_for(threshold, list(volumes))
     result = {}
-    for name, volume in volumes.items():
-        quantifier = plugins.quantifier_for(volume.factor)
-        maps = quantifier(factors, threshold=threshold, fallback="otsu").quantify(volume)
-        chosen = maps.provenance[-1]["parameters"]
-        if notes is not None and chosen["threshold_method"] == "otsu":
-            notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
-        result[name] = maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
+        for name, volume in volumes.items():
+            quantifier = plugins.quantifier_for(volume.factor)
+            maps = quantifier(factors, threshold=chosen_thresholds[name], fallback="otsu").quantify(volume)
+            chosen = maps.provenance[-1]["parameters"]
+            if notes is not None and chosen["threshold_method"] == "otsu":
+                notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
+            if "mask_warning" in chosen:
+                target = alerts if alerts is not None else notes
+                if target is not None:
+                    target.append(f"{name}: {chosen['mask_warning']}")
+            result[name] = maps
     return result
 
 
@@ -506,6 +644,9 @@ class PipelineState:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    solvers: dict[str, Solver] = field(default_factory=dict)
+    absorption: dict[str, Any] = field(default_factory=dict)
 
 
 def load_stage(state: PipelineState) -> None:
@@ -523,6 +664,7 @@ def load_stage(state: PipelineState) -> None:
             rebin=options.rebin,
             crop=options.crop,
             tilt_axis=options.tilt_axis,
+            intensities=options.intensities,
             smooth=options.smooth,
             background=options.background,
             integration_width=options.integration_width,
@@ -591,7 +733,10 @@ def reconstruct_stage(state: PipelineState) -> None:
         state.notes.append(f"reconstructions solved on Dask ({where}) in chunks of {state.dask.chunk_slices} slices")
     if options.solvers is None and not series.has_haadf:
         state.notes.append("no HAADF channel: the EDS-only reconstruction only (no bimodal solver)")
-    for cls, solver_options in options.solver_plans(series.has_haadf):
+    plans = options.solver_plans(series.has_haadf)
+    # one threshold per method, checked now that the methods are known, before anything is reconstructed
+    thresholds_for(options.threshold, [cls.name for cls, _ in plans if series.has_haadf or "haadf" not in cls.requires])
+    for cls, solver_options in plans:
         if "haadf" in cls.requires and not series.has_haadf:
             state.notes.append(f"no HAADF channel: {cls.name} skipped")
             continue
@@ -605,6 +750,7 @@ def reconstruct_stage(state: PipelineState) -> None:
         with _timed(state.timings, stage, state.progress, report=False):
             volume = _solve(solver, padded, stage, state, source)
         state.volumes[cls.name] = crop_volume(volume, width, series.experiment)
+        state.solvers[cls.name] = solver
     if state.ratios is None:
         state.ratios = ResponseRatios({}, float("nan"), float("nan"), {})
 
@@ -636,7 +782,58 @@ def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState,
 
 def quantify_stage(state: PipelineState) -> None:
     """``maps``: weight fractions of every volume."""
-    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes)
+    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes, state.alerts)
+
+
+def absorption_stage(state: PipelineState) -> None:
+    """With ``options.absorption``: each method's maps corrected for X-ray absorption (:mod:`edstomo.absorption`).
+
+    The uncorrected maps are kept as ``<method>-uncorrected``; the corrected ones
+    take the method's name. The HAADF term is not attenuated. The loop runs in
+    this process (the transmissions couple slices), even with Dask.
+    """
+    if state.options.absorption is None:
+        return
+    from edstomo.absorption import AbsorptionCorrection, AbsorptionModel
+    from edstomo_plugins.forward.absorbing import head_efficiency
+
+    series = state.series
+    width = round(state.options.pad * series.n_positions)
+    settings = dict(state.options.absorption)
+    model = AbsorptionModel(series.experiment, lines=series.lines, efficiency=head_efficiency)
+    thresholds = thresholds_for(state.options.threshold, list(state.volumes))
+    for name in list(state.volumes):
+        solver, volume = state.solvers[name], state.volumes[name]
+        quantifier = plugins.quantifier_for(volume.factor)(state.factors, threshold=thresholds[name], fallback="otsu")
+        factors = (
+            state.factors.f_array(volume.channels) if volume.factor == "f_A" else state.factors.z_array(volume.channels)
+        )
+
+        def solve(data: TiltSeries, solver: Solver = solver) -> Volume:
+            return crop_volume(solver.solve(pad_positions(data, width)), width, data.experiment)
+
+        correction = AbsorptionCorrection(model, **settings)
+        with _timed(state.timings, f"absorption-{name}", state.progress, report=False):
+            result = correction.run(series, solve, quantifier.quantify, factors)
+        state.maps[f"{name}-uncorrected"] = state.maps[name]
+        state.volumes[f"{name}-uncorrected"] = volume
+        state.maps[name], state.volumes[name] = result.composition, result.maps
+        state.absorption[name] = {
+            "iterations": len(result.history),
+            "converged": result.converged,
+            "history": result.history,
+            "mean_wt_change": {
+                element: float(result.composition.fraction(element)[result.composition.mask].mean())
+                - float(result.uncorrected.fraction(element)[result.uncorrected.mask].mean())
+                for element in model.elements
+            },
+        }
+        changes = ", ".join(f"{e} {100 * v:+.2f}" for e, v in state.absorption[name]["mean_wt_change"].items())
+        state.notes.append(
+            f"{name}: absorption-corrected in {len(result.history)} iteration(s) "
+            f"({'converged' if result.converged else 'not converged'}); particle-mean change (wt%): {changes}; "
+            f"uncorrected maps kept as {name}-uncorrected"
+        )
 
 
 def compare_stage(state: PipelineState) -> None:
@@ -655,6 +852,7 @@ STAGES: tuple[tuple[str, Callable[[PipelineState], None], bool], ...] = (
     ("physics", physics_stage, False),
     ("reconstruct", reconstruct_stage, True),
     ("quantify", quantify_stage, False),
+    ("absorption", absorption_stage, False),
     ("compare", compare_stage, False),
 )
 
@@ -724,6 +922,7 @@ def run_pipeline(
         state.timings,
         state.notes,
         state.files,
+        state.alerts,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)
@@ -747,7 +946,7 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
             result.files.extend(str(p) for p in figures)
     size = format_size(output_size(result.files))
     result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")
-    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
+    atomic_write_text(out / "summary.json", provenance.strict_json(result.summary(), note_key="notes"))
     result.files.append(str(out / "summary.json"))
 
 
@@ -765,7 +964,7 @@ def quantify_saved(
     *,
     physics: str | None = None,
     physics_options: Mapping[str, Any] | None = None,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     pictures: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -773,8 +972,10 @@ def quantify_saved(
 
     Each volume is quantified by the quantifier that accepts its map factor
     (``Volume.factor``); the physics is computed for each volume's stored
-    experiment. Writes ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and
-    composite figures and ``quantify_summary.json`` into ``out``; returns that summary.
+    experiment; ``threshold`` as for :func:`thresholds_for`. Writes
+    ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
+    and ``quantify_summary.json`` (strict JSON: undefined values are null, with
+    a note) into ``out``; returns that summary.
     """
     from .export import export_maps, format_size, output_size
 
@@ -797,6 +998,8 @@ def quantify_saved(
             if method in volumes:
                 raise ValueError(f"{path}: a second volume of {method}; give one volume per solver")
             volumes[method] = volume
+    chosen = thresholds_for(threshold, list(volumes))
+    alerts: list[str] = []
     with _timed(timings, "physics", progress), collected_notes(notes) as model_notes:
         model = plugins.physics(physics) if physics else plugins.default("physics")
         for method, volume in volumes.items():
@@ -806,7 +1009,7 @@ def quantify_saved(
     with _timed(timings, "quantify", progress):
         maps = {}
         for method, volume in volumes.items():
-            maps.update(quantify_volumes({method: volume}, factors[method], threshold, notes))
+            maps.update(quantify_volumes({method: volume}, factors[method], chosen[method], notes, alerts))
     names = list(maps)
     comparison = compare_maps(maps[names[0]], maps[names[1]]) if len(names) >= 2 else {}
     files: list[str] = []
@@ -827,8 +1030,9 @@ def quantify_saved(
             "findings": {method: _findings(m) for method, m in maps.items()},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
+            "warnings": alerts,
             "files": files,
         }
     )
-    atomic_write_text(out / "quantify_summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "quantify_summary.json", provenance.strict_json(summary, note_key="notes"))
     return summary

@@ -5,12 +5,19 @@ from __future__ import annotations
 import numpy as np
 from edstomo.experiment import Experiment
 from edstomo.lines import element_density
+from edstomo.resources import check_memory, simulation_bytes
 
 
 def grid_shape(experiment: Experiment) -> tuple[int, int, int]:
-    """Reconstruction grid (nz, nx, slices) of an experiment: positions × positions × slices."""
-    n = experiment.scan.positions
-    return n, n, experiment.scan.slices
+    """Reconstruction grid (nz, nx, slices) of an experiment: positions × positions × slices.
+
+    Raises :class:`~edstomo.resources.ResourceError` when a phantom on that grid
+    would not fit in the available memory (see :mod:`edstomo.resources`).
+    """
+    n, slices = experiment.scan.positions, experiment.scan.slices
+    needed = simulation_bytes(len(experiment.lines), 0, 0, n, slices)["phantom"]
+    check_memory({"phantom": needed}, f"phantom: grid of {n} × {n} × {slices} voxels")
+    return n, n, slices
 
 
 def ball_coverage(
@@ -67,7 +74,7 @@ def check_composition(name: str, composition: dict[str, float]) -> dict[str, flo
 
 
 def regions_to_maps(
-    regions: list[tuple[np.ndarray, dict[str, float]]], elements: list[str]
+    regions: list[tuple[np.ndarray, dict[str, float]]], elements: list[str], densities: list[float | None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weight fractions and density from regions of uniform composition.
 
@@ -78,6 +85,9 @@ def regions_to_maps(
         fills, and its weight fractions. Coverages must not overlap in sum > 1.
     elements
         Element order of the output.
+    densities
+        Density (g/cm³) of each region; None (for all, or one) means the ideal
+        mixture of the pure elements (:func:`alloy_density`).
 
     Returns
     -------
@@ -86,8 +96,9 @@ def regions_to_maps(
     """
     shape = regions[0][0].shape
     partial = np.zeros((len(elements), *shape))
-    for coverage, composition in regions:
-        rho = alloy_density(composition)
+    for index, (coverage, composition) in enumerate(regions):
+        given = None if densities is None else densities[index]
+        rho = alloy_density(composition) if given is None else given
         for index, element in enumerate(elements):
             partial[index] += coverage * composition.get(element, 0.0) * rho
     density = partial.sum(axis=0)

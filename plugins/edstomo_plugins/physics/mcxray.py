@@ -34,9 +34,9 @@ import pint
 import pyxray
 import xraylib
 from edstomo import provenance
-from edstomo.errors import OptionError
+from edstomo.errors import InputError, OptionError
 from edstomo.experiment import Experiment
-from edstomo.factors import LineParameters
+from edstomo.factors import LineParameters, PhysicsFactors
 from edstomo.interfaces import PhysicsModel
 from edstomo.lines import XrayLine, parse_line
 from edstomo.options import PluginOptions
@@ -134,6 +134,16 @@ class MCXRayPhysics(PhysicsModel):
         return {**super().parameters(), "efficiency": provenance.jsonable(self._efficiency)}
 
     # ----- the contract ---------------------------------------------------------
+    def compute(self, experiment: Experiment) -> PhysicsFactors:
+        """The factors of every line of ``experiment``; an override of a line it does not use is an error."""
+        unused = [line for line in self._overrides if line not in experiment.lines]
+        if unused:
+            raise InputError(
+                f"overrides: lines {unused} are not among the experiment's lines {experiment.lines}; "
+                "an override of a line that is not used would be ignored"
+            )
+        return super().compute(experiment)
+
     def line_parameters(self, line: str, experiment: Experiment) -> LineParameters:
         xray_line = parse_line(line)
         self.check_excitable(xray_line, experiment)
@@ -199,16 +209,35 @@ class MCXRayPhysics(PhysicsModel):
         """ε for the line, and its source (see the ``efficiency`` option for the precedence)."""
         if line.name in experiment.eds.efficiency_overrides:
             return experiment.eds.efficiency_for(line.name), "experiment eds.efficiency_overrides"
+        heads = experiment.eds.heads
+        if self._efficiency is None and any(h.has_efficiency_model for h in heads):
+            weights = np.array([h.solid_angle.m_as("sr") for h in heads])
+            values = [
+                self._layered(detector(h.efficiency_model()), line)
+                if h.has_efficiency_model
+                else experiment.eds.efficiency
+                for h in heads
+            ]
+            return float(np.dot(weights, values) / weights.sum()), (
+                "experiment eds.detectors' layered models (xraylib CS_Total_CP / CS_Photo_CP), solid-angle weighted"
+            )
         if self._efficiency is None:
             return experiment.eds.efficiency, "experiment eds.efficiency"
         if isinstance(self._efficiency, float):
             return self._efficiency, "constant (efficiency option)"
+        epsilon = self._layered(self._efficiency, line)
+        transitions = self.relaxation_sources[self.options.yields].transition_weights(
+            line.z, line.shell, line.transitions
+        )
+        return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
+            "+".join(transitions)
+        )
+
+    def _layered(self, model: LayeredDetector, line: XrayLine) -> float:
+        """ε of a layered model for a line, weighted over its transitions' intensities."""
         weights = self.relaxation_sources[self.options.yields].transition_weights(line.z, line.shell, line.transitions)
         energies = np.array([_line_energy_kev(line.z, t) for t in weights])
-        epsilon = float(np.dot(list(weights.values()), self._efficiency.efficiency(energies)))
-        return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
-            "+".join(weights)
-        )
+        return float(np.dot(list(weights.values()), model.efficiency(energies)))
 
     def elastic_cross_section(self, line: XrayLine, experiment: Experiment) -> tuple[pint.Quantity | None, str]:
         """σ_ela of the element for the HAADF factor (None with ``elastic="none"``), and its source."""
