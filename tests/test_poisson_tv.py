@@ -268,9 +268,10 @@ def test_projected_totals_follow_the_optimality_conditions() -> None:
             assert record["lambda_used"] * tv > 0.01 * counts  # the identity is not trivially 0 = 0
 
 
-def test_fractions_of_poisson_tv_maps_sum_to_one() -> None:
+@pytest.mark.parametrize("cls", [PoissonTVSolver, FusedSolver])
+def test_weight_fractions_of_the_maps_sum_to_one(cls) -> None:
     series = solver_test_series(slices=2)
-    volume = FusedSolver(iterations=60).solve(series)
+    volume = cls(iterations=60).solve(series if cls is FusedSolver else series.select(["Ag_La", "Au_Ma"]))
     assert volume.factor == "f_A"
     factors = plugins.physics("table")().compute(series.experiment)
     maps = plugins.quantifier_for(volume.factor)(factors, threshold=1.0).quantify(volume)
