@@ -233,6 +233,9 @@ class CompositionMaps:
         The voxels that belong to the particle.
     threshold : float, optional
         The threshold that defined ``mask`` (on the factor-normalised sum).
+    uncertainty : ndarray, shape (elements, nz, nx, slices), optional
+        The standard uncertainty of each weight fraction (dimensionless, >= 0),
+        e.g. from :func:`edstomo.uncertainty.bootstrap`.
     """
 
     weight_fractions: np.ndarray
@@ -243,6 +246,7 @@ class CompositionMaps:
     threshold: float | None = None
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
@@ -269,6 +273,14 @@ class CompositionMaps:
             self.mask = np.asarray(self.mask, dtype=bool)
             if self.mask.shape != spatial:
                 raise ValueError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=float)
+            if self.uncertainty.shape != self.weight_fractions.shape:
+                raise ValueError(
+                    f"uncertainty: shape {self.uncertainty.shape} does not match the weight fractions' "
+                    f"{self.weight_fractions.shape}"
+                )
+            _check_finite("uncertainty", self.uncertainty, nonnegative=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -371,6 +383,9 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         file.create_dataset("mask", data=maps.mask, compression=compression)
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
+    if maps.uncertainty is not None:
+        file.create_dataset("uncertainty", data=maps.uncertainty, compression=compression)
+        file["uncertainty"].attrs["axes"] = "elements,nz,nx,slices"
 
 
 def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
@@ -406,6 +421,7 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
                 density=file["density"][()] if "density" in file else None,
                 mask=file["mask"][()] if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                uncertainty=file["uncertainty"][()] if "uncertainty" in file else None,
                 **common,
             )
         raise ValueError(f"path: {str(path)!r} holds an unknown object {kind!r}")

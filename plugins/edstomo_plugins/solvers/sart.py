@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
-from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import Iterations, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from pydantic import Field
 
@@ -33,7 +33,7 @@ class SARTSolver(ReconstructionSolver):
     description = "OS-SART: SIRT updates over ordered subsets of the tilts (subsets=1: SIRT, one tilt each: SART)"
 
     class Options(IterativeOptions):
-        iterations: int = Field(10, ge=0, le=100_000, description="passes over all subsets")
+        iterations: Iterations = Field(10, description="passes over all subsets, or 'auto'")
         subsets: int = Field(8, ge=1, description="number of ordered subsets of the tilt angles")
         ordering: Literal[ORDERINGS] = Field("interleaved", description="how the tilts are dealt into subsets")
         seed: int = Field(0, ge=0, description="seed of the 'random' ordering")

@@ -48,6 +48,7 @@ from edstomo.units import format_quantity
 from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
+from .yuan2020_auto import auto_figures, auto_settings, auto_summary, run_auto
 from .yuan2020_results import (
     EROSION,
     FIGURE_EDS_N,
@@ -78,6 +79,8 @@ SUMMARY_KEYS = (
     "eds_best_n_Ag", "eds_best_n_Au", "eds_ssim_quant_Ag", "hebt_ssim_quant_Ag",
     "core_wt_Au", "shell_wt_Ag", "mask_dice", "r_squared", "r_Ag", "r_Au",
 )  # fmt: skip
+#: Summary keys added with ``auto=True`` (see :mod:`.yuan2020_auto`).
+AUTO_SUMMARY_KEYS = ("auto_over_oracle", "auto_parameters")
 
 
 def phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.0) -> Experiment:
@@ -157,6 +160,7 @@ class Yuan2020PhantomStudy(Study):
         outer_radius: Length = Field("55 nm", description="phantom outer radius")
         core_radius: Length = Field("30 nm", description="phantom core radius")
         projector: Literal[MODELS] = Field("strip", description="projection model of the simulation and solvers")
+        auto: bool = Field(True, description="also choose each method's parameters from the data (auto_over_oracle)")
 
         @model_validator(mode="after")
         def _sweeps(self) -> Yuan2020PhantomStudy.Options:
@@ -209,6 +213,8 @@ class Yuan2020PhantomStudy(Study):
 
                 stage = f"{level}: figures"
                 write_figures(result, table, folder, progress=lambda done, total, s=stage: report(s, done, total))
+                if result.auto:
+                    auto_figures(result.auto, folder, level)
         return summary
 
     def _run_level(self, level: str, table: ResultsTable, report: Callable[[str, int, int], None]) -> LevelResult:
@@ -260,6 +266,19 @@ class Yuan2020PhantomStudy(Study):
                 filtered, callbacks=hebt_callback
             )
         result.esf = hebt_quantifier.esf(result.headline.raw)
+        if self.options.auto:
+            report(f"{level}: automatic parameters", 0, 1)
+            result.auto = run_auto(
+                level,
+                series,
+                truth,
+                factors,
+                table,
+                sigma=self.sigma,
+                projector=self.projector,
+                max_iterations=self.max_iterations,
+            )
+            report(f"{level}: automatic parameters", 1, 1)
         result.seconds = time.perf_counter() - start
         return result
 
@@ -297,6 +316,8 @@ class Yuan2020PhantomStudy(Study):
             "r_Ag": float(result.ratios["Ag_La"]),
             "r_Au": float(result.ratios["Au_Ma"]),
         }
+        if result.auto:
+            summary.update(auto_summary(result.auto))
         return summary
 
     def _settings(self, results: dict[str, LevelResult]) -> dict[str, Any]:
@@ -316,6 +337,7 @@ class Yuan2020PhantomStudy(Study):
                 "r_squared": result.ratios.r_squared,
                 "esf_threshold": None if result.esf is None else result.esf.threshold,
                 "seconds": result.seconds,
+                **({"auto": auto_settings(result.auto)} if result.auto else {}),
             }
         return {
             "study": self.name,
