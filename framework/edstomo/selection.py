@@ -87,6 +87,9 @@ class SelectionOptions(PluginOptions):
     fraction: float = Field(0.8, gt=0, lt=1, description="share p of the counts in the fit part, in (0, 1)")
     seed: int = Field(0, ge=0, description="seed of the thinning")
     max_iterations: int = Field(500, ge=1, le=100_000, description="largest iteration count tried")
+    slices: int | None = Field(
+        None, ge=1, description="choose on this many evenly spaced slices (default: all; large series: fewer)"
+    )
     tolerance: float = Field(
         0.002, ge=0, lt=1, description="n: the first within this share of the deviance's fall from n=1 to its minimum"
     )
@@ -318,6 +321,9 @@ def select(
     if empty:
         raise InputError(f"options: {solver.label()} gives no candidate values for {empty}")
     channels = solver.channels_for(data)
+    if options.slices is not None and options.slices < data.n_slices:
+        kept = np.unique(np.linspace(0, data.n_slices - 1, options.slices).round().astype(int))
+        data = data.replace(data=np.ascontiguousarray(data.data[..., kept]))
     rng = np.random.default_rng(options.seed)
     fits, helds, exact = [], [], True
     for _ in range(options.splits):

@@ -225,6 +225,7 @@ def bootstrap(
     seed: int = 0,
     preprocess: Callable[[TiltSeries], TiltSeries] | None = None,
     postprocess: Callable[[Volume], Volume] | None = None,
+    replicate: Callable[[TiltSeries], TiltSeries] | None = None,
 ) -> Bootstrap:
     """Weight fractions of ``series`` and their per-voxel uncertainty (see the module docstring).
 
@@ -247,6 +248,10 @@ def bootstrap(
         sinogram filter, or a symmetric padding of the positions).
     postprocess : callable, optional
         Applied to every volume before quantifying (e.g. cropping the padding off).
+    replicate : callable, optional
+        Applied to every replica before ``preprocess``: the steps that ``series``
+        went through before it was given (e.g. a smoothing of the line maps), so
+        that the replicas' noise is that of the data.
 
     Returns
     -------
@@ -275,7 +280,8 @@ def bootstrap(
         data = np.array(series.data, dtype=np.float64)
         for channel in [c for c in series.channels if c in channels]:  # in the series' order, whatever the order asked
             data[series.channels.index(channel)] = rng.poisson(mean[channels.index(channel)])
-        drawn.append(before(series.replace(data=data)))
+        replica = series.replace(data=data)
+        drawn.append(before(replicate(replica) if replicate is not None else replica))
     volumes, fitted = _solve_replicas(solver, drawn)
     fractions, thresholds, failed = [], [], 0
     for replica in volumes:

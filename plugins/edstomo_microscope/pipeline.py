@@ -85,9 +85,12 @@ SERIES_METHODS = ("xcorr", "stackreg", "com", "none")
 AXIS_METHODS = ("auto", "none")
 
 
-#: Iterations the pipeline asks of iterative solvers unless told otherwise, by what the solver needs:
-#: EDS-only reconstructions stop earlier (their noise grows sooner) than bimodal ones.
+#: Iterations the pipeline asks of iterative solvers that cannot choose them from the data, by what the
+#: solver needs: EDS-only reconstructions stop earlier (their noise grows sooner) than bimodal ones.
 DEFAULT_ITERATIONS: dict[frozenset[str], int] = {frozenset({"lines"}): 50, frozenset({"lines", "haadf"}): 100}
+
+#: Slices on which the pipeline's automatic choices are made (evenly spaced; the choice is made once, on them).
+AUTO_SLICES = 8
 
 
 @dataclass
@@ -105,10 +108,14 @@ class PipelineOptions:
     Physics: ``physics`` (plugin name; None: the default), ``physics_options``.
     Reconstruction: ``solvers`` (plugin names; None: the default EDS-only solver and,
     with a HAADF channel, the default bimodal one), ``solver_options`` (``{solver: {option:
-    value}}``; iterative solvers get ``iterations`` from :data:`DEFAULT_ITERATIONS` unless
-    given), ``ratios`` (physics/fit: response ratios for solvers that take them),
-    ``pad`` (fraction of the positions added on each side before reconstruction).
-    Quantification: ``threshold`` ("esf" or a number).
+    value}}``; every option a solver can choose from the data (its ``auto_options``, e.g.
+    ``iterations`` and HEBT's ``alpha``) is ``"auto"`` unless given, chosen on
+    :data:`AUTO_SLICES` slices; iterative solvers that cannot choose get ``iterations`` from
+    :data:`DEFAULT_ITERATIONS`), ``ratios`` (physics/fit: response ratios for solvers that take
+    them), ``pad`` (fraction of the positions added on each side before reconstruction).
+    Quantification: ``threshold`` ("esf" or a number); ``uncertainty`` (bootstrap replicas
+    for per-voxel error bars and intervals of the particle means, 0: none, else >= 2) and
+    ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
     """
 
     lines: Sequence[str] = DEFAULT_LINES
@@ -134,6 +141,8 @@ class PipelineOptions:
     ratios: str = "physics"
     pad: float = 0.25
     threshold: float | str = "esf"
+    uncertainty: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
@@ -151,6 +160,10 @@ class PipelineOptions:
             raise ValueError(f"rebin: {self.rebin!r} must be an integer >= 1")
         if not (isinstance(self.pad, (int, float)) and 0 <= self.pad <= 2):
             raise ValueError(f"pad: {self.pad!r} must be a fraction of the positions in [0, 2]")
+        if isinstance(self.uncertainty, bool) or not isinstance(self.uncertainty, (int, np.integer)):
+            raise ValueError(f"uncertainty: {self.uncertainty!r} must be an integer number of bootstrap replicas")
+        if self.uncertainty == 1 or self.uncertainty < 0:
+            raise ValueError(f"uncertainty: {self.uncertainty!r} replicas; give 0 (none) or at least 2")
         if not (isinstance(self.sinogram_sigma, (int, float)) and self.sinogram_sigma >= 0):
             raise ValueError(f"sinogram_sigma: {self.sinogram_sigma!r} must be a non-negative number of pixels")
         if self.solvers is not None:
@@ -174,6 +187,11 @@ class PipelineOptions:
         plans = []
         for cls in classes:
             options = dict(self.solver_options.get(cls.name, {}))
+            automatic = [name for name in getattr(cls, "auto_options", {}) if name in cls.Options.model_fields]
+            for name in automatic:
+                options.setdefault(name, "auto")
+            if automatic and "selection" in cls.Options.model_fields:
+                options.setdefault("selection", {"slices": AUTO_SLICES})
             if "iterations" in cls.Options.model_fields and cls.requires in DEFAULT_ITERATIONS:
                 options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
             plans.append((cls, options))
@@ -234,6 +252,8 @@ class PipelineResult:
     timings: dict[str, float]
     notes: list[str]
     files: list[str] = field(default_factory=list)
+    solvers: dict[str, Solver] = field(default_factory=dict)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
@@ -255,6 +275,12 @@ class PipelineResult:
                 "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
                 "comparison": {"methods": list(self.maps)[:2], "per_element": self.comparison},
                 "findings": self.findings,
+                "automatic": {
+                    name: solver.auto_choice.record()
+                    for name, solver in self.solvers.items()
+                    if getattr(solver, "auto_choice", None) is not None
+                },
+                "uncertainty": self.uncertainty,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
                 "files": self.files,
@@ -503,6 +529,8 @@ class PipelineState:
     maps: dict[str, CompositionMaps] = field(default_factory=dict)
     comparison: dict[str, dict[str, float]] = field(default_factory=dict)
     findings: dict[str, Any] = field(default_factory=dict)
+    solvers: dict[str, Solver] = field(default_factory=dict)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -602,8 +630,12 @@ def reconstruct_stage(state: PipelineState) -> None:
             solver_options.setdefault("channels", series.lines)
         solver = cls(**solver_options)
         stage = f"reconstruct-{cls.name}"
+        if solver.unfitted():
+            with _timed(state.timings, f"choose-{cls.name}", state.progress):
+                solver = solver.prepare(padded)  # automatic options chosen once, on the whole (padded) series
         with _timed(state.timings, stage, state.progress, report=False):
             volume = _solve(solver, padded, stage, state, source)
+        state.solvers[cls.name] = solver
         state.volumes[cls.name] = crop_volume(volume, width, series.experiment)
     if state.ratios is None:
         state.ratios = ResponseRatios({}, float("nan"), float("nan"), {})
@@ -637,6 +669,11 @@ def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState,
 def quantify_stage(state: PipelineState) -> None:
     """``maps``: weight fractions of every volume."""
     state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes)
+    if state.options.uncertainty:
+        from .errorbars import add_uncertainty
+
+        with _timed(state.timings, "uncertainty", state.progress):
+            state.uncertainty = add_uncertainty(state)
 
 
 def compare_stage(state: PipelineState) -> None:
@@ -724,6 +761,8 @@ def run_pipeline(
         state.timings,
         state.notes,
         state.files,
+        state.solvers,
+        state.uncertainty,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)
@@ -744,6 +783,10 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
 
         with _timed(result.timings, "pictures", progress):
             figures = pipeline_figures(out / "figures", series=result.series, maps=result.maps)
+            from .errorbars import choice_figures, uncertainty_figures
+
+            figures += uncertainty_figures(out / "figures", result.maps)
+            figures += choice_figures(out / "figures", result.solvers)
             result.files.extend(str(p) for p in figures)
     size = format_size(output_size(result.files))
     result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")
