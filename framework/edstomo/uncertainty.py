@@ -3,8 +3,12 @@
 The data are redrawn from the fitted forward model and everything that
 depends on them is done again for every replica:
 
-1. the estimate: the solver's maps of the (preprocessed) data and their mean
-   data ``μ̂`` (:meth:`~edstomo.engine.ReconstructionSolver.predict`);
+1. the estimate: the solver's maps of the (preprocessed) data, quantified,
+   and the mean data ``μ̂`` they predict
+   (:meth:`~edstomo.engine.ReconstructionSolver.predict`) with the maps set to
+   0 outside the particle (its mask grown by one voxel): the fitted model has
+   no material where the quantifier found none, so the replicas' background
+   is not the clipped noise of the estimate's;
 2. ``replicas`` new series: the reconstructed channels (the EDS lines) drawn as
    ``Poisson(μ̂)``, the other channels (the HAADF) as measured;
 3. each replica goes through the same preprocessing (e.g. the sinogram filter),
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from . import backend, provenance
 from .algorithms.callbacks import Callback, IterationState
@@ -46,15 +51,31 @@ __all__ = ["Bootstrap", "RegionMean", "bootstrap", "format_fraction", "region_me
 Z95 = 1.959963984540054
 
 
-class _FinalPrediction(Callback):
-    """Keeps the solver's prediction of its data from the final estimate."""
-
-    def __init__(self) -> None:
-        self.predicted: np.ndarray | None = None
+class _FinalEstimate(Callback):
+    """Keeps the final estimate and the solver's prediction function, to predict the data of the fitted model."""
 
     def on_end(self, state: IterationState) -> None:
-        algorithm = state.algorithm
-        self.predicted = np.asarray(backend.to_numpy(algorithm.predict(algorithm.x)), dtype=np.float64)
+        self.algorithm = state.algorithm
+        self.x = state.algorithm.x.copy()
+
+    def predicted(self, support: np.ndarray | None) -> np.ndarray:
+        """The mean data of the final maps, set to 0 outside ``support`` ``(nz, nx, slices)`` when given."""
+        x = self.x
+        if support is not None:
+            xp = backend.namespace(x)
+            x = x * xp.asarray(support[:, :, None, :], dtype=x.dtype)
+        return np.asarray(backend.to_numpy(self.algorithm.predict(x)), dtype=np.float64)
+
+
+def _support(maps: CompositionMaps, shape: tuple[int, int]) -> np.ndarray | None:
+    """The particle mask grown by one voxel, on the solver's grid ``shape`` (a cropped grid is padded by its edges)."""
+    if maps.mask is None:
+        return None
+    grown = ndimage.binary_dilation(maps.mask, structure=np.ones((3, 3, 1), bool))
+    extra = shape[0] - grown.shape[0]
+    if extra < 0 or extra % 2 or shape[1] - grown.shape[1] != extra:
+        raise InputError(f"postprocess: maps of {grown.shape[:2]} cannot be placed on the solver grid {shape}")
+    return np.pad(grown, ((extra // 2,) * 2, (extra // 2,) * 2, (0, 0)), mode="edge")
 
 
 @dataclass(frozen=True)
@@ -268,10 +289,11 @@ def bootstrap(
     before = preprocess or (lambda s: s)
     after = postprocess or (lambda v: v)
     channels = solver.channels_for(series)
-    final = _FinalPrediction()
+    final = _FinalEstimate()
     volume = solver.solve(before(series), callbacks=[final])
     maps = quantifier.quantify(after(volume))
-    mean = np.clip(np.moveaxis(_central(final.predicted, series.n_positions), 2, 0), 0.0, None)
+    predicted = final.predicted(_support(maps, volume.shape[1:3]))
+    mean = np.clip(np.moveaxis(_central(predicted, series.n_positions), 2, 0), 0.0, None)
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -1,0 +1,134 @@
+"""Bootstrap error bars (edstomo.uncertainty) and CompositionMaps.uncertainty: spread against true noise, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from edstomo import CompositionMaps, Experiment, load
+from edstomo.errors import InputError
+from edstomo.preprocessing import gaussian_filter
+from edstomo.registry import plugins
+from edstomo.study import interior
+from edstomo.uncertainty import bootstrap, format_fraction, region_means
+
+
+def FILTER(series):
+    return gaussian_filter(series, 0.8)
+
+
+@pytest.fixture(scope="module")
+def small_phantom():
+    """The paper's phantom at the low dose on a coarse grid: 49 positions of 3 nm, 16 tilts."""
+    experiment = Experiment(
+        name="coarse-phantom",
+        beam_energy="100 keV",
+        lines=["Ag_La", "Au_Ma"],
+        tilts={"start": "-75 deg", "stop": "75 deg", "step": "10 deg"},
+        scan={"positions": 49, "pixel_size": "3 nm"},
+        haadf={"electrons_per_pixel": "1e5 e", "inner_angle": "94 mrad", "outer_angle": "611 mrad"},
+        eds={"probe_current": "3.3 pA", "dwell_time": "0.5 s", "solid_angle": "0.7 sr"},
+    )
+    factors = plugins.physics("table")().compute(experiment)
+    phantom = plugins.phantom("core-shell")()
+    forward = plugins.forward("thin-film")(experiment, factors)
+    return experiment, factors, phantom.generate(experiment), phantom.regions(experiment), forward
+
+
+def _bootstrap(small_phantom, seed: int, replicas: int = 6, noise_seed: int = 0):
+    experiment, factors, truth, _, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=noise_seed).select(list(experiment.lines))
+    solver = plugins.solver("sirt")(iterations=20)
+    return bootstrap(
+        solver, series, plugins.quantifier("eds")(factors), replicas=replicas, seed=seed, preprocess=FILTER
+    )
+
+
+def test_same_seed_same_uncertainty_and_another_seed_another(small_phantom):
+    first, again, other = (_bootstrap(small_phantom, seed) for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first.maps.uncertainty, again.maps.uncertainty)
+    np.testing.assert_array_equal(first.replicas, again.replicas)
+    assert not np.array_equal(first.maps.uncertainty, other.maps.uncertainty)
+    assert first.maps.provenance[-1]["action"] == "uncertainty"
+    assert first.maps.provenance[-1]["parameters"]["replicas"] == 6
+
+
+def test_bootstrap_spread_matches_the_spread_over_true_noise_realisations(small_phantom):
+    """The replicas' region-mean spread agrees with that of independent simulations (an independent check)."""
+    experiment, factors, truth, regions, forward = small_phantom
+    shell = interior(regions["shell"], 2.0)
+    quantifier = plugins.quantifier("eds")(factors)
+    solver = plugins.solver("sirt")(iterations=20)
+    truths = []
+    for seed in range(12):
+        series = forward.simulate(truth, noise="poisson", seed=100 + seed).select(list(experiment.lines))
+        truths.append(quantifier.quantify(solver.solve(FILTER(series))).fraction("Ag")[shell].mean())
+    estimate = _bootstrap(small_phantom, seed=1, replicas=12)
+    boot = estimate.region_means({"shell": shell})["shell"]["Ag"]
+    true_sd = float(np.std(truths, ddof=1))
+    assert 0.5 * true_sd < boot.sd < 2.0 * true_sd  # 12 vs 12 samples: the ratio of sds is within 2 at >99 %
+    voxel_true = np.std(
+        [quantifier.quantify(solver.solve(FILTER(forward.simulate(truth, noise="poisson", seed=200 + s)
+         .select(list(experiment.lines))))).fraction("Ag")[shell] for s in range(8)], axis=0, ddof=1
+    ).mean()  # fmt: skip
+    assert 0.6 * voxel_true < estimate.sd[estimate.maps.elements.index("Ag")][shell].mean() < 1.6 * voxel_true
+
+
+def test_region_means_intervals_and_formatting(small_phantom):
+    estimate = _bootstrap(small_phantom, seed=2)
+    mask = estimate.maps.particle_mask
+    means = region_means(estimate.maps, estimate.replicas, {"particle": mask, "nothing": np.zeros_like(mask)})
+    assert list(means) == ["particle"]  # an empty region is left out
+    ag, au = means["particle"]["Ag"], means["particle"]["Au"]
+    assert ag.mean + au.mean == pytest.approx(1.0, abs=1e-9)
+    assert ag.low < ag.mean < ag.high and ag.high - ag.mean == pytest.approx(1.959963984540054 * ag.error)
+    assert ag.error == pytest.approx(np.hypot(ag.sd, ag.bias))
+    assert format_fraction("Fe", 0.142, 0.008) == "Fe 14.2 ± 0.8 wt%"
+    assert format_fraction("Fe", 0.142) == "Fe 14.2 wt%"
+    with pytest.raises(InputError, match="regions: 'bad' has shape"):
+        region_means(estimate.maps, estimate.replicas, {"bad": np.ones((2, 2, 1), bool)})
+
+
+@pytest.mark.parametrize("replicas", [1, 0, -3, 2.5, True])
+def test_fewer_than_two_replicas_are_refused(small_phantom, replicas):
+    experiment, factors, truth, _, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=0).select(list(experiment.lines))
+    with pytest.raises(InputError, match=r"replicas: .* must be an integer >= 2"):
+        bootstrap(plugins.solver("sirt")(iterations=3), series, plugins.quantifier("eds")(factors), replicas=replicas)
+
+
+def test_auto_options_must_be_chosen_before_the_bootstrap(small_phantom):
+    experiment, factors, truth, _, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=0).select(list(experiment.lines))
+    with pytest.raises(InputError, match=r"still has options \['iterations'\] set to 'auto'"):
+        bootstrap(plugins.solver("sirt")(iterations="auto"), series, plugins.quantifier("eds")(factors))
+
+
+def test_hebt_replicas_refit_their_ratios_in_one_batch_solve(small_phantom):
+    experiment, factors, truth, _, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=0)
+    estimate = bootstrap(
+        plugins.solver("hebt-sirt")(iterations=20),
+        series,
+        plugins.quantifier("hebt")(factors),
+        replicas=4,
+        seed=0,
+        preprocess=FILTER,
+    )
+    ratios = [fit["ratios"] for fit in estimate.fitted]
+    assert len(ratios) == 4 and len({r["Ag_La"] for r in ratios}) == 4  # fitted to each replica
+    scatter = estimate.ratio_scatter()
+    assert 0 < scatter["Ag_La"]["relative_sd"] < 0.1
+
+
+def test_uncertainty_is_saved_and_loaded_and_checked(tmp_path, small_phantom):
+    estimate = _bootstrap(small_phantom, seed=0)
+    path = estimate.maps.save(tmp_path / "maps.h5")
+    back = load(path)
+    np.testing.assert_array_equal(back.uncertainty, estimate.maps.uncertainty)
+    plain = estimate.maps.replace(uncertainty=None)
+    assert load(plain.save(tmp_path / "plain.h5")).uncertainty is None
+    fractions = estimate.maps.weight_fractions
+    with pytest.raises(ValueError, match="uncertainty: shape"):
+        CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=np.zeros(fractions.shape[1:]))
+    with pytest.raises(ValueError, match="uncertainty: contains negative values"):
+        CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=-np.ones_like(fractions))
