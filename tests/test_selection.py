@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from edstomo import Experiment
@@ -91,7 +93,7 @@ def test_poisson_deviance_known_values():
 def test_checkpoints_are_dense_then_geometric_and_end_at_the_maximum():
     points = checkpoints(500)
     assert points[:20] == list(range(1, 21)) and points[-1] == 500
-    assert all(b > a for a, b in zip(points, points[1:]))
+    assert all(b > a for a, b in itertools.pairwise(points))
     assert len(points) < 90
     assert checkpoints(5) == [1, 2, 3, 4, 5]
 

@@ -104,7 +104,7 @@ def test_auto_options_must_be_chosen_before_the_bootstrap(small_phantom):
 
 
 def test_hebt_replicas_refit_their_ratios_in_one_batch_solve(small_phantom):
-    experiment, factors, truth, _, forward = small_phantom
+    _, factors, truth, _, forward = small_phantom
     series = forward.simulate(truth, noise="poisson", seed=0)
     estimate = bootstrap(
         plugins.solver("hebt-sirt")(iterations=20),
