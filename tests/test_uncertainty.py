@@ -48,7 +48,7 @@ def test_same_seed_same_uncertainty_and_another_seed_another(small_phantom):
     np.testing.assert_array_equal(first.maps.uncertainty, again.maps.uncertainty)
     np.testing.assert_array_equal(first.replicas, again.replicas)
     assert not np.array_equal(first.maps.uncertainty, other.maps.uncertainty)
-    assert first.maps.provenance[-1]["action"] == "uncertainty"
+    assert first.maps.provenance[-1]["action"] == "bootstrap"
     assert first.maps.provenance[-1]["parameters"]["replicas"] == 6
 
 
@@ -128,7 +128,7 @@ def test_uncertainty_is_saved_and_loaded_and_checked(tmp_path, small_phantom):
     plain = estimate.maps.replace(uncertainty=None)
     assert load(plain.save(tmp_path / "plain.h5")).uncertainty is None
     fractions = estimate.maps.weight_fractions
-    with pytest.raises(ValueError, match="uncertainty: shape"):
+    with pytest.raises(ValueError, match="weight_fraction_uncertainty: shape"):
         CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=np.zeros(fractions.shape[1:]))
-    with pytest.raises(ValueError, match="uncertainty: contains negative values"):
+    with pytest.raises(ValueError, match="weight_fraction_uncertainty: contains negative values"):
         CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=-np.ones_like(fractions))

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 #: Name of the HAADF channel in a :class:`TiltSeries`.
 HAADF = "HAADF"
 
+#: Name of :attr:`CompositionMaps.uncertainty` in messages and in HDF5 files.
+_SIGMA = "weight_fraction_uncertainty"
+
 
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     bad = ~np.isfinite(array)
@@ -277,10 +280,10 @@ class CompositionMaps:
             self.uncertainty = np.asarray(self.uncertainty, dtype=float)
             if self.uncertainty.shape != self.weight_fractions.shape:
                 raise ValueError(
-                    f"uncertainty: shape {self.uncertainty.shape} does not match the weight fractions' "
+                    f"{_SIGMA}: shape {self.uncertainty.shape} does not match the weight fractions' "
                     f"{self.weight_fractions.shape}"
                 )
-            _check_finite("uncertainty", self.uncertainty, nonnegative=True)
+            _check_finite(_SIGMA, self.uncertainty, nonnegative=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -384,8 +387,8 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
     if maps.uncertainty is not None:
-        file.create_dataset("uncertainty", data=maps.uncertainty, compression=compression)
-        file["uncertainty"].attrs["axes"] = "elements,nz,nx,slices"
+        file.create_dataset(_SIGMA, data=maps.uncertainty, compression=compression)
+        file[_SIGMA].attrs["axes"] = "elements,nz,nx,slices"
 
 
 def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
@@ -421,7 +424,7 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
                 density=file["density"][()] if "density" in file else None,
                 mask=file["mask"][()] if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
-                uncertainty=file["uncertainty"][()] if "uncertainty" in file else None,
+                uncertainty=file[_SIGMA][()] if _SIGMA in file else None,
                 **common,
             )
         raise ValueError(f"path: {str(path)!r} holds an unknown object {kind!r}")

@@ -105,7 +105,7 @@ class IterativeOptions(SolverOptions):
     iterations: Iterations = Field(100, description="number of iterations n, or 'auto' (chosen from the data)")
     selection: SelectionOptions = Field(
         default_factory=SelectionOptions,
-        description="how options set to 'auto' are chosen: {splits, fraction, seed, max_iterations}",
+        description="how options set to 'auto' are chosen: {splits, fraction, seed, max_iterations, slices, tolerance}",
     )
 
 

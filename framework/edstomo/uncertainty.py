@@ -325,11 +325,11 @@ def bootstrap(
         "quantified": len(fractions),
         "seed": seed,
         "channels_redrawn": channels,
-        "uncertainty": "sqrt(sd^2 + bias^2) per voxel",
+        "reported": "sqrt(sd^2 + bias^2) per voxel",
         "ratio_scatter": result.ratio_scatter(),
         "seconds": round(seconds, 3),
     }
-    record = provenance.step("uncertainty", None, **result.record)
+    record = provenance.step("bootstrap", None, **result.record)
     result.maps = maps.replace(uncertainty=result.uncertainty, provenance=[*maps.provenance, record])
     return result
 

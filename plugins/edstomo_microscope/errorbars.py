@@ -17,12 +17,12 @@ background fits are not redone per replica.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from edstomo import figures
-from edstomo.data import CompositionMaps, TiltSeries
+from edstomo.data import CompositionMaps, TiltSeries, Volume
 from edstomo.preprocessing import gaussian_filter
 from edstomo.registry import plugins
 from edstomo.uncertainty import bootstrap, format_fraction
@@ -30,13 +30,15 @@ from edstomo.uncertainty import bootstrap, format_fraction
 __all__ = ["add_uncertainty", "choice_figures", "particle_means", "uncertainty_figures"]
 
 
-def add_uncertainty(state: Any) -> dict[str, Any]:
+def add_uncertainty(
+    state: Any, pad_positions: Callable[[TiltSeries, int], TiltSeries], crop_volume: Callable[..., Volume]
+) -> dict[str, Any]:
     """Bootstrap every volume of a pipeline state; replaces ``state.maps`` by maps with ``uncertainty``.
 
-    Returns ``{method: {"particle": {element: {mean, sd, bias, error, low, high}}, "record": ...}}``.
+    ``pad_positions`` and ``crop_volume`` are the pipeline's padding of the sinograms and cropping of
+    the volumes.  Returns ``{method: {"particle": {element: {mean, sd, bias, error, low, high}},
+    "record": ...}}``.
     """
-    from .pipeline import crop_volume, pad_positions
-
     options = state.options
     series: TiltSeries = state.series
     width = round(options.pad * series.n_positions)

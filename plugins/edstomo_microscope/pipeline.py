@@ -673,7 +673,7 @@ def quantify_stage(state: PipelineState) -> None:
         from .errorbars import add_uncertainty
 
         with _timed(state.timings, "uncertainty", state.progress):
-            state.uncertainty = add_uncertainty(state)
+            state.uncertainty = add_uncertainty(state, pad_positions, crop_volume)
 
 
 def compare_stage(state: PipelineState) -> None:
