@@ -50,6 +50,9 @@ def test_same_seed_same_uncertainty_and_another_seed_another(small_phantom):
     assert not np.array_equal(first.maps.uncertainty, other.maps.uncertainty)
     assert first.maps.provenance[-1]["action"] == "bootstrap"
     assert first.maps.provenance[-1]["parameters"]["replicas"] == 6
+    assert first.maps.provenance[-1]["parameters"]["phases"] == 2  # core and shell found by k-means
+    expected = np.sqrt(first.sd**2 + first.bias**2 + first.model_bias**2)
+    np.testing.assert_allclose(first.maps.uncertainty, expected)
 
 
 def test_bootstrap_spread_matches_the_spread_over_true_noise_realisations(small_phantom):
@@ -81,7 +84,10 @@ def test_region_means_intervals_and_formatting(small_phantom):
     ag, au = means["particle"]["Ag"], means["particle"]["Au"]
     assert ag.mean + au.mean == pytest.approx(1.0, abs=1e-9)
     assert ag.low < ag.mean < ag.high and ag.high - ag.mean == pytest.approx(1.959963984540054 * ag.error)
+    assert ag.model_bias == 0.0  # no phase model given to region_means here
     assert ag.error == pytest.approx(np.hypot(ag.sd, ag.bias))
+    with_model = estimate.region_means({"particle": mask})["particle"]["Ag"]
+    assert with_model.error == pytest.approx(np.sqrt(ag.sd**2 + ag.bias**2 + with_model.model_bias**2))
     assert format_fraction("Fe", 0.142, 0.008) == "Fe 14.2 ± 0.8 wt%"
     assert format_fraction("Fe", 0.142) == "Fe 14.2 wt%"
     with pytest.raises(InputError, match="regions: 'bad' has shape"):

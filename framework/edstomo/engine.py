@@ -246,6 +246,13 @@ class ReconstructionSolver(Solver):
             raise NotImplementedError(f"{self.label()} does not predict its data from {self.produces} maps")
         return problem.projector.forward(x)
 
+    def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
+        """The mean data of every channel the solver uses, predicted by the estimate ``x``: ``{channel:
+        array (tilts, positions, slices)}`` in the units of the series.  Default: the reconstructed
+        channels (:meth:`predict`); a solver that also uses other channels (a HAADF data term) adds them."""
+        predicted = self.predict(problem, x)
+        return {channel: predicted[:, :, k, :] for k, channel in enumerate(problem.channels)}
+
     def batch(self, series: Sequence[TiltSeries]) -> tuple[ReconstructionSolver, TiltSeries, np.ndarray]:
         """Several series of one shape as batch columns (slices) of one solve.
 
@@ -391,6 +398,7 @@ class ReconstructionSolver(Solver):
         algorithm.view = lambda x: xp.permute_dims(x, (2, 0, 1, 3))
         algorithm.to_volume = lambda x: self._volume(x, data, channels, algorithm, device)
         algorithm.predict = lambda x: self.predict(problem, x)
+        algorithm.simulate = lambda x: self.simulate(problem, x)
         hooks = as_callbacks(callbacks)
         if progress is True or isinstance(progress, str):
             hooks.append(ProgressBar(progress if isinstance(progress, str) else self.name))

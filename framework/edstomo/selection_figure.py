@@ -35,6 +35,7 @@ def selection_figure(result: SelectionResult, path: str | Path, title: str = "")
         if n in best.iterations:
             ax.plot([n], [best.score[best.iterations.index(n)]], "ko", ms=5, label=f"chosen n = {n}")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("iterations n")
     ax.set_ylabel("held-out Poisson deviance per datum")
     ax.legend(fontsize=7)

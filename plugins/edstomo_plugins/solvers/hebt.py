@@ -111,6 +111,12 @@ class HEBTSolver(ReconstructionSolver):
         )
         return problem.projector.forward(x) * problem.xp.reshape(scale, (1, 1, -1, 1))
 
+    def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
+        """The lines' data ``W X_A / r_A`` and the HAADF ``Σ_A r_A I_A = Σ_A W X_A`` (eq. 15) of maps ``x``."""
+        data = super().simulate(problem, x)
+        data[HAADF] = problem.xp.sum(problem.projector.forward(x), axis=2)
+        return data
+
     def batch(self, series: Sequence[TiltSeries]) -> tuple[HEBTSolver, TiltSeries, np.ndarray]:
         """Series as batch columns, each with its own fitted ratios: the EDS lines of series b are scaled by
         ``r_A(b) / r_A(0)`` and solved with ``r_A(0)``, which gives each series its own data term ``r_A(b) I_A``."""
