@@ -36,7 +36,12 @@ iterations (:class:`SelectionOptions`).  The cost is one run of
 Counts must be integers for the thinning to be exact.  Non-integer data (line
 maps after background subtraction or smoothing, normalised tilts) are first
 rounded stochastically (``⌊y⌋ + Bernoulli(y − ⌊y⌋)``, unbiased); the thinning is
-then an approximation, recorded as ``exact_counts: false``.  Channels a solver
+then an approximation, recorded as ``exact_counts: false``.  Smoothed counts
+have a variance below their mean; ``dispersion`` (variance / mean) rescales
+them to the counts they are worth before the thinning (the microscope pipeline
+sets it from its smoothing), and the rounding then adds little noise.  The
+parts of smoothed data stay correlated between neighbouring pixels, which
+makes the choice lean towards more iterations.  Channels a solver
 uses but does not reconstruct (the HAADF of a bimodal solver) are not thinned.
 """
 
@@ -88,6 +93,9 @@ class SelectionOptions(PluginOptions):
     fraction: float = Field(0.5, gt=0, lt=1, description="share p of the counts in the fit part, in (0, 1)")
     seed: int = Field(0, ge=0, description="seed of the thinning")
     max_iterations: int = Field(500, ge=1, le=100_000, description="largest iteration count tried")
+    dispersion: float = Field(
+        1.0, gt=0, le=1e6, description="variance / mean of the data (1: counts; < 1: smoothed counts)"
+    )
     slices: int | None = Field(
         None, ge=1, description="choose on this many evenly spaced slices (default: all; large series: fewer)"
     )
@@ -118,7 +126,11 @@ def to_counts(values: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
 
 
 def thin(
-    series: TiltSeries, channels: Sequence[str], fraction: float, rng: np.random.Generator
+    series: TiltSeries,
+    channels: Sequence[str],
+    fraction: float,
+    rng: np.random.Generator,
+    dispersion: float = 1.0,
 ) -> tuple[TiltSeries, np.ndarray, bool]:
     """Split the counts of ``channels`` binomially into a fit part and a held-out part.
 
@@ -132,6 +144,10 @@ def thin(
         Share ``p`` of the counts in the fit part, in (0, 1).
     rng : numpy Generator
         Source of the binomial draws.
+    dispersion : float
+        Variance / mean of the values (1 for counts).  Values are divided by it
+        before the thinning and the parts multiplied by it after, so that smoothed
+        counts (variance below their mean) are thinned as the counts they are worth.
 
     Returns
     -------
@@ -143,6 +159,8 @@ def thin(
         Whether the values were integer counts (otherwise they were rounded stochastically).
     """
     fraction = _check_fraction(fraction)
+    if isinstance(dispersion, bool) or not (isinstance(dispersion, (int, float)) and 0 < dispersion < np.inf):
+        raise InputError(f"dispersion: {dispersion!r} must be a positive number (variance / mean of the data)")
     missing = [c for c in channels if c not in series.channels]
     if missing or not channels:
         raise InputError(f"channels: {list(channels)} must be channels of the series {series.channels}")
@@ -152,12 +170,14 @@ def thin(
     for channel in [
         c for c in series.channels if c in channels
     ]:  # drawn in the series' order, whatever the order asked
-        counts, integer = to_counts(series.channel(channel), rng)
-        exact &= integer
+        counts, integer = to_counts(np.asarray(series.channel(channel), dtype=np.float64) / dispersion, rng)
+        exact &= integer and dispersion == 1
         part = rng.binomial(counts, fraction)
-        data[series.channels.index(channel)] = part
-        held[list(channels).index(channel)] = counts - part
-    record = provenance.step("thin", None, fraction=fraction, channels=list(channels), exact_counts=exact)
+        data[series.channels.index(channel)] = dispersion * part
+        held[list(channels).index(channel)] = dispersion * (counts - part)
+    record = provenance.step(
+        "thin", None, fraction=fraction, channels=list(channels), dispersion=dispersion, exact_counts=exact
+    )
     return series.with_step(record, data=data), held, exact
 
 
@@ -255,8 +275,11 @@ class SelectionResult:
 class _HeldOutScore(Callback):
     """Scores the running estimate against the held-out counts at checkpoints; stops when past the minimum."""
 
-    def __init__(self, held: np.ndarray, scales: np.ndarray, fraction: float, splits: int, points: list[int]):
-        self.held = held  # solver layout (tilts, positions, channels, columns)
+    def __init__(
+        self, held: np.ndarray, scales: np.ndarray, fraction: float, splits: int, points: list[int], dispersion: float
+    ):
+        self.dispersion = dispersion
+        self.held = held / dispersion  # solver layout (tilts, positions, channels, columns), in counts
         self.factor = (1.0 - fraction) / fraction
         self.scales = scales  # (channels, columns)
         self.splits = splits
@@ -271,7 +294,7 @@ class _HeldOutScore(Callback):
             return False
         algorithm = state.algorithm
         predicted = np.asarray(backend.to_numpy(algorithm.predict(algorithm.x)), dtype=np.float64)
-        mean = self.factor * predicted / self.scales[None, None]
+        mean = self.factor * predicted / self.scales[None, None] / self.dispersion
         columns = poisson_deviance(self.held, mean, axis=(0, 1, 2))
         self.per_split.append(columns.reshape(self.splits, -1).sum(axis=1) / self.size)
         self.iterations.append(state.iteration)
@@ -328,7 +351,7 @@ def select(
     rng = np.random.default_rng(options.seed)
     fits, helds, exact = [], [], True
     for _ in range(options.splits):
-        fit, held, integer = thin(data, channels, options.fraction, rng)
+        fit, held, integer = thin(data, channels, options.fraction, rng, options.dispersion)
         exact &= integer
         fits.append(preprocess(fit) if preprocess is not None else fit)
         helds.append(held)
@@ -342,7 +365,7 @@ def select(
         candidate = solver.with_options(**fixed).thinned(options.fraction)
         batched, stacked, scales = candidate.batch(fits)
         columns = np.repeat(np.asarray(scales, dtype=np.float64), data.n_slices, axis=1)
-        score = _HeldOutScore(held, columns, options.fraction, options.splits, points)
+        score = _HeldOutScore(held, columns, options.fraction, options.splits, points, options.dispersion)
         batched.solve(stacked, callbacks=[score])
         if not score.iterations:
             raise InputError(

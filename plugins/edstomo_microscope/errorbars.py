@@ -21,13 +21,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from edstomo import figures
 from edstomo.data import CompositionMaps, TiltSeries, Volume
 from edstomo.preprocessing import gaussian_filter
 from edstomo.registry import plugins
 from edstomo.uncertainty import bootstrap, format_fraction
+from scipy import ndimage
 
-__all__ = ["add_uncertainty", "choice_figures", "particle_means", "uncertainty_figures"]
+__all__ = ["add_uncertainty", "choice_figures", "particle_means", "smoothing_dispersion", "uncertainty_figures"]
 
 
 def add_uncertainty(
@@ -79,6 +81,23 @@ def add_uncertainty(
         "not redone per replica" + ("; response ratios kept (physics mode)" if options.ratios == "physics" else "")
     )
     return result
+
+
+def smoothing_dispersion(smooth: float, sinogram_sigma: float = 0.0) -> float:
+    """Variance / mean of Poisson counts after the pipeline's smoothing: ``Σ k²`` of its kernel.
+
+    ``smooth``: σ (pixels) of the Gaussian on each line map (the projection plane);
+    ``sinogram_sigma``: σ of the Gaussian over tilts × positions.  1 without smoothing.
+    """
+    if smooth <= 0 and sinogram_sigma <= 0:
+        return 1.0
+    size = 2 * int(4 * max(smooth, sinogram_sigma, 1.0)) + 1
+    delta = np.zeros((size, size, size))  # (tilts, positions, slices)
+    delta[size // 2, size // 2, size // 2] = 1.0
+    kernel = ndimage.gaussian_filter(delta, (0.0, smooth, smooth)) if smooth > 0 else delta
+    if sinogram_sigma > 0:
+        kernel = ndimage.gaussian_filter(kernel, (sinogram_sigma, sinogram_sigma, 0.0))
+    return float(np.sum(kernel**2))
 
 
 def particle_means(summary: Mapping[str, Any], method: str) -> str:

@@ -58,6 +58,7 @@ from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_til
 from edstomo.registry import plugins
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
+from .errorbars import smoothing_dispersion
 from .loading import DEFAULT_LINES, load_tilt_series
 from .quiet import collected_notes
 
@@ -110,9 +111,10 @@ class PipelineOptions:
     with a HAADF channel, the default bimodal one), ``solver_options`` (``{solver: {option:
     value}}``; every option a solver can choose from the data (its ``auto_options``, e.g.
     ``iterations`` and HEBT's ``alpha``) is ``"auto"`` unless given, chosen on
-    :data:`AUTO_SLICES` slices; iterative solvers that cannot choose get ``iterations`` from
-    :data:`DEFAULT_ITERATIONS`), ``ratios`` (physics/fit: response ratios for solvers that take
-    them), ``pad`` (fraction of the positions added on each side before reconstruction).
+    :data:`AUTO_SLICES` slices with the dispersion of the smoothed line maps
+    (:func:`~edstomo_microscope.errorbars.smoothing_dispersion`); iterative solvers that cannot
+    choose get ``iterations`` from :data:`DEFAULT_ITERATIONS`), ``ratios`` (physics/fit: response
+    ratios for solvers that take them), ``pad`` (fraction of the positions added on each side before reconstruction).
     Quantification: ``threshold`` ("esf" or a number); ``uncertainty`` (bootstrap replicas
     for per-voxel error bars and intervals of the particle means, 0: none, else >= 2) and
     ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
@@ -191,7 +193,8 @@ class PipelineOptions:
             for name in automatic:
                 options.setdefault(name, "auto")
             if automatic and "selection" in cls.Options.model_fields:
-                options.setdefault("selection", {"slices": AUTO_SLICES})
+                dispersion = smoothing_dispersion(self.smooth, self.sinogram_sigma)
+                options.setdefault("selection", {"slices": AUTO_SLICES, "dispersion": dispersion})
             if "iterations" in cls.Options.model_fields and cls.requires in DEFAULT_ITERATIONS:
                 options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
             plans.append((cls, options))

@@ -7,7 +7,8 @@ reconstructs it with the solver (default HEBT-SIRT, α = 0.8, n = 200, the
 paper's headline setting; the response ratios fitted to the data),
 quantifies it (ESF threshold) and runs the parametric bootstrap
 (:func:`edstomo.uncertainty.bootstrap`, ``replicas`` replicas, each refiltered,
-refitted, reconstructed and quantified).  It then counts
+refitted, reconstructed and quantified, and the phase model for the
+missing-wedge error).  It then counts
 
 * ``voxel_coverage_1sigma``: the fraction of interior voxels (core and shell,
   each eroded to voxels more than 3 px from every interface) whose true weight
@@ -16,7 +17,7 @@ refitted, reconstructed and quantified).  It then counts
 * ``region_coverage_95``: the fraction of (seed, region) pairs whose 95 %
   interval of the region's mean Ag fraction covers the true mean (Au is 1 − Ag);
 
-and also the coverage of the noise-only σ (without the bias term), the mean
+and also the coverage of the noise-only σ (without the bias terms), the mean
 σ and mean error, and the scatter of the fitted r_A: its bootstrap estimate
 against the scatter over the seeds.  Files: ``summary.json`` (per level),
 ``coverage.csv`` (per seed), ``settings.json`` and, with ``figures``, one figure
