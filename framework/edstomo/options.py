@@ -190,7 +190,10 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
         name = str(first["loc"][0]) if first["loc"] else prefix if prefix in model.model_fields else "options"
         value = values.get(name, first.get("input"))
         reason = "" if first["type"] in _PLAIN_ERRORS or first["type"].endswith(("_type", "_parsing")) else first["msg"]
-        if len(first["loc"]) > 1:  # inside a list or mapping: say where
+        # inside a list or mapping: say where (for a number-or-word option such as int | 'auto' the
+        # location names a member of the union, not a place)
+        member = name in model.model_fields and bool(_words(model.model_fields[name].annotation))
+        if len(first["loc"]) > 1 and not member:
             where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"][1:])
             reason = f"at {name}{where}: {(reason or first['msg']).removeprefix('Value error, ')}"
         raise OptionError(owner, name, value, _expected(model, name, reason)) from None
