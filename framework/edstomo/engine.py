@@ -166,9 +166,7 @@ class ReconstructionSolver(Solver):
     Optional hooks: :meth:`default_channels`, :meth:`check`, :meth:`describe`,
     :meth:`record` and :meth:`finish` (a last touch to the estimate).
 
-    Automatic options
-    -----------------
-    ``auto_options`` maps each option that may be given as ``"auto"`` to its
+    Automatic options: ``auto_options`` maps each option that may be given as ``"auto"`` to its
     candidate values (:meth:`candidates`); the empty tuple of ``"iterations"``
     means "chosen along the iterations of one run".  An option set to
     ``"auto"`` is chosen once on the whole series by :meth:`prepare`
