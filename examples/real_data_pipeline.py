@@ -71,12 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the .bcf files")
     parser.add_argument("--out", type=Path, default=Path("real-data-out"), help="output folder")
     parser.add_argument("--rebin", type=int, default=2, help="spatial rebinning (default 2: 128 x 128 pixels)")
+    parser.add_argument(
+        "--intensities", choices=["fit", "window"], default="fit", help="line intensities (default: fit)"
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"data folder {args.data} not found; give --data", file=sys.stderr)
         return 2
-    options = PipelineOptions(rebin=args.rebin)
-    print(f"edstomo real-data pipeline on {args.data} (rebin {args.rebin}) -> {args.out}")
+    options = PipelineOptions(rebin=args.rebin, intensities=args.intensities)
+    print(f"edstomo real-data pipeline on {args.data} (rebin {args.rebin}, {args.intensities}) -> {args.out}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetadataWarning)  # the assumptions are listed in the notes below
         result = run_pipeline(args.data, options, out=args.out, progress=progress)

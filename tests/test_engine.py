@@ -239,3 +239,41 @@ def test_assignments_are_read_as_yaml(text, expected):
 def test_bad_options_name_plugin_option_value_and_type(options, message):
     with pytest.raises(OptionError, match=message):
         et.plugins.solver("sirt")(**options)
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.mark.parametrize(
+    ("solver", "options"),
+    [("fbp", ["--set", "filter=hann"]), ("sart", ["--set", "subsets=3", "--set", "iterations=4"]),
+     ("cgls", ["--set", "iterations=5"])],
+)  # fmt: skip
+def test_new_solvers_run_from_the_command_line(tmp_path, solver, options):
+    from edstomo.cli import main
+
+    series = solver_test_series()
+    source = series.save(tmp_path / "s.h5")
+    out = tmp_path / "v.h5"
+    argv = ["solve", str(source), "--out", str(out), "--solver", solver, *options, "--chunk-slices", "2"]
+    assert main([*argv, "--workers", "1", "--no-progress"]) == 0
+    volume = et.load(out)
+    expected = et.plugins.solver(solver)(**dict(parse_assignment(o) for o in options[1::2])).solve(series)
+    np.testing.assert_allclose(volume.data, expected.data, rtol=1e-5, atol=1e-6 * np.abs(expected.data).max())
+    assert next(s for s in volume.provenance if s["action"] == "reconstruct")["plugin"] == solver
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--solver", "fbp", "--set", "iterations=5"], "'iterations' = 5: not an option of solver 'fbp'"),
+        (["--solver", "sart", "--set", "relaxation=2.5"], "'relaxation' = 2.5: expected float (> 0, < 2)"),
+        (["--solver", "cgls", "--set", "dtype=half"], "'dtype' = 'half': expected 'float32' | 'float64'"),
+        (["--set", "sirt.iterations=5"], "'sirt' is not a plugin slot of this command"),
+    ],
+)
+def test_solver_options_are_checked_on_the_command_line(tmp_path, capsys, argv, message):
+    from edstomo.cli import main
+
+    source = solver_test_series().save(tmp_path / "s.h5")
+    assert main(["solve", str(source), "--out", str(tmp_path / "v.h5"), *argv]) != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "v.h5").exists()

@@ -126,7 +126,7 @@ def test_angles_from_file_names_when_stage_tilts_are_all_equal(tmp_path):
     angles = [20.0, -20.0, 0.0, -40.0]
     write_tilts(tmp_path / "series", angles)
     with pytest.warns(MetadataWarning, match="probe_current"):
-        series = load_tilt_series(tmp_path / "series", ["Fe_Ka", "Si_Ka"])
+        series = load_tilt_series(tmp_path / "series", ["Fe_Ka", "Si_Ka"], intensities="window")
     np.testing.assert_array_equal(series.angles.m_as("deg"), sorted(angles))
     assert series.channels == ["Fe_Ka", "Si_Ka"]  # no HAADF image in these files
     load = series.provenance[0]["parameters"]
@@ -168,8 +168,8 @@ def test_rebinning_sums_counts_and_scales_pixels(tmp_path):
     write_tilts(tmp_path / "s", [-10.0, 10.0], counts={"Fe_Ka": np.full((12, 10), 40.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetadataWarning)
-        full = load_tilt_series(tmp_path / "s", ["Fe_Ka"])
-        binned = load_tilt_series(tmp_path / "s", ["Fe_Ka"], rebin=2)
+        full = load_tilt_series(tmp_path / "s", ["Fe_Ka"], intensities="window")
+        binned = load_tilt_series(tmp_path / "s", ["Fe_Ka"], rebin=2, intensities="window")
     assert binned.shape == (1, 2, 5, 6) and full.shape == (1, 2, 10, 12)
     assert binned.data.sum() == pytest.approx(full.data.sum(), rel=1e-6)
     assert binned.pixel_size == 2 * full.pixel_size
@@ -219,7 +219,8 @@ def test_angle_from_name(name, angle):
     assert angle_from_name(name) == angle
 
 
-def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path):
+@pytest.mark.parametrize("intensities", ["window", "fit"])
+def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path, intensities):
     """Under 0.1 count per pixel per line, one line absent: no NaN, no division warning, fractions sum to 1."""
     from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
 
@@ -230,7 +231,11 @@ def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path):
     counts = {"Fe_Ka": 0.08 * blob, "Si_Ka": 0.05 * blob + 0.01, "Ni_Ka": np.zeros(shape)}
     write_tilts(tmp_path / "low", [-30.0, -15.0, 0.0, 15.0, 30.0], counts=counts, background=0.002, rng=rng)
     options = PipelineOptions(
-        lines=["Fe_Ka", "Si_Ka", "Ni_Ka"], rebin=1, solver_options={"sirt": {"iterations": 10}}, physics="table"
+        lines=["Fe_Ka", "Si_Ka", "Ni_Ka"],
+        rebin=1,
+        solver_options={"sirt": {"iterations": 10}},
+        physics="table",
+        intensities=intensities,
     )
     options.physics_options = {
         "dataset": None,
@@ -245,7 +250,10 @@ def test_pipeline_at_very_low_counts_gives_finite_maps(tmp_path):
         warnings.simplefilter("error", RuntimeWarning)  # e.g. division by zero or invalid value
         result = run_pipeline(tmp_path / "low", options, out=tmp_path / "out", pictures=False)
     load = result.raw.provenance[0]["parameters"]
-    assert load["clipped_pixels"]["Ni_Ka"] > 0  # background noise only: clipped, and the clipping recorded
+    if intensities == "window":
+        assert load["clipped_pixels"]["Ni_Ka"] > 0  # background noise only: clipped, and the clipping recorded
+    else:  # background noise only: the amplitude is 0 in most pixels, and that is recorded
+        assert sum(tilt["lines"]["Ni_Ka"]["zero_pixels"] for tilt in load["line_fit"]["tilts"]) > 5 * 16 * 16 // 2
     maps = result.maps["sirt"]
     assert np.all(np.isfinite(maps.weight_fractions))
     np.testing.assert_allclose(maps.weight_fractions.sum(axis=0)[maps.mask], 1.0)

@@ -190,11 +190,12 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
         name = str(first["loc"][0]) if first["loc"] else prefix if prefix in model.model_fields else "options"
         value = values.get(name, first.get("input"))
         reason = "" if first["type"] in _PLAIN_ERRORS or first["type"].endswith(("_type", "_parsing")) else first["msg"]
-        # inside a list or mapping: say where (for a number-or-word option such as int | 'auto' the
-        # location names a member of the union, not a place)
+        # inside a list or mapping: say where (pydantic also puts the member of a union in the location,
+        # which is no place: e.g. 'constrained-int' of int | 'auto')
+        path = [p for p in first["loc"][1:] if isinstance(p, int) or str(p).replace("_", "").isalnum()]
         member = name in model.model_fields and bool(_words(model.model_fields[name].annotation))
-        if len(first["loc"]) > 1 and not member:
-            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"][1:])
+        if path and not member:
+            where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
             reason = f"at {name}{where}: {(reason or first['msg']).removeprefix('Value error, ')}"
         raise OptionError(owner, name, value, _expected(model, name, reason)) from None
 

@@ -3,7 +3,12 @@
 * :mod:`.loading` — read tilt files (Bruker ``.bcf``, Velox ``.emd``, HyperSpy
   ``.hspy``) through HyperSpy/RosettaSciIO into a :class:`~edstomo.data.TiltSeries`;
 * :mod:`.metadata` — acquisition values from the metadata, and what was assumed;
-* :mod:`.linemaps` — background-subtracted line maps (exSpy's ``get_lines_intensity``);
+* :mod:`.linefit` — line maps by fitting whole line families and a continuum to every pixel
+  (the default), with :mod:`.families` (lines and relative intensities from the atomic data),
+  :mod:`.spectrum_model` (calibration, continuum and evidence from the summed spectrum) and
+  :mod:`.nnls` (non-negative least squares for all pixels at once);
+* :mod:`.linemaps` — background-subtracted line maps by window integration (exSpy's ``get_lines_intensity``);
+* :mod:`.synthetic` — synthetic spectrum-image tilt series of a 3-D particle, as HyperSpy files;
 * :mod:`.interop` — HyperSpy/exSpy spectrum stacks and etspy ``TomoStack`` objects in memory
   into a :class:`~edstomo.data.TiltSeries`;
 * :mod:`.alignment` — HAADF-to-EDS and tilt-series alignment (cross-correlation, StackReg,

@@ -40,6 +40,13 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", help="region kept before rebinning: y0,y1,x0,x1, original pixels (default: all)")
     p.add_argument("--angles", help="comma-separated tilt angles in deg, in file order (default: metadata/names)")
     p.add_argument("--tilt-axis", choices=["vertical", "horizontal"], default="vertical", help="axis in the images")
+    p.add_argument(
+        "--intensities",
+        choices=["fit", "window"],
+        default="fit",
+        help="line intensities: fit line families and continuum per pixel (default), or integrate windows",
+    )
+    p.add_argument("--elements", help="comma-separated elements expected besides those of --lines (modelled)")
     p.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma (pixels) on line maps before clipping")
     p.add_argument("--normalise", choices=["equal", "slab", "none"], default="equal", help="per-tilt normalisation")
     p.add_argument("--haadf-eds", choices=["none", "com", "xcorr"], default="none", help="HAADF-to-EDS alignment")
@@ -125,6 +132,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         "pixel_size": args.pixel_size,
         "probe_current": args.probe_current,
         "solid_angle": args.solid_angle,
+        "elements": [v.strip() for v in args.elements.split(",") if v.strip()] if args.elements else None,
     }
     return PipelineOptions(
         lines=[v.strip() for v in args.lines.split(",") if v.strip()] if args.lines else DEFAULT_LINES,
@@ -132,6 +140,7 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         crop=None if crop is None else tuple(int(v) for v in crop),
         angles=None if args.angles is None else ureg.Quantity(_numbers(args.angles, "--angles"), "deg"),
         tilt_axis=args.tilt_axis,
+        intensities=args.intensities,
         smooth=args.smooth,
         load_options={k: v for k, v in load.items() if v is not None},
         haadf_eds=args.haadf_eds,

@@ -39,6 +39,14 @@ from edstomo.data import HAADF, TiltSeries
 from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
 from edstomo.units import as_quantity, format_quantity, ureg
 
+from .linefit import (
+    DEFAULT_FWHM_MN_EV,
+    SpectrumCube,
+    check_lines_in_range,
+    energy_axis,
+    fit_series,
+    metadata_resolution,
+)
 from .linemaps import extract_line_maps
 from .metadata import AcquisitionMetadata, ValueSources, read_metadata
 
@@ -66,15 +74,20 @@ NAME_PATTERN = r"(?P<angle>[-+]?\d+(?:\.\d+)?)\s*(?:deg|degrees|°)?$"
 
 TILT_AXES = ("vertical", "horizontal")
 
+#: How line intensities are measured: family fitting (:mod:`.linefit`) or window integration (:mod:`.linemaps`).
+INTENSITY_METHODS = ("fit", "window")
+
 #: A progress report: (stage, done, total).
 Progress = Callable[[str, int, int], None]
 
 
 @dataclass
 class TiltImages:
-    """The reduced content of one tilt: HAADF image, line maps, metadata.
+    """The reduced content of one tilt: HAADF image, line maps (or the spectra to fit), metadata.
 
     ``haadf`` and every map have shape (rows, columns) of the (cropped, rebinned) scan.
+    With ``intensities="fit"`` the maps are made for the whole series at once:
+    ``spectra`` holds the tilt's spectrum image until then.
     """
 
     source: str
@@ -85,6 +98,7 @@ class TiltImages:
     line_record: dict[str, Any]
     stack_tilt: float | None = None
     notes: list[str] = field(default_factory=list)
+    spectra: SpectrumCube | None = None
 
 
 def _import_hyperspy() -> Any:
@@ -215,6 +229,7 @@ def read_tilt_file(
     background_windows: Mapping[str, Sequence[float]] | None = None,
     elements: Iterable[str] = (),
     smooth: float = 0.0,
+    intensities: str = "window",
 ) -> list[TiltImages]:
     """Read one file and reduce it to HAADF image and line maps: one entry per tilt it holds.
 
@@ -234,7 +249,12 @@ def read_tilt_file(
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
         See :func:`edstomo_microscope.linemaps.extract_line_maps`.
+    intensities : {"window", "fit"}
+        ``"window"``: line maps by window integration now; ``"fit"``: keep the
+        spectrum image (``TiltImages.spectra``) for :func:`~edstomo_microscope.linefit.fit_series`.
     """
+    if intensities not in INTENSITY_METHODS:
+        raise ValueError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: file {str(path)!r} does not exist")
@@ -272,15 +292,24 @@ def read_tilt_file(
                 f"{eds_i.axes_manager.navigation_shape}; they must match (columns, rows)"
             )
         reduced = _reduce(eds_i, crop, int(rebin), spectral=True)
-        maps = extract_line_maps(
-            reduced,
-            lines,
-            background=background,
-            integration_width=integration_width,
-            background_windows=background_windows,
-            elements=elements,
-            smooth=smooth,
-        )
+        spectra, maps, line_record = None, {}, {}
+        if intensities == "fit":
+            spectra = SpectrumCube.from_signal(reduced, source)
+        else:
+            offset, scale, channels = energy_axis(reduced, source)
+            span = (offset, offset + scale * (channels - 1))
+            resolution = metadata_resolution(reduced) or DEFAULT_FWHM_MN_EV
+            check_lines_in_range(lines, span, resolution, f"the spectrum of {source}")
+            extracted = extract_line_maps(
+                reduced,
+                lines,
+                background=background,
+                integration_width=integration_width,
+                background_windows=background_windows,
+                elements=elements,
+                smooth=smooth,
+            )
+            maps, line_record = extracted.maps, extracted.record()
         image = None
         if haadf_i is not None:
             image = np.asarray(_reduce(haadf_i, crop, int(rebin), spectral=False).data, dtype=np.float64)
@@ -289,11 +318,12 @@ def read_tilt_file(
             TiltImages(
                 source=source,
                 haadf=image,
-                maps=maps.maps,
+                maps=maps,
                 metadata=metadata,
                 scan_pixels=scan_pixels,
-                line_record=maps.record(),
+                line_record=line_record,
                 stack_tilt=None if tilts is None else tilts[index],
+                spectra=spectra,
             )
         )
     return results
@@ -376,6 +406,8 @@ def load_tilt_series(
     dwell_time: Any = None,
     solid_angle: Any = None,
     haadf_angles: tuple[Any, Any] | None = None,
+    intensities: str = "fit",
+    line_fit: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> TiltSeries:
     """Load a tilt series from microscope files into a :class:`~edstomo.data.TiltSeries`.
@@ -407,7 +439,15 @@ def load_tilt_series(
     haadf_title : str, optional
         Title of the HAADF image when a file holds several images.
     background, integration_width, background_windows, elements, smooth
-        Line-map options, see :func:`edstomo_microscope.linemaps.extract_line_maps`.
+        Line-map options, see :func:`edstomo_microscope.linemaps.extract_line_maps`
+        (``elements`` and ``smooth`` also apply to fitting).
+    intensities : {"fit", "window"}
+        ``"fit"`` (default): fit the line families and the continuum to every
+        pixel (:func:`edstomo_microscope.linefit.fit_series`), which separates
+        overlapping peaks; ``"window"``: exSpy's window integration.
+    line_fit : dict, optional
+        Further options of :func:`~edstomo_microscope.linefit.fit_series`
+        (``fwhm_mn_ev``, ``energy_range``, ``yields``, ``refine``).
     beam_energy, pixel_size, probe_current, dwell_time, solid_angle : Quantity or str, optional
         Values that replace (or supply) the metadata; ``pixel_size`` and
         ``dwell_time`` refer to the original (unbinned) pixels.
@@ -423,7 +463,8 @@ def load_tilt_series(
         (channels, tilts, positions, slices), sorted by tilt angle, with an
         Experiment built from the metadata and a provenance step ``load`` that
         records the files, the angle source, every value's origin, and the
-        line windows and clipping.
+        line windows and clipping (window integration) or the fit of the summed
+        spectrum with per-line χ² and residuals (fitting).
 
     Warns
     -----
@@ -432,6 +473,8 @@ def load_tilt_series(
     """
     if tilt_axis not in TILT_AXES:
         raise ValueError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
+    if intensities not in INTENSITY_METHODS:
+        raise ValueError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     files = find_files(source)
     if cutoff_at_kV == "auto":
         from edstomo.lines import parse_line
@@ -453,6 +496,7 @@ def load_tilt_series(
                 background_windows=background_windows,
                 elements=elements,
                 smooth=smooth,
+                intensities=intensities,
             )
         )
         if progress is not None:
@@ -488,6 +532,30 @@ def load_tilt_series(
         sources.notes.append("dwell_time: no live time in the files; derived from the real time (dead time included)")
     solid = sources.resolve("solid_angle", solid_angle, None, "sr")
     sources.warn()
+    if intensities == "fit":
+        fitted = fit_series(
+            [t.spectra for t in tilts],  # type: ignore[misc]
+            lines,
+            beam_energy_kev=energy.m_as("keV"),
+            elements=elements,
+            smooth=smooth,
+            **dict(line_fit or {}),
+        )
+        for item, maps, record in zip(tilts, fitted.maps, fitted.records):
+            item.maps, item.line_record, item.spectra = maps, record["lines"], None
+        sources.notes.extend(fitted.notes)
+        intensity_record: dict[str, Any] = {"line_fit": fitted.record()}
+    else:
+        intensity_record = {
+            "line_windows": {
+                line: {k: v for k, v in tilts[0].line_record[line].items() if k.endswith("kev") or k == "note"}
+                for line in lines
+            },
+            "clipped_counts": {
+                line: float(sum(t.line_record[line]["clipped_counts"] for t in tilts)) for line in lines
+            },
+            "clipped_pixels": {line: int(sum(t.line_record[line]["clipped_pixels"] for t in tilts)) for line in lines},
+        }
 
     binned_pixel = (pixel * rebin).to("nm")
     binned_dwell = (dwell * rebin**2).to("s")
@@ -531,19 +599,15 @@ def load_tilt_series(
         rebin=rebin,
         crop=list(crop) if crop is not None else None,
         cutoff_at_kV=cutoff_at_kV,
+        intensities=intensities,
         background=background,
         integration_width=integration_width,
         smooth=smooth,
         values=sources.to_dict(),
         live_time_s=[None if t.metadata.live_time is None else t.metadata.live_time.m_as("s") for t in tilts],
         real_time_s=[None if t.metadata.real_time is None else t.metadata.real_time.m_as("s") for t in tilts],
-        line_windows={
-            line: {k: v for k, v in tilts[0].line_record[line].items() if k.endswith("kev") or k == "note"}
-            for line in lines
-        },
         line_counts={line: [t.line_record[line]["counts"] for t in tilts] for line in lines},
-        clipped_counts={line: float(sum(t.line_record[line]["clipped_counts"] for t in tilts)) for line in lines},
-        clipped_pixels={line: int(sum(t.line_record[line]["clipped_pixels"] for t in tilts)) for line in lines},
+        **intensity_record,
         pixel_size=format_quantity(binned_pixel),
     )
     return TiltSeries(

@@ -1,4 +1,5 @@
-"""Pictures of tilt series and weight-fraction volumes: orthoslices, colour composites and a 3D view.
+"""Pictures of tilt series and weight-fraction volumes (orthoslices, colour composites, a 3D view) and of the
+spectrum fit of the line intensities.
 
 Everything takes plain data (:class:`~edstomo.data.TiltSeries`,
 :class:`~edstomo.data.CompositionMaps`). matplotlib draws the figures (imported
@@ -40,6 +41,7 @@ __all__ = [
     "orthoslice_figure",
     "pipeline_figures",
     "plane_indices",
+    "spectrum_fit_figure",
     "tilt_figure",
     "view3d",
     "volume_figure",
@@ -403,12 +405,17 @@ def pipeline_figures(
     ``composite_<method>.png`` (:func:`composite_elements`) and
     ``volume_<method>.png`` of the last method (the bimodal one when the
     pipeline ran one). Every method is cut at the same planes (those of the last
-    method) and drawn with the same colour limits per element.
+    method) and drawn with the same colour limits per element. When the line
+    intensities of ``series`` were fitted, also ``spectrum_fit.png``
+    (:func:`spectrum_fit_figure`).
     """
     folder = Path(folder)
     written: list[Path] = []
     if series is not None:
         written.append(tilt_figure(series, folder / "tilts.png", formats=formats, dpi=dpi))
+        fit = next((s["parameters"].get("line_fit") for s in series.provenance if s.get("action") == "load"), None)
+        if fit is not None:
+            written.append(spectrum_fit_figure(fit, path=folder / "spectrum_fit.png", formats=formats, dpi=dpi))
     maps = dict(maps or {})
     if not maps:
         return written
@@ -520,3 +527,89 @@ def tilt_figure(
         f"Aligned tilt series (tilt axis vertical), pixel {pixel:.3g} nm; colour scales 0 to maximum", fontsize=9
     )
     return figures.save(fig, path, formats=formats, dpi=dpi)
+
+
+def spectrum_fit_figure(
+    record: Mapping[str, Any],
+    *,
+    path: str | Path | None = None,
+    split_kev: float = 3.0,
+    formats: Sequence[str] = ("png",),
+    dpi: int = figures.DPI,
+) -> Any:
+    """The summed spectrum of a series, its fitted model, families and residual.
+
+    Parameters
+    ----------
+    record : dict
+        The ``line_fit`` record of the ``load`` provenance step
+        (:meth:`edstomo_microscope.linefit.SeriesFit.record`).
+    path : path, optional
+        PNG to write; the figure is returned when None.
+    split_kev : float
+        The energy (keV) at which the spectrum is split into two panels (low energies on the left).
+    formats, dpi
+        See :func:`edstomo.figures.save`.
+
+    Returns
+    -------
+    Path or matplotlib Figure
+    """
+    from .families import element_families
+    from .spectrum_model import EnergyCalibration
+
+    plt = _pyplot()
+    spectrum = record["spectrum"]
+    counts = np.asarray(spectrum["counts"], dtype=float)
+    model = np.asarray(spectrum["model"], dtype=float)
+    continuum = np.asarray(spectrum["continuum"], dtype=float)
+    calibration = EnergyCalibration(**record["calibration"])
+    first = int(spectrum["first_channel"])
+    channels = first + counts.size
+    energies = calibration.centres(channels)[first:]
+    edges = calibration.edges(channels)
+    contributions = {}
+    for name, entry in record["families"].items():
+        element, shell = name.split()
+        family = next(
+            f for f in element_families(element, record["beam_energy_kev"], yields=record["yields"]) if f.shell == shell
+        )
+        contributions[name] = entry["counts"] * family.spectrum(edges, calibration.fwhm_mn_ev)[first:]
+    residual = (counts - model) / np.sqrt(np.maximum(model, 1.0))
+    panels = [p for p in (energies < split_kev, energies >= split_kev) if p.any()]
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for column, inside in enumerate(panels):
+        top, bottom = axes[0, column], axes[1, column]
+        e = energies[inside]
+        top.plot(e, counts[inside], ".", color="0.2", ms=2, label="summed counts")
+        top.plot(e, model[inside], "-", color="tab:red", lw=1.0, label="model")
+        top.plot(e, continuum[inside], "--", color="tab:blue", lw=0.8, label="continuum")
+        height = counts[inside].max(initial=1.0)
+        for name, values in contributions.items():
+            part = values[inside]
+            if part.max(initial=0.0) < 0.01 * height:
+                continue
+            top.plot(e, continuum[inside] + part, "-", lw=0.6)
+            peak = int(np.argmax(part))
+            top.annotate(name, (e[peak], continuum[inside][peak] + part[peak]), fontsize=6, ha="center", va="bottom")
+        for peak in record.get("unexplained_peaks", []):
+            if e[0] <= peak["energy_kev"] <= e[-1]:
+                top.axvline(peak["energy_kev"], color="tab:purple", lw=0.6, ls=":")
+        top.set_yscale("log")
+        top.set_ylim(max(0.5, 0.5 * model[inside].min()), 2.0 * height)
+        top.set_xlabel("energy (keV)")
+        top.set_ylabel("counts per channel")
+        bottom.plot(e, residual[inside], "-", color="0.2", lw=0.6)
+        bottom.axhline(0.0, color="tab:red", lw=0.6)
+        bottom.set_xlabel("energy (keV)")
+        bottom.set_ylabel("(data − model)/√model")
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        f"Summed spectrum and line-family fit (reduced χ² {record['chi2_reduced']:.2f}; "
+        f"FWHM at Mn Kα {calibration.fwhm_mn_ev:.0f} eV; dotted: unexplained peaks)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return _finish(fig, path, formats, dpi)

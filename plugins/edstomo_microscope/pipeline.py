@@ -59,7 +59,7 @@ from edstomo.registry import plugins
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .errorbars import smoothing_dispersion
-from .loading import DEFAULT_LINES, load_tilt_series
+from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
 
 __all__ = [
@@ -99,10 +99,13 @@ class PipelineOptions:
     """Every choice of the pipeline, with defaults (stored in the provenance and ``summary.json``).
 
     Loading: ``lines``, ``rebin``, ``crop`` (y0, y1, x0, x1 original pixels),
-    ``angles`` (a quantity, in file order), ``tilt_axis``, ``smooth`` (σ pixels of the
-    Gaussian applied to background-subtracted maps before clipping), ``background``,
-    ``integration_width``, ``background_windows`` and ``load_options`` (further
-    keywords of :func:`load_tilt_series`, e.g. ``probe_current``).
+    ``angles`` (a quantity, in file order), ``tilt_axis``, ``intensities`` ("fit":
+    line families and continuum fitted to every pixel, or "window": window
+    integration), ``smooth`` (σ pixels of the Gaussian applied to the maps, or
+    to the fit's normal equations, before negative values are removed),
+    ``background``, ``integration_width``, ``background_windows`` (window
+    integration) and ``load_options`` (further keywords of
+    :func:`load_tilt_series`, e.g. ``probe_current``, ``elements``, ``line_fit``).
     Alignment: ``haadf_eds`` (none/com/xcorr), ``series`` (xcorr/com/none),
     ``axis`` (auto/none), ``alignment`` (a saved alignment file, used instead of estimating).
     Preprocessing: ``normalise`` (equal/slab/none), ``sinogram_sigma`` (pixels; 0 for none).
@@ -125,6 +128,7 @@ class PipelineOptions:
     crop: tuple[int, int, int, int] | None = None
     angles: Any = None
     tilt_axis: str = "vertical"
+    intensities: str = "fit"
     smooth: float = 1.0
     background: bool = True
     integration_width: float = 2.0
@@ -149,6 +153,7 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
         choices = {
+            "intensities": INTENSITY_METHODS,
             "normalise": NORMALISATIONS,
             "ratios": RATIO_MODES,
             "haadf_eds": HAADF_EDS_METHODS,
@@ -271,7 +276,9 @@ class PipelineResult:
                 "angle_source": load.get("angle_source"),
                 "pixel_size": str(self.series.pixel_size),
                 "values": load.get("values"),
+                "intensities": load.get("intensities"),
                 "line_windows": load.get("line_windows"),
+                "line_fit": {k: v for k, v in load.get("line_fit", {}).items() if k not in ("spectrum", "tilts")},
                 "alignment": self.alignment.to_dict(),
                 "physics": self.factors.to_dict(),
                 "response_ratios": self.ratio_fits,
@@ -554,6 +561,7 @@ def load_stage(state: PipelineState) -> None:
             rebin=options.rebin,
             crop=options.crop,
             tilt_axis=options.tilt_axis,
+            intensities=options.intensities,
             smooth=options.smooth,
             background=options.background,
             integration_width=options.integration_width,

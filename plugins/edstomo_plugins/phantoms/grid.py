@@ -67,7 +67,7 @@ def check_composition(name: str, composition: dict[str, float]) -> dict[str, flo
 
 
 def regions_to_maps(
-    regions: list[tuple[np.ndarray, dict[str, float]]], elements: list[str]
+    regions: list[tuple[np.ndarray, dict[str, float]]], elements: list[str], densities: list[float | None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weight fractions and density from regions of uniform composition.
 
@@ -78,6 +78,9 @@ def regions_to_maps(
         fills, and its weight fractions. Coverages must not overlap in sum > 1.
     elements
         Element order of the output.
+    densities
+        Density (g/cm³) of each region; None (for all, or one) means the ideal
+        mixture of the pure elements (:func:`alloy_density`).
 
     Returns
     -------
@@ -86,8 +89,9 @@ def regions_to_maps(
     """
     shape = regions[0][0].shape
     partial = np.zeros((len(elements), *shape))
-    for coverage, composition in regions:
-        rho = alloy_density(composition)
+    for index, (coverage, composition) in enumerate(regions):
+        given = None if densities is None else densities[index]
+        rho = alloy_density(composition) if given is None else given
         for index, element in enumerate(elements):
             partial[index] += coverage * composition.get(element, 0.0) * rho
     density = partial.sum(axis=0)

@@ -32,7 +32,7 @@ from edstomo.interfaces import Phantom
 from edstomo.options import PluginOptions
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from .grid import alloy_density, check_composition, grid_shape
+from .grid import check_composition, grid_shape, regions_to_maps
 
 __all__ = ["Shape", "ShapesPhantom"]
 
@@ -104,16 +104,13 @@ class ShapesPhantom(Phantom):
         shape = grid_shape(experiment)
         pixel = experiment.scan.pixel_size.m_as("nm")
         elements = list(dict.fromkeys([*experiment.elements, *(e for s in self.options.shapes for e in s.composition)]))
-        partial_density = np.zeros((len(elements), *shape))
         free = np.ones(shape)  # the part of each voxel no later shape has taken
+        coverages = []
         for region in reversed(self.options.shapes):
-            coverage = region.coverage(shape, pixel, self.options.supersample) * free
-            free -= coverage
-            rho = region.density if region.density is not None else alloy_density(region.composition)
-            for element, fraction in region.composition.items():
-                partial_density[elements.index(element)] += coverage * fraction * rho
-        density = partial_density.sum(axis=0)
-        fractions = np.divide(partial_density, density, out=np.zeros_like(partial_density), where=density > 0)
+            coverages.append(region.coverage(shape, pixel, self.options.supersample) * free)
+            free -= coverages[-1]
+        regions = [(c, s.composition) for c, s in zip(reversed(coverages), self.options.shapes)]
+        fractions, density = regions_to_maps(regions, elements, [s.density for s in self.options.shapes])
         record = provenance.step("phantom", self.name, **self.parameters())
         return CompositionMaps(
             weight_fractions=fractions,
