@@ -10,7 +10,7 @@ from edstomo.data import CompositionMaps
 
 
 def uncertainty_figure(maps: CompositionMaps, truth: CompositionMaps, path: Path, level: str) -> Path:
-    """One row per element: the weight fraction (wt%), its uncertainty σ and the error |estimate − truth| (wt%).
+    """One row per element: the weight fraction (wt%), its uncertainty σ and the error ``|estimate − truth|`` (wt%).
 
     σ and the error share one colour scale per row, so that a good error bar looks like its error.
     """
