@@ -251,7 +251,7 @@ class SelectionResult:
     exact_counts: bool
     seconds: float
     iterations_run: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the SelectionOptions used
 
     def record(self) -> dict[str, Any]:
         """A JSON-compatible record: the method, the choice and every curve."""
@@ -267,6 +267,7 @@ class SelectionResult:
                 "exact_counts": self.exact_counts,
                 "seconds": round(self.seconds, 3),
                 "iterations_run": self.iterations_run,
+                "settings": self.settings,
                 "curves": [{"settings": c.settings, "iterations": c.iterations, "score": c.score} for c in self.curves],
             }
         )

@@ -390,6 +390,7 @@ def bootstrap(
     result.record = {
         "method": "parametric bootstrap (Poisson redraws of the predicted counts) and a phase model",
         "phases": None if labels is None else int(labels.max()) + 1,
+        "phase_model_quantified": model_bias is not None,
         "replicas": count,
         "quantified": len(fractions),
         "seed": seed,
