@@ -30,7 +30,9 @@ def uncertainty_figure(maps: CompositionMaps, truth: CompositionMaps, path: Path
             axes[row, 0], estimate, pixel, limits=(0, 100), title=f"{element} estimate", xlabel="x", ylabel="z"
         )
         figures.colour_bar(figure, shown, axes[row, 0], f"{element} (wt%)")
-        for column, (image, title) in enumerate(((sigma, "σ (bootstrap)"), (error, "|estimate − truth|")), start=1):
+        for column, (image, title) in enumerate(
+            ((sigma, "σ (bootstrap and phase model)"), (error, "|estimate − truth|")), start=1
+        ):
             shown = figures.image_panel(
                 axes[row, column],
                 image,
@@ -43,6 +45,6 @@ def uncertainty_figure(maps: CompositionMaps, truth: CompositionMaps, path: Path
             )
             figures.colour_bar(figure, shown, axes[row, column], f"{element} (wt%)", clipped=True)
         statements.append(f"{element}: estimate 0–100 wt%, σ and error 0–{top:.3g} wt% (99th percentile)")
-    figure.suptitle(f"Bootstrap uncertainty, {level} dose, first seed", fontsize=10)
+    figure.suptitle(f"Uncertainty against the true error, {level} dose, first seed", fontsize=10)
     figures.caption(figure, "; ".join(statements) + f"; voxel {pixel:.3g} nm")
     return figures.save(figure, path)
