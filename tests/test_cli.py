@@ -27,14 +27,14 @@ def test_simulate_from_a_yaml_file_is_reproducible(tmp_path):
     assert a.experiment.name == "mine"
 
 
-def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
-    assert main(["simulate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x.h5")]) == 2
+def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x.h5")]) == 1
     assert "missing.yaml" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(yuan2020_phantom_experiment().to_yaml().replace("100.0 keV", "100"))
-    assert main(["simulate", str(bad), "--out", str(tmp_path / "x.h5")]) == 2
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "x.h5")]) == 1
     assert "beam_energy: 100 has no unit; expected a quantity in keV" in capsys.readouterr().err
-    assert main(["simulate", "--phantom", "nope", "--out", str(tmp_path / "x.h5")]) == 2
+    assert main(["simulate", "--phantom", "nope", "--out", str(tmp_path / "x.h5")]) == 1
     assert "available: " in capsys.readouterr().err
 
 

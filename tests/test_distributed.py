@@ -236,5 +236,5 @@ def test_cli_solve_fits_hebt_ratios_to_the_whole_series(series, series_file, tmp
 def test_cli_solve_errors(series_file, tmp_path, capsys, extra, message):
     from edstomo.cli import main
 
-    assert main(["solve", str(series_file), "--out", str(tmp_path / "v.h5"), "--no-progress", *extra]) == 2
+    assert main(["solve", str(series_file), "--out", str(tmp_path / "v.h5"), "--no-progress", *extra]) == 1
     assert re.search(message, capsys.readouterr().err)

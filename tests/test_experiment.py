@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
+from edstomo.experiment import EDSDetector, Experiment, ExperimentError, HAADFDetector, Scan, TiltScheme
 from edstomo_plugins.studies.yuan2020 import phantom_experiment as yuan2020_phantom_experiment
 from pydantic import ValidationError
 
@@ -92,7 +92,7 @@ def test_derived_values_are_read_only():
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(changes, message):
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ExperimentError, match=message):
         make(**changes)
 
 

@@ -151,14 +151,14 @@ def test_command_line_dask_options_reach_the_pipeline(monkeypatch, tmp_path, arg
     monkeypatch.setattr(pipeline, "run_pipeline", recorder)
     for command in ("reconstruct", "quantify"):
         seen.clear()
-        assert main([command, str(tmp_path), "--out", str(tmp_path / "out"), *arguments]) == 2
+        assert main([command, str(tmp_path), "--out", str(tmp_path / "out"), *arguments]) == 1
         assert seen["dask"] == expected
 
 
 @pytest.mark.filterwarnings("ignore::edstomo_plugins.physics.elastic.ModelRangeWarning")  # mcxray at 200 keV
 def test_quantifying_saved_volumes_with_dask_options_is_an_error(in_process, tmp_path, capsys):
     in_process.volumes["sirt"].save(tmp_path / "volume_sirt.h5")
-    assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--scheduler", "tcp://h:8786"]) == 2
+    assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--scheduler", "tcp://h:8786"]) == 1
     assert "quantifying them solves nothing" in capsys.readouterr().err
     assert not Path(tmp_path / "q" / "quantify_summary.json").exists()
     assert main(["quantify", str(tmp_path), "--out", str(tmp_path / "q"), "--no-figures"]) == 0

@@ -98,6 +98,6 @@ def test_table_model_is_selectable(capsys):
 )
 def test_errors_are_one_clear_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""
     assert err.startswith("edstomo physics: error: ") and len(err.strip().splitlines()) == 1
     assert message in err

@@ -153,12 +153,12 @@ def test_cli_runs_the_study(tmp_path, capsys):
     ],
 )
 def test_cli_reports_bad_options(tmp_path, capsys, argv, match):
-    assert main(["study", "yuan2020-phantom", "--out", str(tmp_path), *argv]) == 2
+    assert main(["study", "yuan2020-phantom", "--out", str(tmp_path), *argv]) == 1
     assert match in capsys.readouterr().err
 
 
 def test_unknown_study_is_named(tmp_path, capsys):
-    assert main(["study", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["study", "nope", "--out", str(tmp_path)]) == 1
     assert "yuan2020-phantom" in capsys.readouterr().err
 
 

@@ -6,7 +6,11 @@ Plugins are chosen with ``--<slot> NAME`` and configured with ``--set KEY=VALUE`
 or ``--options FILE`` (:mod:`edstomo.commandline`): the command line knows no
 plugin by name and holds no plugin-specific option.  Further sub-commands come
 from installed packages through the entry-point group ``edstomo.commands``.
-Errors in user input are printed as one line, without a traceback.
+A command that writes declares ``--overwrite``/``--allow-large``
+(:func:`edstomo.safety.add_arguments`) and checks its output first
+(:func:`edstomo.safety.prepare`). Errors in user input are printed as one line,
+without a traceback; exit codes (:mod:`edstomo.safety`): 0 ok, 1 user error,
+2 usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import safety
 from .commandline import (
     HelpFormatter,
     PluginSlot,
@@ -69,15 +74,20 @@ def _add_simulate(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:
     )
     p.add_argument("experiment", nargs="?", help="experiment or run file (.yaml/.yml or .json)")
     p.add_argument("--out", required=True, help="output HDF5 file")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise (default: 0)")
+    p.add_argument("--seed", type=safety.non_negative_int, default=0, help="seed of the Poisson noise (default: 0)")
     p.add_argument("--no-noise", action="store_true", help="write the noise-free mean signal")
     p.add_argument("--haadf-noise", action="store_true", help="Poisson noise on the HAADF channel too")
     add_plugin_arguments(p, SIMULATE_SLOTS)
+    safety.add_arguments(p, output="file")
     p.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from .resources import check_simulation
+
+    safety.prepare(args, output="file", inputs=[args.experiment, getattr(args, "options", None)])
     experiment, sections = _experiment_and_sections(args.experiment)
+    check_simulation(experiment)
     chosen = chosen_plugins(args, SIMULATE_SLOTS, sections)
     physics_cls, physics_options = chosen["physics"]
     phantom_cls, phantom_options = chosen["phantom"]
@@ -145,13 +155,11 @@ def _add_physics(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:
 
 
 def _run_physics(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from .experiment import EDSDetector, HAADFDetector, Scan
     from .lines import parse_line
-    from .units import as_quantity
+    from .units import as_beam_energy
 
-    energy = as_quantity(args.beam_energy, "keV", "--beam-energy")
+    energy, _ = as_beam_energy(args.beam_energy, "--beam-energy")
     if not energy.magnitude > 0:
         raise EdstomoError(f"--beam-energy: {args.beam_energy!r} must be a positive energy (e.g. '80 keV')")
     for line in args.lines:
@@ -159,18 +167,15 @@ def _run_physics(args: argparse.Namespace) -> int:
     if not 0 < args.efficiency <= 1:
         raise EdstomoError(f"--efficiency: {args.efficiency!r} must lie in (0, 1]")
     physics_cls, options = chosen_plugins(args, PHYSICS_SLOTS)["physics"]
-    try:
-        experiment = Experiment(
-            name="physics",
-            beam_energy=energy,
-            lines=args.lines,
-            tilts=["0 deg"],
-            scan=Scan(positions=1, pixel_size="1 nm"),
-            haadf=HAADFDetector(electrons_per_pixel="1 e", inner_angle=args.haadf_inner, outer_angle=args.haadf_outer),
-            eds=EDSDetector(electrons_per_pixel="1 e", solid_angle="1 sr", efficiency=args.efficiency),
-        )
-    except ValidationError as error:
-        raise EdstomoError("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors())) from None
+    experiment = Experiment(
+        name="physics",
+        beam_energy=energy,
+        lines=args.lines,
+        tilts=["0 deg"],
+        scan=Scan(positions=1, pixel_size="1 nm"),
+        haadf=HAADFDetector(electrons_per_pixel="1 e", inner_angle=args.haadf_inner, outer_angle=args.haadf_outer),
+        eds=EDSDetector(electrons_per_pixel="1 e", solid_angle="1 sr", efficiency=args.efficiency),
+    )
     factors = physics_cls(**options).compute(experiment)
     print(factors.to_json() if args.format == "json" else factors.table())
     return 0
@@ -195,6 +200,7 @@ def _add_study(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a study option, e.g. seed=1; repeatable"
     )
     p.add_argument("--options", metavar="FILE", help="YAML/JSON file {study: {options: {KEY: VALUE}}}")
+    safety.add_arguments(p, output="folder")
     p.set_defaults(func=_run_study)
 
 
@@ -203,6 +209,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
     from .study import ProgressPrinter
 
+    safety.prepare(args, output="folder", inputs=[args.options])
     args.study = args.name
     study_cls, options = chosen_plugins(args, STUDY_SLOTS)["study"]
     start = time.perf_counter()
@@ -239,13 +246,17 @@ def _add_solve(sub: argparse._SubParsersAction, argv: Sequence[str]) -> None:
     add_plugin_arguments(p, SOLVE_SLOTS)
     add_distributed_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="do not show progress")
+    safety.add_arguments(p, output="file")
     p.set_defaults(func=_run_solve)
 
 
 def _run_solve(args: argparse.Namespace) -> int:
     from .data import TiltSeries
     from .distributed import solve_file
+    from .resources import check_solve_file
 
+    safety.prepare(args, output="file", inputs=[args.series, getattr(args, "options", None)])
+    check_solve_file(args.series, args.chunk_slices, args.workers)
     solver_cls, options = chosen_plugins(args, SOLVE_SLOTS)["solver"]
     solver = solver_cls(**options)
     unfitted = solver.unfitted()
@@ -297,7 +308,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="edstomo", description="Quantitative 3D chemical maps from STEM-EDS and HAADF tilt series."
+        prog="edstomo",
+        description="Quantitative 3D chemical maps from STEM-EDS and HAADF tilt series.",
+        epilog=safety.EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edstomo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -319,16 +333,10 @@ def _log_progress_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``edstomo`` command."""
+    """Entry point of the ``edstomo`` command; returns the exit code (see :mod:`edstomo.safety`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
     _log_progress_to_stderr()
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, KeyError, LookupError, FileNotFoundError, TypeError) as error:
-        message = str(error).strip("'\"")
-        print(f"edstomo {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    return safety.main(build_parser, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,9 +26,11 @@ import numpy as np
 import pint
 
 from . import io
+from .errors import InputError
+from .experiment import MAX_TILT_DEG
 from .lines import element_of
 from .provenance import versions
-from .units import as_quantity, format_quantity, ureg
+from .units import as_quantity, format_quantity, shown, ureg
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -44,20 +46,38 @@ def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
+        raise InputError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
     if nonnegative and array.size and array.min() < 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmin(array)), array.shape))
-        raise ValueError(
+        raise InputError(
             f"{name}: contains negative values (minimum {array.min():g} at index {index}); counts must be >= 0"
         )
 
 
+def _as_array(data: Any) -> np.ndarray:
+    try:
+        return np.asarray(data)
+    except (TypeError, ValueError) as error:  # ragged lists and the like
+        raise InputError(f"data: not an array ({error})") from None
+
+
+def _check_pixel_size(value: Any) -> pint.Quantity:
+    """A positive, finite length (the pixel or voxel size)."""
+    pixel = as_quantity(value, "nm", "pixel_size")
+    magnitude = np.asarray(pixel.magnitude)
+    if magnitude.ndim != 0 or not np.isfinite(pixel.m_as("nm")) or not pixel.m_as("nm") > 0:
+        raise InputError(f"pixel_size: {shown(value)} must be positive and finite (one length, in nm)")
+    return pixel
+
+
 def _check_channels(name: str, channels: list[str], count: int) -> list[str]:
+    if isinstance(channels, str) or not isinstance(channels, (list, tuple)):
+        raise InputError(f"{name}: {channels!r} must be a list of names")
     channels = [str(c) for c in channels]
     if len(channels) != count:
-        raise ValueError(f"{name}: {len(channels)} channel names {channels} for {count} channels in the data")
+        raise InputError(f"{name}: {len(channels)} channel names {channels} for {count} channels in the data")
     if len(set(channels)) != len(channels):
-        raise ValueError(f"{name}: channel names {channels} are not unique")
+        raise InputError(f"{name}: channel names {channels} are not unique")
     return channels
 
 
@@ -89,26 +109,30 @@ class TiltSeries:
     provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.data = np.asarray(self.data)
+        self.data = _as_array(self.data)
         if self.data.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"data: shape {self.data.shape} has {self.data.ndim} axes; expected 4: "
                 "(channels, tilts, positions, slices)"
             )
         if self.data.dtype.kind not in "fiu":
-            raise ValueError(f"data: dtype {self.data.dtype} is not numeric")
+            raise InputError(f"data: dtype {self.data.dtype} is not numeric")
         self.channels = _check_channels("channels", self.channels, self.data.shape[0])
         for channel in self.channels:
             if channel != HAADF:
                 element_of(channel)
         self.angles = as_quantity(self.angles, "deg", "angles").to("deg")
         if np.ndim(self.angles.magnitude) != 1 or len(self.angles.magnitude) != self.data.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"angles: {np.size(self.angles.magnitude)} tilt angles for {self.data.shape[1]} tilts in the data"
             )
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
-        if not self.pixel_size.magnitude > 0:
-            raise ValueError(f"pixel_size: {self.pixel_size} must be positive (in nm)")
+        degrees = np.asarray(self.angles.magnitude, dtype=float)
+        if not np.all(np.isfinite(degrees)) or np.any(np.abs(degrees) > MAX_TILT_DEG):
+            raise InputError(
+                f"angles: {shown(self.angles)} must be finite and within ±{MAX_TILT_DEG:g} deg "
+                "(a tilt beyond a full turn is a unit mistake)"
+            )
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("data", self.data, nonnegative=True)
 
     # ----- shape -------------------------------------------------------------
@@ -165,7 +189,7 @@ class TiltSeries:
     def load(cls, path: str | Path) -> TiltSeries:
         result = load(path)
         if not isinstance(result, cls):
-            raise ValueError(f"{path}: holds a {type(result).__name__}, not a tilt series")
+            raise InputError(f"{path}: holds a {type(result).__name__}, not a tilt series")
         return result
 
 
@@ -192,13 +216,15 @@ class Volume:
     factor: str | None = None
 
     def __post_init__(self) -> None:
-        self.data = np.asarray(self.data)
+        self.data = _as_array(self.data)
         if self.data.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"data: shape {self.data.shape} has {self.data.ndim} axes; expected 4: (channels, nz, nx, slices)"
             )
+        if self.data.dtype.kind not in "fiu":
+            raise InputError(f"data: dtype {self.data.dtype} is not numeric")
         self.channels = _check_channels("channels", self.channels, self.data.shape[0])
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("data", self.data, nonnegative=False)
 
     @property
@@ -252,34 +278,37 @@ class CompositionMaps:
     uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+        try:
+            self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError("weight_fractions: not an array of numbers") from None
         if self.weight_fractions.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"weight_fractions: shape {self.weight_fractions.shape} has {self.weight_fractions.ndim} axes; "
                 "expected 4: (elements, nz, nx, slices)"
             )
         self.elements = _check_channels("elements", self.elements, self.weight_fractions.shape[0])
-        self.pixel_size = as_quantity(self.pixel_size, "nm", "pixel_size")
+        self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("weight_fractions", self.weight_fractions, nonnegative=True)
         if self.weight_fractions.max(initial=0) > 1 + 1e-9:
-            raise ValueError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
+            raise InputError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
         total = self.weight_fractions.sum(axis=0)
         if total.max(initial=0) > 1 + 1e-6:
-            raise ValueError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
+            raise InputError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
         spatial = self.weight_fractions.shape[1:]
         if self.density is not None:
             self.density = np.asarray(self.density, dtype=float)
             if self.density.shape != spatial:
-                raise ValueError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
+                raise InputError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
             _check_finite("density", self.density, nonnegative=True)
         if self.mask is not None:
             self.mask = np.asarray(self.mask, dtype=bool)
             if self.mask.shape != spatial:
-                raise ValueError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
+                raise InputError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
         if self.uncertainty is not None:
             self.uncertainty = np.asarray(self.uncertainty, dtype=float)
             if self.uncertainty.shape != self.weight_fractions.shape:
-                raise ValueError(
+                raise InputError(
                     f"{_SIGMA}: shape {self.uncertainty.shape} does not match the weight fractions' "
                     f"{self.weight_fractions.shape}"
                 )
@@ -307,7 +336,7 @@ class CompositionMaps:
     def partial_density(self) -> np.ndarray:
         """Mass of each element per volume, C_A·ρ (g/cm³), shape (elements, nz, nx, slices)."""
         if self.density is None:
-            raise ValueError("density: these composition maps carry no density")
+            raise InputError("density: these composition maps carry no density")
         return self.weight_fractions * self.density[None]
 
     def replace(self, **changes: Any) -> CompositionMaps:
@@ -315,6 +344,80 @@ class CompositionMaps:
 
     def save(self, path: str | Path) -> Path:
         return save(self, path)
+
+
+# ----- agreement with the stored experiment -------------------------------------
+# A file carries its Experiment next to its arrays. When the two disagree — another tilt list, other
+# lines, another scan or pixel size — every later step (physics factors, doses, the projector's angles)
+# would silently use the wrong one: :func:`differences` lists what disagrees, :func:`check_agrees`
+# raises with that list; :func:`save` and :func:`load` apply it.
+
+#: Relative tolerance on pixel sizes and absolute tolerance (deg) on tilt angles.
+PIXEL_RTOL = 1e-6
+ANGLE_ATOL_DEG = 1e-6
+
+
+def _pixel(obj: TiltSeries | Volume | CompositionMaps, experiment: Experiment) -> list[str]:
+    data, stored = obj.pixel_size.m_as("nm"), experiment.scan.pixel_size.m_as("nm")
+    if not np.isclose(data, stored, rtol=PIXEL_RTOL, atol=0.0):
+        return [f"pixel size {data:g} nm in the data, {stored:g} nm in the experiment"]
+    return []
+
+
+def _grid(name: str, count: int, stored: int, what: str) -> list[str]:
+    return [] if count == stored else [f"{name} {count} in the data, {stored} {what} in the experiment"]
+
+
+def differences(obj: TiltSeries | Volume | CompositionMaps, experiment: Experiment | None = None) -> list[str]:
+    """What disagrees between ``obj`` and ``experiment`` (default: the one it carries); [] when they agree.
+
+    Parameters
+    ----------
+    obj
+        A tilt series (angles, line channels, positions and
+        pixel size are compared), a volume (line channels, nz = nx =
+        positions, pixel size) or composition maps (nz = nx = positions, pixel
+        size). The number of slices is not compared: a file may hold any
+        range of slices of a scan.
+    experiment
+        The experiment to compare with; None uses ``obj.experiment`` (nothing to compare when absent).
+    """
+    experiment = obj.experiment if experiment is None else experiment
+    if experiment is None:
+        return []
+    found: list[str] = []
+    scan = experiment.scan
+    if isinstance(obj, TiltSeries):
+        angles, stored = obj.angles.m_as("deg"), experiment.angles.m_as("deg")
+        if angles.shape != stored.shape:
+            found.append(f"{angles.size} tilt angles in the data, {stored.size} in the experiment")
+        elif not np.allclose(angles, stored, rtol=0.0, atol=ANGLE_ATOL_DEG):
+            index = int(np.argmax(np.abs(angles - stored)))
+            found.append(f"tilt {index} is {angles[index]:g} deg in the data, {stored[index]:g} deg in the experiment")
+        unknown = [c for c in obj.lines if c not in experiment.lines]
+        if unknown:
+            found.append(f"lines {unknown} in the data are not among the experiment's lines {experiment.lines}")
+        found += _grid("positions", obj.n_positions, scan.positions, "positions")
+    elif isinstance(obj, Volume):
+        unknown = [c for c in obj.channels if c != HAADF and c not in experiment.lines]
+        if unknown:
+            found.append(f"channels {unknown} in the data are not among the experiment's lines {experiment.lines}")
+        _, nz, nx, _ = obj.shape
+        found += _grid("nz", nz, scan.positions, "positions")
+        found += _grid("nx", nx, scan.positions, "positions")
+    elif isinstance(obj, CompositionMaps):
+        nz, nx, _ = obj.shape
+        found += _grid("nz", nz, scan.positions, "positions")
+        found += _grid("nx", nx, scan.positions, "positions")
+    found += _pixel(obj, experiment)
+    return found
+
+
+def check_agrees(obj: TiltSeries | Volume | CompositionMaps, where: str) -> None:
+    """Raise :class:`~edstomo.errors.InputError` naming ``where`` when ``obj`` disagrees with its experiment."""
+    found = differences(obj)
+    if found:
+        raise InputError(f"{where}: the stored experiment does not describe the data: {'; '.join(found)}")
 
 
 # ----- files ------------------------------------------------------------------
@@ -339,6 +442,7 @@ def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compre
     if writer is None:
         raise TypeError(f"obj: cannot save a {type(obj).__name__}; expected TiltSeries, Volume or CompositionMaps")
     path = Path(path)
+    check_agrees(obj, f"obj ({type(obj).__name__} to be saved to {str(path)!r})")
     with io.atomic_path(path) as temporary:
         with h5py.File(temporary, "w") as file:
             file.attrs["format"] = io.FORMAT
@@ -392,10 +496,25 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
 
 
 def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
-    """Load an object saved by :func:`save`; errors name the file and what is wrong with it."""
+    """Load an object saved by :func:`save`; errors name the file and what is wrong with it.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    InputError
+        The file is damaged, not an edstomo file, or its stored experiment
+        disagrees with its data (see :func:`differences`).
+    """
+    obj = _load(path)
+    check_agrees(obj, f"path: {str(path)!r}")
+    return obj
+
+
+def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
     from .experiment import Experiment
 
-    with io.open_file(path) as file:
+    with io.open_file(path) as file, io.reading(path):
         experiment = Experiment.from_json(io.text_of(file["experiment"])) if "experiment" in file else None
         steps = json.loads(io.text_of(file["provenance"]))["steps"]
         pixel_size = ureg.Quantity(file.attrs["pixel_size"])
@@ -427,4 +546,4 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
                 uncertainty=file[_SIGMA][()] if _SIGMA in file else None,
                 **common,
             )
-        raise ValueError(f"path: {str(path)!r} holds an unknown object {kind!r}")
+        raise InputError(f"path: {str(path)!r} holds an unknown object {kind!r}")

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,8 +42,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from . import io, provenance
-from .data import TiltSeries, load, save
+from . import io, outputs, provenance
+from .cluster import local_cluster
+from .data import TiltSeries, check_agrees, load, save
+from .errors import InputError
 from .interfaces import Solver
 from .io import atomic_path, open_file
 from .units import ureg
@@ -98,7 +99,7 @@ def read_chunk(path: str | Path, start: int, stop: int) -> TiltSeries:
         n_slices = file["data"].shape[3]
         if not 0 <= start < stop <= n_slices:
             raise ValueError(f"slices: range {start}:{stop} is not inside the series' {n_slices} slices")
-        return TiltSeries(
+        series = TiltSeries(
             data=file["data"][:, :, :, start:stop],
             channels=[io.text_of(c) for c in file["channels"][()]],
             angles=ureg.Quantity(file["angles"][()], io.text_of(file["angles"].attrs["units"])),
@@ -106,6 +107,8 @@ def read_chunk(path: str | Path, start: int, stop: int) -> TiltSeries:
             experiment=Experiment.from_json(io.text_of(file["experiment"][()])) if "experiment" in file else None,
             provenance=json.loads(io.text_of(file["provenance"][()]))["steps"],
         )
+    check_agrees(series, f"path: {str(path)!r}")
+    return series
 
 
 def _solve_chunk(solver: Solver, source: str, start: int, stop: int, folder: str, threads: int | None) -> dict:
@@ -125,7 +128,7 @@ def _solve_chunk(solver: Solver, source: str, start: int, stop: int, folder: str
 def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator[tuple[Any, int | None]]:
     """A ``distributed.Client`` and the numba threads each task may use (None: leave as is)."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as error:
         raise ImportError("distributed solving needs dask.distributed: pip install 'edstomo[dask]'") from error
     if scheduler is not None:
@@ -135,10 +138,7 @@ def _client(scheduler: str | None, workers: int, processes: bool) -> Iterator[tu
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: {workers!r} must be a positive integer (local worker processes)")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # e.g. "port 8787 is already in use"
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None)
-    with cluster, Client(cluster) as client:
+    with local_cluster(workers, processes) as client:
         yield client, threads
 
 
@@ -237,8 +237,10 @@ def solve_file(
         raise ValueError(f"source: {str(source)!r} holds no slices")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"out: folder {str(out.parent)!r} for {out.name!r} does not exist")
+    _check_against(solver, source)
     report, close = _progress(progress, len(ranges))
-    folder = tempfile.mkdtemp(prefix=f".{out.name}.chunks-", dir=out.parent)
+    outputs.remove_stale(out)
+    folder = str(outputs.temporary_folder(out))  # found and removed by a later run if this one is killed
     try:
         with _client(scheduler, workers, processes) as (client, threads):
             from distributed import as_completed
@@ -264,6 +266,23 @@ def solve_file(
         close()
         shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def _check_against(solver: Solver, source: Path) -> None:
+    """The solver's checks of its options against the data (channels, ratios), here before any task starts.
+
+    A task that failed them would fail on a worker, whose log shows a traceback; one slice suffices.
+    """
+    from .engine import ReconstructionSolver
+
+    if isinstance(solver, ReconstructionSolver):
+        probe = read_chunk(source, 0, 1)
+        channels = list(solver.options.channels) if solver.options.channels is not None else None
+        channels = channels or solver.default_channels(probe)
+        missing = [c for c in channels if c not in probe.channels]
+        if missing:
+            raise InputError(f"channels: {missing} not in the tilt series; its channels are {probe.channels}")
+        solver.check(probe, channels)
 
 
 def add_distributed_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:

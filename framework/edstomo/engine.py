@@ -45,7 +45,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from . import backend, provenance
+from . import backend, provenance, resources
 from .algorithms import Algorithm, ProgressBar, ProgressFunction, as_callbacks
 from .data import HAADF, TiltSeries, Volume
 from .errors import InputError, OptionError
@@ -69,14 +69,15 @@ __all__ = [
 #: Devices a solver can run on: NumPy on the CPU, CuPy on a CUDA GPU, or the GPU when there is one.
 DEVICES: tuple[str, ...] = ("cpu", "gpu", "auto")
 
-#: Most iterations any solver accepts without being told that a huge count is meant.
-MAX_ITERATIONS = 100_000
+#: Most iterations any solver accepts without being told that a huge count is meant (``--allow-large``).
+MAX_ITERATIONS = resources.MAX_ITERATIONS
 
 #: The value of an option that the solver chooses from the data (see :mod:`edstomo.selection`).
 Auto = Literal["auto"]
 
-#: Type of an iteration count: an integer from 0 to :data:`MAX_ITERATIONS`, or ``"auto"``.
-Iterations = Annotated[int, Field(ge=0, le=MAX_ITERATIONS)] | Auto
+#: Type of an iteration count: an integer >= 0 (more than :data:`MAX_ITERATIONS` only with --allow-large),
+#: or ``"auto"``.
+Iterations = Annotated[int, Field(ge=0)] | Auto
 
 
 class SolverOptions(PluginOptions):
@@ -102,11 +103,20 @@ class IterativeOptions(SolverOptions):
     """Options of iterative solvers: the iteration count (a number or ``"auto"``) and how automatic
     options are chosen (:class:`~edstomo.selection.SelectionOptions`)."""
 
-    iterations: Iterations = Field(100, description="number of iterations n, or 'auto' (chosen from the data)")
+    iterations: Iterations = Field(
+        100, description=f"number of iterations n (above {MAX_ITERATIONS}: --allow-large), or 'auto' (from the data)"
+    )
     selection: SelectionOptions = Field(
         default_factory=SelectionOptions,
         description="how options set to 'auto' are chosen: {splits, fraction, seed, max_iterations, slices, tolerance}",
     )
+
+    @field_validator("iterations")
+    @classmethod
+    def _not_absurd(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            resources.check_iterations(value)  # lifted by --allow-large / EDSTOMO_ALLOW_LARGE
+        return value
 
 
 def stacked_sinograms(data: TiltSeries, channels: list[str], xp: Any, dtype: str) -> Any:
@@ -377,6 +387,14 @@ class ReconstructionSolver(Solver):
         if data.n_positions < 1 or data.n_slices < 1:
             raise InputError(f"data: shape {data.shape} has no positions or no slices")
 
+        resources.check_memory(
+            resources.solve_bytes(
+                len(channels), data.n_tilts, data.n_positions, data.n_slices,
+                itemsize=np.dtype(self.options.dtype).itemsize,
+            ),
+            f"solve: {self.name} of {len(channels)} channels, {data.n_tilts} tilts, {data.n_positions} positions, "
+            f"{data.n_slices} slices",
+        )  # fmt: skip
         device = self._device()
         xp = backend.namespace_for(device)
         shape = (data.n_positions, data.n_positions)

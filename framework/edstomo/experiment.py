@@ -27,16 +27,70 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from .errors import InputError
 from .lines import element_of, parse_line
-from .units import QuantityUnit, UnitError, as_quantity, to_jsonable, ureg
+from .units import QuantityUnit, UnitError, as_beam_energy, as_quantity, shown, to_jsonable, ureg
+
+#: Largest tilt angle magnitude (deg): beyond one full turn, a tilt is a unit mistake.
+MAX_TILT_DEG = 360.0
+#: Most tilt angles a start/stop/step scheme may generate.
+MAX_TILTS = 100_000
+#: Largest scattering angle a transmission (HAADF) detector can collect (mrad): 90°.
+MAX_SCATTERING_MRAD = 1000 * math.pi / 2
+#: Largest solid angle (sr): the full sphere.
+MAX_SOLID_ANGLE_SR = 4 * math.pi
 
 
-def quantity_field(unit: str, *, minimum: str = "none", array: bool = False) -> Any:
+class ExperimentError(InputError):
+    """An experiment definition (or one of its parts) is not valid.
+
+    ``problems`` lists ``(field path, message)`` pairs, e.g.
+    ``("scan.pixel_size", "'inf nm' is not finite; ...")``; the message joins them.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    @classmethod
+    def from_validation(cls, error: ValidationError, model: str) -> ExperimentError:
+        """The pydantic error of a model, with each problem named by its field path."""
+        problems = []
+        for item in error.errors(include_url=False):
+            loc = [str(part) for part in item.get("loc", ())]
+            path = ".".join(loc) or model
+            message = str(item.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            leaf = loc[-1] if loc else model
+            if not loc and item.get("type") == "value_error":  # a model check: its message names the fields
+                problems.append((path, message))
+                continue
+            if message.startswith(leaf) and message[len(leaf) : len(leaf) + 1] in (":", ".", "["):
+                message = path + message[len(leaf) :]
+                problems.append((path, message))
+                continue
+            if item.get("type") not in ("value_error", "assertion_error"):
+                message = message[:1].lower() + message[1:]
+                if "input" in item and item.get("type") != "missing":
+                    message += f" (got {shown(item['input'])[:80]})"
+            problems.append((path, f"{path}: {message}"))
+        return cls("; ".join(text for _, text in problems), problems)
+
+
+def quantity_field(
+    unit: str,
+    *,
+    minimum: str = "none",
+    array: bool = False,
+    maximum: float | None = None,
+    why: str = "",
+    beam: bool = False,
+) -> Any:
     """An annotated pydantic type for a Pint quantity of the dimension of ``unit``.
 
     Parameters
@@ -48,24 +102,37 @@ def quantity_field(unit: str, *, minimum: str = "none", array: bool = False) -> 
         every element of the magnitude. NaN and infinite values are always rejected.
     array
         Whether a one-dimensional array is expected instead of a scalar.
+    maximum
+        Largest accepted magnitude (absolute value), in ``unit``; None for no limit.
+    why
+        Why ``maximum`` is the limit (shown in the error).
+    beam
+        A beam energy: an accelerating voltage (``"200 kV"``) is accepted and
+        converted (see :func:`edstomo.units.as_beam_energy`).
     """
 
     def validate(value: Any, info: ValidationInfo) -> pint.Quantity:
         name = info.field_name or "value"
         if array and isinstance(value, (list, tuple)) and len(value) == 0:
             raise UnitError(f"{name}: the list is empty; give at least one value in {unit}")
-        quantity = as_quantity(value, unit, name)
-        magnitude = np.asarray(quantity.magnitude, dtype=float)
+        quantity = as_beam_energy(value, name)[0] if beam else as_quantity(value, unit, name)
+        try:
+            magnitude = np.asarray(quantity.magnitude, dtype=float)
+            limit = np.asarray(quantity.m_as(unit), dtype=float)
+        except (TypeError, ValueError, OverflowError):
+            raise UnitError(f"{name}: {shown(value)} is not a number in {unit}") from None
         if array and magnitude.ndim != 1:
-            raise UnitError(f"{name}: expected a one-dimensional list of values in {unit}, got {value!r}")
+            raise UnitError(f"{name}: expected a one-dimensional list of values in {unit}, got {shown(value)}")
         if not array and magnitude.ndim != 0:
-            raise UnitError(f"{name}: expected a single value in {unit}, got {value!r}")
-        if not np.all(np.isfinite(magnitude)):
-            raise UnitError(f"{name}: {value!r} is not finite; expected a finite quantity in {unit}")
+            raise UnitError(f"{name}: expected a single value in {unit}, got {shown(value)}")
+        if not (np.all(np.isfinite(magnitude)) and np.all(np.isfinite(limit))):
+            raise UnitError(f"{name}: {shown(value)} is not finite; expected a finite quantity in {unit}")
         if minimum == "positive" and np.any(magnitude <= 0):
-            raise UnitError(f"{name}: {value!r} must be positive (in {unit})")
+            raise UnitError(f"{name}: {shown(value)} must be positive (in {unit})")
         if minimum == "nonnegative" and np.any(magnitude < 0):
-            raise UnitError(f"{name}: {value!r} must not be negative (in {unit})")
+            raise UnitError(f"{name}: {shown(value)} must not be negative (in {unit})")
+        if maximum is not None and np.any(np.abs(limit) > maximum):
+            raise UnitError(f"{name}: {shown(value)} exceeds {maximum:g} {unit} in magnitude{why}")
         if array:
             return ureg.Quantity(magnitude, quantity.units)
         return quantity
@@ -78,12 +145,15 @@ def quantity_field(unit: str, *, minimum: str = "none", array: bool = False) -> 
     ]
 
 
-Energy = quantity_field("keV", minimum="positive")
+_TILT_WHY = " (a tilt beyond a full turn is a unit mistake)"
+BeamEnergy = quantity_field("keV", minimum="positive", beam=True)
 Length = quantity_field("nm", minimum="positive")
-Angle = quantity_field("deg")
-AngleArray = quantity_field("deg", array=True)
-ScatteringAngle = quantity_field("mrad", minimum="nonnegative")
-SolidAngle = quantity_field("sr", minimum="positive")
+Angle = quantity_field("deg", maximum=MAX_TILT_DEG, why=_TILT_WHY)
+AngleArray = quantity_field("deg", array=True, maximum=MAX_TILT_DEG, why=_TILT_WHY)
+ScatteringAngle = quantity_field(
+    "mrad", minimum="nonnegative", maximum=MAX_SCATTERING_MRAD, why=" (90°: a transmission detector collects below it)"
+)
+SolidAngle = quantity_field("sr", minimum="positive", maximum=MAX_SOLID_ANGLE_SR, why=" (4π sr, the full sphere)")
 Current = quantity_field("pA", minimum="positive")
 Time = quantity_field("s", minimum="positive")
 Electrons = quantity_field("e", minimum="positive")
@@ -91,7 +161,25 @@ Fluence = quantity_field("e/Å**2", minimum="positive")
 
 
 class _Model(BaseModel):
+    """Base of the experiment's parts: frozen, no extra fields, errors as :class:`ExperimentError`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise ExperimentError.from_validation(error, type(self).__name__) from None
+
+    # Not a custom initialiser for pydantic: nested parts are validated in one pass, so each error keeps its path.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Any:
+        try:
+            return super().model_validate(obj, **options)
+        except ValidationError as error:
+            raise ExperimentError.from_validation(error, cls.__name__) from None
 
 
 class TiltScheme(_Model):
@@ -118,6 +206,12 @@ class TiltScheme(_Model):
             raise ValueError(f"tilts.step: {self.step} must be positive (in deg)")
         if self.stop.m_as("deg") < self.start.m_as("deg"):
             raise ValueError(f"tilts: stop {self.stop} is below start {self.start}; the list would be empty")
+        count = (self.stop.m_as("deg") - self.start.m_as("deg")) / step + 1
+        if count > MAX_TILTS:
+            raise ValueError(
+                f"tilts: start {self.start}, stop {self.stop} and step {self.step} give {count:.3g} angles; "
+                f"at most {MAX_TILTS} are accepted (is the step in the right unit?)"
+            )
         return self
 
     @property
@@ -245,7 +339,7 @@ class Experiment(_Model):
 
     name: str = "experiment"
     description: str = ""
-    beam_energy: Energy
+    beam_energy: BeamEnergy
     lines: list[str] = Field(min_length=1)
     tilts: TiltScheme
     scan: Scan
@@ -276,6 +370,28 @@ class Experiment(_Model):
         unknown = set(self.eds.efficiency_overrides) - set(self.lines)
         if unknown:
             raise ValueError(f"eds.efficiency_overrides: {sorted(unknown)} are not among the lines {self.lines}")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_doses(self) -> Experiment:
+        """The doses derived from the given ones must be finite and positive (no overflow or underflow)."""
+        detectors = {name: getattr(self, name) for name in type(self).model_fields}
+        for name, detector in detectors.items():
+            if not isinstance(detector, _Dose):
+                continue
+            for what, compute, unit in (
+                ("electrons per pixel", detector.electrons, "e"),
+                ("fluence", detector.fluence_at, "e/Å**2"),
+            ):
+                try:
+                    value = float(compute(self.scan.pixel_size).m_as(unit))
+                except (ArithmeticError, ValueError):
+                    value = math.nan
+                if not (math.isfinite(value) and value > 0):
+                    raise ValueError(
+                        f"{name}: the {what} derived from the dose and scan.pixel_size {shown(self.scan.pixel_size)} "
+                        f"is {value:g} {unit}; the values are outside any physical range"
+                    )
         return self
 
     # ----- derived values -------------------------------------------------
@@ -327,11 +443,42 @@ class Experiment(_Model):
 
     @classmethod
     def from_json(cls, text: str) -> Experiment:
-        return cls.model_validate(json.loads(text))
+        """Read an experiment from JSON text; :class:`ExperimentError` for bad JSON or a bad definition."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ExperimentError(
+                f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+                + ("; the text is empty" if not text.strip() else "")
+            ) from None
+        except RecursionError:
+            raise ExperimentError("not valid JSON (nested too deeply)") from None
+        return cls._from_data(data, "JSON")
 
     @classmethod
     def from_yaml(cls, text: str) -> Experiment:
-        return cls.model_validate(yaml.safe_load(text))
+        """Read an experiment from YAML text; :class:`ExperimentError` for bad YAML or a bad definition."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ExperimentError(f"not valid YAML ({problem}{where})") from None
+        except RecursionError:
+            raise ExperimentError("not valid YAML (nested too deeply)") from None
+        return cls._from_data(data, "YAML")
+
+    @classmethod
+    def _from_data(cls, data: Any, kind: str) -> Experiment:
+        if data is None:
+            raise ExperimentError(f"the {kind} text holds no experiment (it is empty)")
+        if not isinstance(data, dict):
+            raise ExperimentError(
+                f"the {kind} text holds a {type(data).__name__}; expected a mapping of experiment fields "
+                "(beam_energy, lines, tilts, scan, eds, ...)"
+            )
+        return cls.model_validate(data)
 
     def save(self, path: str | Path) -> Path:
         """Write the experiment as YAML (``.yaml``/``.yml``) or JSON (any other suffix), atomically."""
@@ -346,7 +493,17 @@ class Experiment(_Model):
     def load(cls, path: str | Path) -> Experiment:
         """Read an experiment from a YAML or JSON file (by suffix)."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
-        text = path.read_text(encoding="utf-8")
-        return cls.from_yaml(text) if path.suffix.lower() in {".yaml", ".yml"} else cls.from_json(text)
+        if not path.is_file():
+            raise InputError(f"experiment file {str(path)!r} is not a regular file; expected YAML or JSON")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"experiment file {str(path)!r} is not UTF-8 text; expected YAML or JSON") from None
+        except OSError as error:
+            raise InputError(f"experiment file {str(path)!r} cannot be read ({error.strerror})") from None
+        try:
+            return cls.from_yaml(text) if path.suffix.lower() in {".yaml", ".yml"} else cls.from_json(text)
+        except ExperimentError as error:
+            raise ExperimentError(f"experiment file {str(path)!r}: {error}", error.problems) from None

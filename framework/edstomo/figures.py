@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .io import atomic_save_figure
+
 __all__ = [
     "DPI",
     "FORMATS",
@@ -276,11 +278,13 @@ def save(fig: Any, path: str | Path, *, formats: Sequence[str] = ("png",), dpi: 
     path = Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps(describe(fig))
-    fig.savefig(path, dpi=dpi, metadata={"Software": "edstomo", METADATA_KEY: record})
-    for extension in formats:
-        if extension != "png":
-            fig.savefig(path.with_suffix(f".{extension}"), dpi=dpi)
-    plt.close(fig)
+    try:  # each file written atomically (edstomo.io.atomic_save_figure): never half a figure
+        atomic_save_figure(fig, path, dpi=dpi, metadata={"Software": "edstomo", METADATA_KEY: record})
+        for extension in formats:
+            if extension != "png":
+                atomic_save_figure(fig, path.with_suffix(f".{extension}"), dpi=dpi)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -30,7 +30,8 @@ CompositionMaps::
 
 Writes go to a temporary file in the destination folder, are flushed to disk,
 and are then renamed over the destination, so an interrupted write never leaves
-a partial file where the result should be.
+a partial file where the result should be; where edstomo may write, and how
+temporaries are named and cleaned up, is :mod:`edstomo.outputs`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
+
+from . import outputs
+from .errors import EdstomoError, InputError
 
 FORMAT = "edstomo"
 FORMAT_VERSION = 1
@@ -65,19 +68,25 @@ _UMASK = _read_umask()
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    The rules of :mod:`edstomo.outputs` apply: ``path`` must not be a folder, a
+    special file, a symbolic link or an input protected by the running command;
+    stale temporaries of ``path`` left by a killed process are removed first;
+    the temporary is named ``.<name>.edstomo-<host>-<pid>-<token>.tmp``. On any
+    exception (including Ctrl-C) the temporary file is removed and ``path`` is
+    left as it was; after an interrupt that something swallowed, the rename is
+    not done either.
     """
     path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"path: folder {str(path.parent)!r} for {path.name!r} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary_path = Path(temporary)
+    outputs.check_target(path)
+    outputs.remove_stale(path)
+    temporary_path = outputs.temporary_file(path)
     try:
         yield temporary_path
         with open(temporary_path, "rb+") as stream:
             os.fsync(stream.fileno())
         os.chmod(temporary_path, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; use the usual mode
+        outputs.raise_if_interrupted()
+        outputs.check_target(path)
         os.replace(temporary_path, path)
     except BaseException:
         temporary_path.unlink(missing_ok=True)
@@ -88,6 +97,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (UTF-8)."""
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def atomic_save_figure(figure: Any, path: str | Path, **options: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix, e.g. ``.png``); other options go to ``savefig``."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=path.suffix.lstrip(".").lower() or "png", **options)
+    return path
 
 
 def open_file(path: str | Path, expected: str | None = None) -> h5py.File:
@@ -103,28 +120,55 @@ def open_file(path: str | Path, expected: str | None = None) -> h5py.File:
 
     Raises
     ------
-    FileNotFoundError, ValueError
-        Naming the file: missing, not HDF5, not an edstomo file, a newer format
-        version, or another object than ``expected``.
+    FileNotFoundError
+        The file does not exist (naming it).
+    InputError
+        Naming the file: not a regular file, not HDF5, not an edstomo
+        file, a newer format version, or another object than ``expected``.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"path: {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"path: {str(path)!r} is not a regular file; expected an edstomo HDF5 file")
     try:
         file = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"path: {str(path)!r} is not a readable HDF5 file ({error})") from None
-    problem = None
-    if file.attrs.get("format") != FORMAT:
-        problem = "is not an edstomo file (no format='edstomo' attribute)"
-    elif int(file.attrs["format_version"]) > FORMAT_VERSION:
-        problem = f"has format version {int(file.attrs['format_version'])}; this edstomo reads up to {FORMAT_VERSION}"
-    elif expected is not None and file.attrs.get("object") != expected:
-        problem = f"holds a {file.attrs.get('object')}, not a {expected}"
+    except Exception as error:  # h5py raises OSError, and others for damaged files
+        raise InputError(f"path: {str(path)!r} is not a readable HDF5 file ({_reason(error)})") from None
+    try:
+        problem = None
+        if file.attrs.get("format") != FORMAT:
+            problem = "is not an edstomo file (no format='edstomo' attribute)"
+        elif int(file.attrs["format_version"]) > FORMAT_VERSION:
+            version = int(file.attrs["format_version"])
+            problem = f"has format version {version}; this edstomo reads up to {FORMAT_VERSION}"
+        elif expected is not None and file.attrs.get("object") != expected:
+            problem = f"holds a {file.attrs.get('object')}, not a {expected}"
+    except Exception as error:  # damaged attributes
+        problem = f"cannot be read ({_reason(error)})"
     if problem is not None:
         file.close()
-        raise ValueError(f"path: {str(path)!r} {problem}")
+        raise InputError(f"path: {str(path)!r} {problem}")
     return file
+
+
+def _reason(error: BaseException) -> str:
+    """A short reason for a reader's exception: its type and first line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn any error while reading the content of an edstomo file into an :class:`InputError` naming it."""
+    try:
+        yield
+    except EdstomoError as error:
+        if str(path) in str(error):
+            raise
+        raise InputError(f"path: {str(path)!r}: {error}") from None
+    except (Exception, RecursionError) as error:  # damaged content: missing datasets, bad JSON, wrong types
+        raise InputError(f"path: {str(path)!r} cannot be read as an edstomo file ({_reason(error)})") from None
 
 
 def text_of(dataset: h5py.Dataset | Any) -> str:
@@ -136,6 +180,12 @@ def text_of(dataset: h5py.Dataset | Any) -> str:
 def strings_of(dataset: h5py.Dataset) -> list[str]:
     """A list of UTF-8 strings stored in HDF5."""
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def read_channels(path: str | Path) -> list[str]:
+    """The channel names of the tilt series or volume in an edstomo file (no data read)."""
+    with open_file(path) as file, reading(path):
+        return strings_of(file["channels"])
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from functools import cache
 import pyxray
 import xraylib
 
+from .errors import InputError
+
 #: Line family -> (ionised sub-shell, IUPAC transitions that make up the family).
 LINE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "Ka": ("K", ("KL2", "KL3")),
@@ -38,7 +40,7 @@ LINE_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 MAX_Z = 99
 
 
-class LineError(ValueError):
+class LineError(InputError):
     """An unknown element, line family, or a line the element does not emit."""
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import math
 import platform
 from importlib import metadata
 from typing import Any
@@ -56,3 +58,41 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return repr(value)
+
+
+def strict(value: Any) -> tuple[Any, list[str]]:
+    """``jsonable(value)`` with NaN and infinities replaced by None, and the paths where they were.
+
+    JSON has no NaN: Python's ``json`` writes a bare ``NaN`` that other readers
+    reject. Paths are dotted keys and list indices, e.g.
+    ``"comparison_eds_vs_hebt.S.pearson"``.
+    """
+    undefined: list[str] = []
+
+    def clean(item: Any, where: str) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            undefined.append(where or "(the value)")
+            return None
+        if isinstance(item, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()}
+        if isinstance(item, list):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        return item
+
+    return clean(jsonable(value), ""), undefined
+
+
+def strict_json(value: Any, *, note_key: str | None = None, indent: int | None = 2) -> str:
+    """Strict JSON text of ``value``: NaN and infinities written as null.
+
+    With ``note_key`` (``value`` a dict), a note naming the undefined entries
+    is appended to the list at that key (created if absent), so a reader
+    learns why they are null.
+    """
+    cleaned, undefined = strict(value)
+    if undefined and note_key is not None and isinstance(cleaned, dict):
+        shown = ", ".join(undefined[:8]) + (f" and {len(undefined) - 8} more" if len(undefined) > 8 else "")
+        notes = list(cleaned.get(note_key) or [])
+        notes.append(f"undefined values (NaN: no voxel, or a constant map) are written as null: {shown}")
+        cleaned[note_key] = notes
+    return json.dumps(cleaned, indent=indent, ensure_ascii=False, allow_nan=False)

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from .errors import EdstomoError
 from .interfaces import ForwardModel, Metric, Phantom, PhysicsModel, Plugin, Quantifier, Solver, Study
 
 GROUP = "edstomo.plugins"
@@ -34,8 +35,8 @@ KINDS: dict[str, type[Plugin]] = {
 }
 
 
-class UnknownPluginError(LookupError):
-    """No plugin of that kind has that name."""
+class UnknownPluginError(EdstomoError, LookupError):
+    """No plugin of that kind has that name (a user error: edstomo's own, and a LookupError as before)."""
 
 
 @dataclass(frozen=True)

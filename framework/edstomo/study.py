@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from .io import atomic_write_text
-from .provenance import jsonable
+from .provenance import strict_json
 
 __all__ = [
     "ProgressPrinter",
@@ -160,18 +159,8 @@ def _parse(text: str) -> Any:
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically; NaN and infinities become null (JSON has none)."""
     path = Path(path)
-    atomic_write_text(path, json.dumps(_finite(jsonable(data)), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(path, strict_json(data) + "\n")
     return path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def dice(estimate: np.ndarray, reference: np.ndarray) -> float:

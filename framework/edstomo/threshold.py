@@ -41,6 +41,7 @@ from scipy.special import erfc
 __all__ = [
     "FALLBACKS",
     "EsfFit",
+    "MaskWarning",
     "NoPlateauError",
     "esf_threshold",
     "otsu_threshold",
@@ -60,6 +61,10 @@ _GRID = 2001
 
 FALLBACKS: tuple[str, ...] = ("otsu",)
 """Thresholds :func:`esf_threshold` can fall back to when the volume curve has no plateau."""
+
+
+class MaskWarning(UserWarning):
+    """A given threshold makes a particle far smaller or larger than the automatic threshold does."""
 
 
 class NoPlateauError(ValueError):

@@ -14,6 +14,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from edstomo import safety
+
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows every default: ``(default: X)`` is appended unless the help text already names the
@@ -90,6 +92,7 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tiff", action="store_true", help="also write float32 TIFF stacks of volumes and maps (tiff/)")
     add_distributed_arguments(p, optional=True)
+    safety.add_arguments(p, output="folder")
 
 
 def _dask_options(args: argparse.Namespace) -> object:
@@ -119,7 +122,7 @@ def _numbers(text: str | None, name: str, count: int | None = None) -> list[floa
     return values
 
 
-def _pipeline_options(args: argparse.Namespace) -> object:
+def _pipeline_options(args: argparse.Namespace, threshold: object = "esf") -> object:
     from edstomo.units import ureg
 
     from .loading import DEFAULT_LINES
@@ -154,6 +157,9 @@ def _pipeline_options(args: argparse.Namespace) -> object:
         solver_options={k: v for k, v in plugin_options.items() if k != "physics"},
         ratios=args.ratios,
         pad=args.pad,
+        threshold=threshold,
+        uncertainty=getattr(args, "uncertainty", 0),  # quantify only
+        seed=getattr(args, "seed", 0),
     )
 
 
@@ -178,11 +184,17 @@ def _source(paths: list[str]) -> object:
     return paths[0] if len(paths) == 1 else paths
 
 
+def _print_notes(summary: dict) -> None:
+    for note in summary["notes"]:
+        print(f"  note: {note}")
+    for warning in summary.get("warnings", []):
+        print(f"  WARNING: {warning}")
+
+
 def _print_run(result: object, out: str) -> None:
     summary = result.summary()  # type: ignore[attr-defined]
     print(f"results in {out}: aligned series {summary['shape_aligned']} (channels, tilts, positions, slices)")
-    for note in summary["notes"]:
-        print(f"  note: {note}")
+    _print_notes(summary)
     print("  time per step (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
 
 
@@ -226,6 +238,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
     from .quiet import quiet_third_party
 
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
     options = _pipeline_options(args)
     with quiet_third_party(MetadataWarning):
         result = run_pipeline(
@@ -254,7 +267,16 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
     )
     p.add_argument("source", nargs="+", help="microscope files or their folder, or volume_*.h5 files or their folder")
     _microscope_arguments(p)
-    p.add_argument("--threshold", help="particle threshold on the summed map (default: ESF, Otsu if ESF fails)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METHOD=VALUE",
+        help="particle threshold of one method (the solver that made the volume, e.g. sirt or hebt-sirt) on its "
+        "summed map S = Σ X_A/f_A or Σ X_A/z_A, or "
+        "'esf' (default: ESF, Otsu if ESF fails); repeat for the other method; a bare VALUE only when one "
+        "method is quantified (the two summed maps are on different scales)",
+    )
     p.add_argument(
         "--uncertainty",
         type=int,
@@ -265,6 +287,28 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicas")
     p.set_defaults(func=_run_quantify)
+
+
+def _thresholds(items: list[str]) -> object:
+    """``--threshold`` values: "esf", one bare value, or {method: value} from METHOD=VALUE items."""
+    from edstomo.errors import InputError
+
+    if not items:
+        return "esf"
+    named = [item for item in items if "=" in item]
+    if not named:
+        if len(items) > 1:
+            raise InputError(f"--threshold: {items} gives several bare values; write METHOD=VALUE for each method")
+        return items[0]
+    if len(named) != len(items):
+        raise InputError(f"--threshold: {items} mixes METHOD=VALUE and bare values; write METHOD=VALUE for each")
+    chosen: dict[str, str] = {}
+    for item in named:
+        method, _, value = (part.strip() for part in item.partition("="))
+        if method in chosen:
+            raise InputError(f"--threshold: {method!r} is given twice")
+        chosen[method] = value
+    return chosen
 
 
 def _saved_volumes(paths: list[str]) -> list[str] | None:
@@ -296,7 +340,8 @@ def _quantify(args: argparse.Namespace) -> None:
 
     from .pipeline import quantify_saved, run_pipeline
 
-    threshold: float | str = "esf" if args.threshold is None else float(args.threshold)
+    safety.prepare(args, output="folder", inputs=[*args.source, args.alignment])
+    threshold = _thresholds(args.threshold)
     saved = _saved_volumes(args.source)
     dask = _dask_options(args)
     if saved is not None and dask is not None:
@@ -320,14 +365,9 @@ def _quantify(args: argparse.Namespace) -> None:
             progress=ProgressPrinter(),
         )
         print(f"quantified {len(saved)} volume(s); results in {args.out}")
-        for note in summary["notes"]:
-            print(f"  note: {note}")
+        _print_notes(summary)
     else:
-        options = _pipeline_options(args)
-        options.threshold = threshold  # type: ignore[attr-defined]
-        options.uncertainty = args.uncertainty  # type: ignore[attr-defined]
-        options.seed = args.seed  # type: ignore[attr-defined]
-        options.__post_init__()  # type: ignore[attr-defined]
+        options = _pipeline_options(args, threshold)
         result = run_pipeline(
             _source(args.source),
             options,  # type: ignore[arg-type]

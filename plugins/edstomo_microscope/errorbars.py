@@ -33,13 +33,16 @@ __all__ = ["add_uncertainty", "choice_figures", "particle_means", "smoothing_dis
 
 
 def add_uncertainty(
-    state: Any, pad_positions: Callable[[TiltSeries, int], TiltSeries], crop_volume: Callable[..., Volume]
+    state: Any,
+    pad_positions: Callable[[TiltSeries, int], TiltSeries],
+    crop_volume: Callable[..., Volume],
+    thresholds: Mapping[str, float | str],
 ) -> dict[str, Any]:
     """Bootstrap every volume of a pipeline state; replaces ``state.maps`` by maps with ``uncertainty``.
 
     ``pad_positions`` and ``crop_volume`` are the pipeline's padding of the sinograms and cropping of
-    the volumes.  Returns ``{method: {"particle": {element: {mean, sd, bias, error, low, high}},
-    "record": ...}}``.
+    the volumes, ``thresholds`` its threshold of each method ("esf" or a number).  Returns
+    ``{method: {"particle": {element: {mean, sd, bias, error, low, high}}, "record": ...}}``.
     """
     options = state.options
     series: TiltSeries = state.series
@@ -57,7 +60,7 @@ def add_uncertainty(
         if options.ratios == "fit" and "ratios" in solver.fits_from_data:
             solver = solver.with_options(ratios=None)  # refitted to every replica
         volume = state.volumes[method]
-        quantifier = plugins.quantifier_for(volume.factor)(state.factors, threshold=options.threshold, fallback="otsu")
+        quantifier = plugins.quantifier_for(volume.factor)(state.factors, threshold=thresholds[method], fallback="otsu")
         estimate = bootstrap(
             solver,
             series,

@@ -10,6 +10,13 @@ Files are read by HyperSpy/RosettaSciIO (the optional extra ``microscope``:
 Each file is reduced as soon as it is read — crop, spatial rebinning (sum),
 line maps (:mod:`.linemaps`) — so only the small maps stay in memory.
 
+Files are untrusted: each is read in a separate reader process (:mod:`.reader`),
+and a Bruker file's container is checked first (a truncated ``.bcf`` makes the
+compiled reader crash the process). A file that cannot be read gives
+``"FILE: cannot be read (…)"``; with several files, every file is tried and
+one error lists each unreadable one — nothing is loaded, since a series with
+missing tilts is another experiment (leave the files out deliberately).
+
 Tilt angles come, in this order of preference, from the ``angles`` argument,
 from the stage-tilt metadata (when it differs between files: a series whose
 files all report the same stage tilt, as Bruker files written with the tilt
@@ -30,15 +37,18 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, TiltSeries
+from edstomo.errors import EdstomoError, InputError
 from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
 from edstomo.units import as_quantity, format_quantity, ureg
 
+from . import reader
 from .linefit import (
     DEFAULT_FWHM_MN_EV,
     SpectrumCube,
@@ -49,6 +59,7 @@ from .linefit import (
 )
 from .linemaps import extract_line_maps
 from .metadata import AcquisitionMetadata, ValueSources, read_metadata
+from .reader import UnreadableFileError, cannot_read
 
 __all__ = [
     "DEFAULT_LINES",
@@ -169,21 +180,59 @@ def _pick_haadf(images: list[Any], title: str | None, path: Path) -> Any | None:
             if key.lower() in name.lower():
                 return signal
     if title:
-        raise ValueError(f"{path}: no image titled {title!r}; its images are {titles}")
+        raise InputError(f"{path}: no image titled {title!r}; its images are {titles}")
     if len(images) == 1:
         return images[0]
-    raise ValueError(f"{path}: several images {titles} and none is titled HAADF; choose one with haadf_title")
+    raise InputError(f"{path}: several images {titles} and none is titled HAADF; choose one with haadf_title")
 
 
 def _read(path: Path, cutoff_at_kV: float | None) -> list[Any]:
     hs = _import_hyperspy()
     kwargs: dict[str, Any] = {}
-    if path.suffix.lower() == ".bcf" and cutoff_at_kV is not None:
-        kwargs["cutoff_at_kV"] = cutoff_at_kV
+    if path.suffix.lower() == ".bcf":
+        _check_bcf(path)
+        if cutoff_at_kV is not None:
+            kwargs["cutoff_at_kV"] = cutoff_at_kV
     try:
-        return _as_list(hs.load(str(path), **kwargs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _as_list(hs.load(str(path), **kwargs))
     except Exception as error:  # readers raise many kinds of errors; name the file in every case
-        raise ValueError(f"{path}: cannot be read as a microscope file ({type(error).__name__}: {error})") from None
+        raise cannot_read(path, error) from None
+
+
+def _check_bcf(path: Path) -> None:
+    """Refuse a Bruker file whose container is damaged or whose chunks lie beyond its end (truncated).
+
+    A ``.bcf`` is a chunked container (SFS); its table of contents lists where
+    each chunk of each inner file starts. Read through RosettaSciIO's SFS
+    parser; when that parser is not where it is expected (another version),
+    the check is skipped and the reader's own errors apply.
+    """
+    try:
+        from rsciio.bruker._api import SFS_reader
+    except ImportError:  # pragma: no cover - depends on the RosettaSciIO version
+        return
+    size = path.stat().st_size
+    try:
+        container = SFS_reader(str(path))
+        items = list(_sfs_items(container.vfs))
+        starts = [int(max(item.pointers)) for item in items if len(item.pointers)]
+        chunk = int(container.chunksize)
+    except Exception as error:  # a damaged header raises struct, XML, index errors…
+        raise cannot_read(path, f"its Bruker container is damaged: {type(error).__name__}: {error}") from None
+    header = 32  # a pointer points past the 32-byte header of its chunk
+    end = max(starts, default=0) - header + chunk
+    if end > size:
+        raise cannot_read(path, f"the file is truncated: it holds {size} bytes, its table of contents needs {end}")
+
+
+def _sfs_items(tree: Mapping[str, Any]) -> Iterable[Any]:
+    for value in tree.values():
+        if isinstance(value, Mapping):
+            yield from _sfs_items(value)
+        else:
+            yield value
 
 
 def _reduce(signal: Any, crop: tuple[int, int, int, int] | None, rebin: int, spectral: bool) -> Any:
@@ -192,11 +241,11 @@ def _reduce(signal: Any, crop: tuple[int, int, int, int] | None, rebin: int, spe
     columns, rows = axes[0].size, axes[1].size
     y0, y1, x0, x1 = crop if crop is not None else (0, rows, 0, columns)
     if not (0 <= y0 < y1 <= rows and 0 <= x0 < x1 <= columns):
-        raise ValueError(f"crop: {crop!r} is outside the {rows} × {columns} scan (rows y0:y1, columns x0:x1)")
+        raise InputError(f"crop: {crop!r} is outside the {rows} × {columns} scan (rows y0:y1, columns x0:x1)")
     y1 = y0 + (y1 - y0) // rebin * rebin
     x1 = x0 + (x1 - x0) // rebin * rebin
     if y1 == y0 or x1 == x0:
-        raise ValueError(f"rebin: {rebin} exceeds the cropped scan of {y1 - y0} × {x1 - x0} pixels")
+        raise InputError(f"rebin: {rebin} exceeds the cropped scan of {y1 - y0} × {x1 - x0} pixels")
     index = signal.inav if spectral else signal.isig
     reduced = index[x0:x1, y0:y1]
     if rebin > 1:
@@ -254,23 +303,49 @@ def read_tilt_file(
         spectrum image (``TiltImages.spectra``) for :func:`~edstomo_microscope.linefit.fit_series`.
     """
     if intensities not in INTENSITY_METHODS:
-        raise ValueError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
+        raise InputError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: file {str(path)!r} does not exist")
     if isinstance(rebin, bool) or not isinstance(rebin, (int, np.integer)) or rebin < 1:
-        raise ValueError(f"rebin: {rebin!r} must be an integer >= 1 (pixels per block side)")
+        raise InputError(f"rebin: {rebin!r} must be an integer >= 1 (pixels per block side)")
     signals = _read(path, cutoff_at_kV)
+    reduction = {"rebin": int(rebin), "crop": crop, "haadf_title": haadf_title, "background": background}
+    maps = {"integration_width": integration_width, "background_windows": background_windows, "elements": elements}
+    try:
+        return _tilts_of(path, signals, lines, **reduction, **maps, smooth=smooth, intensities=intensities)
+    except EdstomoError:
+        raise
+    except Exception as error:  # data read lazily fails here when the file is damaged
+        raise cannot_read(path, error) from None
+
+
+def _tilts_of(
+    path: Path,
+    signals: list[Any],
+    lines: Sequence[str],
+    *,
+    rebin: int,
+    crop: tuple[int, int, int, int] | None,
+    haadf_title: str | None,
+    background: bool,
+    integration_width: float,
+    background_windows: Mapping[str, Sequence[float]] | None,
+    elements: Iterable[str],
+    smooth: float,
+    intensities: str,
+) -> list[TiltImages]:
+    """The tilts of the signals read from one file, reduced to HAADF images and line maps (or spectra)."""
     eds_all = [s for s in signals if _is_eds(s) and s.axes_manager.navigation_dimension >= 2]
     if not eds_all:
         kinds = [f"{type(s).__name__}({s.metadata.get_item('General.title', '')})" for s in signals]
-        raise ValueError(f"{path}: holds no EDS spectrum image; it holds {kinds}")
+        raise InputError(f"{path}: holds no EDS spectrum image; it holds {kinds}")
     eds = eds_all[0]
     images = [s for s in signals if not _is_eds(s) and s.axes_manager.signal_dimension == 2]
     haadf = _pick_haadf(images, haadf_title, path)
     stacked = eds.axes_manager.navigation_dimension == 3
     if eds.axes_manager.navigation_dimension > 3:
-        raise ValueError(
+        raise InputError(
             f"{path}: EDS data has {eds.axes_manager.navigation_dimension} navigation axes; expected 2 or 3"
         )
     count = eds.axes_manager.navigation_shape[2] if stacked else 1
@@ -287,7 +362,7 @@ def read_tilt_file(
         if haadf_i is not None and tuple(haadf_i.axes_manager.signal_shape) != tuple(
             eds_i.axes_manager.navigation_shape
         ):
-            raise ValueError(
+            raise InputError(
                 f"{source}: the HAADF image is {haadf_i.axes_manager.signal_shape} pixels but the EDS scan is "
                 f"{eds_i.axes_manager.navigation_shape}; they must match (columns, rows)"
             )
@@ -336,7 +411,7 @@ def _resolve_angles(tilts: list[TiltImages], angles: Any, pattern: str) -> tuple
     if angles is not None:
         values = np.asarray(as_quantity(angles, "deg", "angles").m_as("deg"), dtype=float).ravel()
         if values.size != count:
-            raise ValueError(f"angles: {values.size} angles given for {count} tilts")
+            raise InputError(f"angles: {values.size} angles given for {count} tilts")
         return values, "given", notes
     stage = [t.metadata.tilt for t in tilts]
     if all(s is not None for s in stage):
@@ -353,7 +428,7 @@ def _resolve_angles(tilts: list[TiltImages], angles: Any, pattern: str) -> tuple
     if not missing:
         notes.append("tilt angles taken from the file names")
         return np.array(named, dtype=float), "file names", notes
-    raise ValueError(
+    raise InputError(
         f"angles: no tilt angles in the metadata and none in the file names of {missing[:3]}"
         f"{' …' if len(missing) > 3 else ''}; give them with angles (a quantity in deg)"
     )
@@ -366,7 +441,7 @@ def _consistent(name: str, values: list[Any], unit: str) -> Any:
         return None
     magnitudes = np.array([v.m_as(unit) for v in present])
     if np.ptp(magnitudes) > 1e-6 * abs(magnitudes).max():
-        raise ValueError(f"{name}: the files disagree ({sorted(set(magnitudes.round(6)))} {unit}); give it explicitly")
+        raise InputError(f"{name}: the files disagree ({sorted(set(magnitudes.round(6)))} {unit}); give it explicitly")
     return present[0]
 
 
@@ -409,6 +484,7 @@ def load_tilt_series(
     intensities: str = "fit",
     line_fit: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    isolate: bool = True,
 ) -> TiltSeries:
     """Load a tilt series from microscope files into a :class:`~edstomo.data.TiltSeries`.
 
@@ -455,6 +531,10 @@ def load_tilt_series(
         HAADF collection angles; default the detector defaults of :class:`~edstomo.experiment.HAADFDetector`.
     progress : callable, optional
         ``progress(stage, done, total)``, called after each file.
+    isolate : bool
+        Read each file in a separate reader process (:mod:`.reader`, default):
+        a reader that crashes on a damaged file then costs an error naming the
+        file instead of the whole process. False reads in this process.
 
     Returns
     -------
@@ -466,15 +546,23 @@ def load_tilt_series(
         line windows and clipping (window integration) or the fit of the summed
         spectrum with per-line χ² and residuals (fitting).
 
+    Raises
+    ------
+    UnreadableFileError
+        When files cannot be read (truncated, damaged, another format, or the
+        reader crashed): every file is tried, then one error names each
+        unreadable file and why (``"FILE: cannot be read (…)"``); nothing is
+        loaded, since a series with missing tilts is another experiment.
+
     Warns
     -----
     MetadataWarning
         When values had to be assumed (they are listed).
     """
     if tilt_axis not in TILT_AXES:
-        raise ValueError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
+        raise InputError(f"tilt_axis: {tilt_axis!r} must be one of {TILT_AXES}")
     if intensities not in INTENSITY_METHODS:
-        raise ValueError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
+        raise InputError(f"intensities: {intensities!r} must be one of {INTENSITY_METHODS}")
     files = find_files(source)
     if cutoff_at_kV == "auto":
         from edstomo.lines import parse_line
@@ -482,30 +570,44 @@ def load_tilt_series(
         top = max(parse_line(line).energy_kev for line in lines)
         cutoff_at_kV = float(math.ceil(top + 1.5))
     tilts: list[TiltImages] = []
+    unreadable: list[UnreadableFileError] = []
+    read = partial(reader.call, read_tilt_file) if isolate else read_tilt_file
     for done, path in enumerate(files, start=1):
-        tilts.extend(
-            read_tilt_file(
-                path,
-                lines,
-                rebin=rebin,
-                crop=crop,
-                cutoff_at_kV=cutoff_at_kV,  # type: ignore[arg-type]
-                haadf_title=haadf_title,
-                background=background,
-                integration_width=integration_width,
-                background_windows=background_windows,
-                elements=elements,
-                smooth=smooth,
-                intensities=intensities,
+        try:
+            tilts.extend(
+                read(
+                    path,
+                    lines,
+                    rebin=rebin,
+                    crop=crop,
+                    cutoff_at_kV=cutoff_at_kV,
+                    haadf_title=haadf_title,
+                    background=background,
+                    integration_width=integration_width,
+                    background_windows=background_windows,
+                    elements=elements,
+                    smooth=smooth,
+                    intensities=intensities,
+                )
             )
-        )
+        except UnreadableFileError as error:
+            unreadable.append(error)
         if progress is not None:
             progress("load", done, len(files))
+    if unreadable:
+        if len(files) == 1:
+            raise unreadable[0]
+        raise UnreadableFileError(
+            f"{len(unreadable)} of {len(files)} files cannot be read: "
+            + "; ".join(str(error) for error in unreadable)
+            + ". A tilt series with missing tilts is not loaded: replace these files, or leave them out of the "
+            "source (list the other files, or move these out of the folder)"
+        )
     angle_values, angle_source, notes = _resolve_angles(tilts, angles, name_pattern)
     order = np.argsort(angle_values, kind="stable")
     angle_values, tilts = angle_values[order], [tilts[i] for i in order]
     if np.any(np.diff(angle_values) == 0):
-        raise ValueError(f"angles: the tilt angles {angle_values.tolist()} repeat a value")
+        raise InputError(f"angles: the tilt angles {angle_values.tolist()} repeat a value")
     with_haadf = haadf and all(t.haadf is not None for t in tilts)
     if haadf and not with_haadf:
         missing = [t.source for t in tilts if t.haadf is None]

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pint
-from edstomo.units import as_quantity, format_quantity, ureg
+from edstomo.errors import InputError
+from edstomo.units import as_beam_energy, as_quantity, format_quantity, shown, ureg
 
 __all__ = [
     "ASSUMED_DEFAULTS",
@@ -77,6 +78,23 @@ class AcquisitionMetadata:
     real_time: pint.Quantity | None = None
     tilt: pint.Quantity | None = None
     pixel_size: pint.Quantity | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle quantities as (magnitude, unit) so that they come back in edstomo's registry.
+
+        (Pint unpickles into its application registry, which edstomo does not
+        set; metadata read in a reader process must still mix with ``ureg``.)
+        """
+        values = {
+            f.name: (v.magnitude, f"{v.units:D}") if isinstance(v, pint.Quantity) else v
+            for f in fields(self)
+            if (v := getattr(self, f.name)) is not None
+        }
+        return _rebuild_metadata, (values,)
+
+
+def _rebuild_metadata(values: dict[str, Any]) -> AcquisitionMetadata:
+    return AcquisitionMetadata(**{k: ureg.Quantity(*v) if isinstance(v, tuple) else v for k, v in values.items()})
 
 
 def _node(metadata: Any, path: str) -> Any:
@@ -183,13 +201,25 @@ class ValueSources:
     ) -> pint.Quantity:
         """Take ``given`` if set, else ``found``, else the assumed default (with a note).
 
+        A given beam energy may be an accelerating voltage ("200 kV"; the
+        conversion is noted).
+
         Raises
         ------
-        ValueError
-            When none of the three exists (the caller must give the value).
+        InputError
+            When a given value is not positive and finite, or none of the three
+            exists (the caller must give the value).
         """
         if given is not None:
-            value = as_quantity(given, unit, name)
+            if name == "beam_energy":
+                value, conversion = as_beam_energy(given, name)
+                if conversion:
+                    self.notes.append(conversion)
+            else:
+                value = as_quantity(given, unit, name)
+            magnitude = value.m_as(unit)
+            if not (math.isfinite(magnitude) and magnitude > 0):
+                raise InputError(f"{name}: {shown(given)} must be positive and finite (in {unit})")
             if found is not None and not math.isclose(found.m_as(unit), value.m_as(unit), rel_tol=1e-6):
                 self.notes.append(
                     f"{name}: given {format_quantity(value)} replaces {format_quantity(found)} from the files"
@@ -201,7 +231,7 @@ class ValueSources:
             value = as_quantity(ASSUMED_DEFAULTS[name], unit, name)
             self.set(name, value, "assumed", f"{name}: not in the files; assumed {ASSUMED_DEFAULTS[name]}")
         else:
-            raise ValueError(f"{name}: not found in the files' metadata; give it explicitly (in {unit})")
+            raise InputError(f"{name}: not found in the files' metadata; give it explicitly (in {unit})")
         return self.values[name]
 
     @property

@@ -39,8 +39,8 @@ Progress is reported as ``progress(stage, done, total)``.
 
 from __future__ import annotations
 
-import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -51,11 +51,14 @@ import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
 from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
+from edstomo.threshold import MaskWarning
+from edstomo.units import as_beam_energy, as_quantity, shown
 
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .errorbars import smoothing_dispersion
@@ -117,10 +120,17 @@ class PipelineOptions:
     :data:`AUTO_SLICES` slices with the dispersion of the smoothed line maps
     (:func:`~edstomo_microscope.errorbars.smoothing_dispersion`); iterative solvers that cannot
     choose get ``iterations`` from :data:`DEFAULT_ITERATIONS`), ``ratios`` (physics/fit: response
-    ratios for solvers that take them), ``pad`` (fraction of the positions added on each side before reconstruction).
-    Quantification: ``threshold`` ("esf" or a number); ``uncertainty`` (bootstrap replicas
-    for per-voxel error bars and intervals of the particle means, 0: none, else >= 2) and
-    ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
+    ratios for solvers that take them), ``pad`` (fraction of the positions added on each side before
+    reconstruction).
+    Quantification: ``threshold``: "esf" (automatic) or, per method (the solver that made
+    the volume), ``{"sirt": 0.5, "hebt-sirt": "esf"}`` (methods left out use "esf"); a single
+    number only when one method is quantified, since the summed maps of EDS-scale and
+    HAADF-scale reconstructions differ by orders of magnitude. ``uncertainty`` (bootstrap
+    replicas for per-voxel error bars and intervals of the particle means, 0: none, else >= 2)
+    and ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
+
+    Every option is checked when the options are made, before any file is read: the
+    solvers' options by making the solvers.
     """
 
     lines: Sequence[str] = DEFAULT_LINES
@@ -146,7 +156,7 @@ class PipelineOptions:
     solver_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     ratios: str = "physics"
     pad: float = 0.25
-    threshold: float | str = "esf"
+    threshold: float | str | Mapping[str, float | str] = "esf"
     uncertainty: int = 0
     seed: int = 0
 
@@ -180,6 +190,11 @@ class PipelineOptions:
         unused = [name for name in self.solver_options if self.solvers is not None and name not in self.solvers]
         if unused:
             raise ValueError(f"solver_options: given for {unused}, which are not among the solvers {self.solvers}")
+        _check_number("smooth", self.smooth, ">= 0 (pixels)", lambda v: v >= 0)
+        _check_load_values(self.load_options)
+        _check_threshold_values(self.threshold)
+        for cls, options in self.solver_plans(has_haadf=True):  # every solver option, before any file is read
+            cls(**options)
 
     def to_dict(self) -> dict[str, Any]:
         return provenance.jsonable(asdict(self))
@@ -204,6 +219,104 @@ class PipelineOptions:
                 options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
             plans.append((cls, options))
         return plans
+
+
+def _check_number(name: str, value: Any, expected: str, test: Callable[[float], bool]) -> None:
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and test(float(value))):
+        raise InputError(f"{name}: {value!r} must be a number {expected}")
+
+
+#: Acquisition values that may replace the metadata (``load_options``), their unit and largest value.
+_LOAD_VALUES = {
+    "pixel_size": ("nm", None),
+    "probe_current": ("pA", None),
+    "dwell_time": ("s", None),
+    "solid_angle": ("sr", 4 * np.pi),
+}
+
+
+def _check_load_values(options: Mapping[str, Any]) -> None:
+    """Given acquisition values: the right unit, positive and finite (beam energy: an energy or a voltage)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "beam_energy":
+            quantity, unit, largest = as_beam_energy(value, name)[0], "keV", None
+        elif name in _LOAD_VALUES:
+            unit, largest = _LOAD_VALUES[name]
+            quantity = as_quantity(value, unit, name)
+        else:
+            continue
+        magnitude = np.asarray(quantity.m_as(unit), dtype=float)
+        if magnitude.ndim or not np.isfinite(magnitude) or magnitude <= 0:
+            raise InputError(f"{name}: {shown(value)} must be one positive, finite value (in {unit})")
+        if largest is not None and magnitude > largest:
+            raise InputError(f"{name}: {shown(value)} exceeds {largest:.4g} {unit}")
+
+
+def _threshold_value(method: str, value: Any) -> float | str:
+    """``"esf"`` or a finite number >= 0 (a string holding one is read)."""
+    if isinstance(value, str) and value.strip().lower() == "esf":
+        return "esf"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a number >= 0")
+    if not (np.isfinite(value) and value >= 0):
+        raise InputError(f"threshold: {method}={value!r} must be 'esf' or a finite number >= 0")
+    return float(value)
+
+
+def _check_threshold_values(threshold: Any) -> None:
+    """The values of a threshold option (which methods exist is known only later)."""
+    if isinstance(threshold, Mapping):
+        for method, value in threshold.items():
+            _threshold_value(str(method), value)
+    else:
+        _threshold_value("threshold", threshold)
+
+
+def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | str]:
+    """The particle threshold of each method quantified (a method is the solver that made the volume).
+
+    Parameters
+    ----------
+    threshold
+        ``"esf"``; a mapping ``{method: "esf" or number >= 0}`` (methods left
+        out use ``"esf"``); or one number, accepted only when a single method
+        is quantified.
+    methods
+        The methods that will be quantified.
+
+    Raises
+    ------
+    InputError
+        A method that is not quantified, a value that is not "esf" or a finite
+        number >= 0, or one number for several methods (their summed maps differ in scale).
+    """
+    methods = list(methods)
+    if isinstance(threshold, Mapping):
+        unknown = [m for m in threshold if m not in methods]
+        if unknown:
+            raise InputError(
+                f"threshold: given for {unknown}, which are not among the methods quantified {methods}; "
+                "a threshold for a method that is not used is a mistake"
+            )
+        return {m: _threshold_value(m, threshold.get(m, "esf")) for m in methods}
+    if isinstance(threshold, str) and threshold.strip().lower() == "esf":
+        return dict.fromkeys(methods, "esf")
+    value = _threshold_value("threshold", threshold)
+    if len(methods) > 1:
+        raise InputError(
+            f"threshold: one value ({threshold!r}) for the {' and '.join(methods)} maps; their summed maps "
+            "S = Σ X_A/g_A are on different scales (g_A = f_A or z_A), so give one per method, e.g. "
+            f"--threshold {methods[0]}=VALUE --threshold {methods[1]}=VALUE"
+        )
+    return dict.fromkeys(methods, value)
 
 
 @dataclass(frozen=True)
@@ -262,6 +375,7 @@ class PipelineResult:
     files: list[str] = field(default_factory=list)
     solvers: dict[str, Solver] = field(default_factory=dict)
     uncertainty: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-compatible summary: options, timings, notes, fits, comparison and findings."""
@@ -293,6 +407,7 @@ class PipelineResult:
                 "uncertainty": self.uncertainty,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
+                "warnings": self.warnings,
                 "files": self.files,
             }
         )
@@ -379,24 +494,34 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
 def quantify_volumes(
     volumes: Mapping[str, Volume],
     factors: PhysicsFactors,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     notes: list[str] | None = None,
+    alerts: list[str] | None = None,
 ) -> dict[str, CompositionMaps]:
     """Weight fractions of each volume, by the quantifier that accepts its map factor (``Volume.factor``).
 
-    With ``threshold="esf"`` the quantifiers fall back to Otsu's threshold of
-    the summed map Σ X_A/g_A when the ESF fit finds no plateau
-    (``fallback="otsu"``); the maps' provenance records it, and a note is
-    added to ``notes``.
+    ``threshold`` is read by :func:`thresholds_for` (one per method). With
+    ``"esf"`` the quantifiers fall back to Otsu's threshold of the summed map
+    Σ X_A/g_A when the ESF fit finds no plateau (``fallback="otsu"``); the
+    maps' provenance records it, and a note is added to ``notes``. A given
+    threshold that leaves no voxel is an error; one whose particle differs from
+    the automatic threshold's by more than 10× is added to ``alerts`` (to ``notes`` when no ``alerts``).
     """
+    chosen_thresholds = thresholds_for(threshold, list(volumes))
     result = {}
-    for name, volume in volumes.items():
-        quantifier = plugins.quantifier_for(volume.factor)
-        maps = quantifier(factors, threshold=threshold, fallback="otsu").quantify(volume)
-        chosen = maps.provenance[-1]["parameters"]
-        if notes is not None and chosen["threshold_method"] == "otsu":
-            notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
-        result[name] = maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
+        for name, volume in volumes.items():
+            quantifier = plugins.quantifier_for(volume.factor)
+            maps = quantifier(factors, threshold=chosen_thresholds[name], fallback="otsu").quantify(volume)
+            chosen = maps.provenance[-1]["parameters"]
+            if notes is not None and chosen["threshold_method"] == "otsu":
+                notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
+            if "mask_warning" in chosen:
+                target = alerts if alerts is not None else notes
+                if target is not None:
+                    target.append(f"{name}: {chosen['mask_warning']}")
+            result[name] = maps
     return result
 
 
@@ -544,6 +669,7 @@ class PipelineState:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
 
 
 def load_stage(state: PipelineState) -> None:
@@ -630,7 +756,10 @@ def reconstruct_stage(state: PipelineState) -> None:
         state.notes.append(f"reconstructions solved on Dask ({where}) in chunks of {state.dask.chunk_slices} slices")
     if options.solvers is None and not series.has_haadf:
         state.notes.append("no HAADF channel: the EDS-only reconstruction only (no bimodal solver)")
-    for cls, solver_options in options.solver_plans(series.has_haadf):
+    plans = options.solver_plans(series.has_haadf)
+    # one threshold per method, checked now that the methods are known, before anything is reconstructed
+    thresholds_for(options.threshold, [cls.name for cls, _ in plans if series.has_haadf or "haadf" not in cls.requires])
+    for cls, solver_options in plans:
         if "haadf" in cls.requires and not series.has_haadf:
             state.notes.append(f"no HAADF channel: {cls.name} skipped")
             continue
@@ -679,12 +808,13 @@ def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState,
 
 def quantify_stage(state: PipelineState) -> None:
     """``maps``: weight fractions of every volume."""
-    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes)
+    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes, state.alerts)
     if state.options.uncertainty:
         from .errorbars import add_uncertainty
 
         with _timed(state.timings, "uncertainty", state.progress):
-            state.uncertainty = add_uncertainty(state, pad_positions, crop_volume)
+            thresholds = thresholds_for(state.options.threshold, list(state.volumes))
+            state.uncertainty = add_uncertainty(state, pad_positions, crop_volume, thresholds)
 
 
 def compare_stage(state: PipelineState) -> None:
@@ -772,8 +902,9 @@ def run_pipeline(
         state.timings,
         state.notes,
         state.files,
-        state.solvers,
-        state.uncertainty,
+        solvers=state.solvers,
+        uncertainty=state.uncertainty,
+        warnings=state.alerts,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress)
@@ -801,7 +932,7 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
             result.files.extend(str(p) for p in figures)
     size = format_size(output_size(result.files))
     result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")
-    atomic_write_text(out / "summary.json", json.dumps(result.summary(), indent=2))
+    atomic_write_text(out / "summary.json", provenance.strict_json(result.summary(), note_key="notes"))
     result.files.append(str(out / "summary.json"))
 
 
@@ -819,7 +950,7 @@ def quantify_saved(
     *,
     physics: str | None = None,
     physics_options: Mapping[str, Any] | None = None,
-    threshold: float | str = "esf",
+    threshold: float | str | Mapping[str, float | str] = "esf",
     pictures: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -827,8 +958,10 @@ def quantify_saved(
 
     Each volume is quantified by the quantifier that accepts its map factor
     (``Volume.factor``); the physics is computed for each volume's stored
-    experiment. Writes ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and
-    composite figures and ``quantify_summary.json`` into ``out``; returns that summary.
+    experiment; ``threshold`` as for :func:`thresholds_for`. Writes
+    ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
+    and ``quantify_summary.json`` (strict JSON: undefined values are null, with
+    a note) into ``out``; returns that summary.
     """
     from .export import export_maps, format_size, output_size
 
@@ -851,6 +984,8 @@ def quantify_saved(
             if method in volumes:
                 raise ValueError(f"{path}: a second volume of {method}; give one volume per solver")
             volumes[method] = volume
+    chosen = thresholds_for(threshold, list(volumes))
+    alerts: list[str] = []
     with _timed(timings, "physics", progress), collected_notes(notes) as model_notes:
         model = plugins.physics(physics) if physics else plugins.default("physics")
         for method, volume in volumes.items():
@@ -860,7 +995,7 @@ def quantify_saved(
     with _timed(timings, "quantify", progress):
         maps = {}
         for method, volume in volumes.items():
-            maps.update(quantify_volumes({method: volume}, factors[method], threshold, notes))
+            maps.update(quantify_volumes({method: volume}, factors[method], chosen[method], notes, alerts))
     names = list(maps)
     comparison = compare_maps(maps[names[0]], maps[names[1]]) if len(names) >= 2 else {}
     files: list[str] = []
@@ -881,8 +1016,9 @@ def quantify_saved(
             "findings": {method: _findings(m) for method, m in maps.items()},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
+            "warnings": alerts,
             "files": files,
         }
     )
-    atomic_write_text(out / "quantify_summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "quantify_summary.json", provenance.strict_json(summary, note_key="notes"))
     return summary

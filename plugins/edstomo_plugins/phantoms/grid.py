@@ -5,12 +5,19 @@ from __future__ import annotations
 import numpy as np
 from edstomo.experiment import Experiment
 from edstomo.lines import element_density
+from edstomo.resources import check_memory, simulation_bytes
 
 
 def grid_shape(experiment: Experiment) -> tuple[int, int, int]:
-    """Reconstruction grid (nz, nx, slices) of an experiment: positions × positions × slices."""
-    n = experiment.scan.positions
-    return n, n, experiment.scan.slices
+    """Reconstruction grid (nz, nx, slices) of an experiment: positions × positions × slices.
+
+    Raises :class:`~edstomo.resources.ResourceError` when a phantom on that grid
+    would not fit in the available memory (see :mod:`edstomo.resources`).
+    """
+    n, slices = experiment.scan.positions, experiment.scan.slices
+    needed = simulation_bytes(len(experiment.lines), 0, 0, n, slices)["phantom"]
+    check_memory({"phantom": needed}, f"phantom: grid of {n} × {n} × {slices} voxels")
+    return n, n, slices
 
 
 def ball_coverage(

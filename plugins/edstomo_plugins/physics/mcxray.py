@@ -34,9 +34,9 @@ import pint
 import pyxray
 import xraylib
 from edstomo import provenance
-from edstomo.errors import OptionError
+from edstomo.errors import InputError, OptionError
 from edstomo.experiment import Experiment
-from edstomo.factors import LineParameters
+from edstomo.factors import LineParameters, PhysicsFactors
 from edstomo.interfaces import PhysicsModel
 from edstomo.lines import XrayLine, parse_line
 from edstomo.options import PluginOptions
@@ -134,6 +134,16 @@ class MCXRayPhysics(PhysicsModel):
         return {**super().parameters(), "efficiency": provenance.jsonable(self._efficiency)}
 
     # ----- the contract ---------------------------------------------------------
+    def compute(self, experiment: Experiment) -> PhysicsFactors:
+        """The factors of every line of ``experiment``; an override of a line it does not use is an error."""
+        unused = [line for line in self._overrides if line not in experiment.lines]
+        if unused:
+            raise InputError(
+                f"overrides: lines {unused} are not among the experiment's lines {experiment.lines}; "
+                "an override of a line that is not used would be ignored"
+            )
+        return super().compute(experiment)
+
     def line_parameters(self, line: str, experiment: Experiment) -> LineParameters:
         xray_line = parse_line(line)
         self.check_excitable(xray_line, experiment)

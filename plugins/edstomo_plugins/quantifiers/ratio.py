@@ -14,20 +14,34 @@ given by the user. When S has no ESF plateau the quantifier raises, or, with
 ``fallback="otsu"``, thresholds at Otsu's threshold of S; the provenance step
 ``quantify`` records which method chose the threshold (``threshold_method``)
 and why (``threshold_note``).
+
+Degenerate results are not returned silently: a given threshold that leaves no
+voxel in the particle is an error (it would make every fraction 0), and one
+whose particle is more than :data:`COLLAPSE_FACTOR` times smaller or larger
+than the automatic threshold's (ESF, Otsu when ESF finds no plateau) gives a
+:class:`~edstomo.threshold.MaskWarning`, also recorded in the provenance
+(``mask_warning``). The scale of S differs between EDS-only and HEBT maps
+(f_A and z_A differ by orders of magnitude), so a threshold meant for one is
+wrong for the other.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from typing import Literal
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, Volume
+from edstomo.errors import InputError
 from edstomo.interfaces import Quantifier, QuantifierOptions
 from edstomo.lines import element_of
-from edstomo.threshold import EsfFit, esf_threshold
+from edstomo.threshold import EsfFit, MaskWarning, esf_threshold
 from pydantic import Field
+
+#: A given threshold whose particle is this many times smaller (or larger) than the automatic one's is flagged.
+COLLAPSE_FACTOR = 10.0
 
 
 class RatioOptions(QuantifierOptions):
@@ -67,12 +81,22 @@ class RatioQuantifier(Quantifier):
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
         summed = normalised.sum(axis=0)
+        checks: dict[str, object] = {}
         if self.options.threshold == "esf":
             fit = esf_threshold(summed, self.options.trials, fallback=self.options.fallback)
             threshold, method, note = fit.threshold, fit.method, fit.note
         else:
             threshold, method, note = float(self.options.threshold), "given", ""
         mask = summed > threshold
+        if not mask.any():
+            top = float(summed.max(initial=0.0))
+            raise InputError(
+                f"threshold: {threshold:g} leaves no voxel in the particle: the summed map "
+                f"S = Σ X_A/{self.accepts} of these {self.name} maps reaches {top:.4g} (map units per b·mol/g); "
+                "give a threshold below that, or 'esf'"
+            )
+        if method == "given":
+            checks = self._compare_with_automatic(summed, int(mask.sum()))
         safe = np.where(mask, summed, 1.0)
         fractions = np.where(mask[None], normalised / safe[None], 0.0)
         record = provenance.step(
@@ -85,6 +109,8 @@ class RatioQuantifier(Quantifier):
             fallback=self.options.fallback,
             factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
             factor_unit="b*mol/g",
+            mask_voxels=int(mask.sum()),
+            **checks,
         )
         return CompositionMaps(
             weight_fractions=fractions,
@@ -95,6 +121,25 @@ class RatioQuantifier(Quantifier):
             experiment=maps.experiment,
             provenance=[*maps.provenance, record],
         )
+
+    def _compare_with_automatic(self, summed: np.ndarray, voxels: int) -> dict[str, object]:
+        """The automatic threshold's particle size, and a warning when the given one differs by orders of magnitude."""
+        try:
+            automatic = esf_threshold(summed, self.options.trials, fallback="otsu")
+        except ValueError:  # S constant or degenerate: nothing to compare with
+            return {}
+        reference = int((summed > automatic.threshold).sum())
+        found: dict[str, object] = {"automatic_threshold": automatic.threshold, "automatic_mask_voxels": reference}
+        if reference and not reference / COLLAPSE_FACTOR <= voxels <= reference * COLLAPSE_FACTOR:
+            ratio = reference / voxels if voxels < reference else voxels / reference
+            found["mask_warning"] = (
+                f"the given threshold {float(self.options.threshold):g} keeps {voxels} voxels, "
+                f"{ratio:.0f}× {'fewer' if voxels < reference else 'more'} than the automatic "
+                f"{automatic.method} threshold {automatic.threshold:.4g} ({reference} voxels); check that it is on "
+                f"the scale of these maps' summed map S = Σ X_A/{self.accepts}"
+            )
+            warnings.warn(f"{self.name}: {found['mask_warning']}", MaskWarning, stacklevel=3)
+        return found
 
     def _normalised(self, maps: Volume) -> np.ndarray:
         """max(X_A, 0) / g_A per channel, shape (channels, nz, nx, slices)."""
