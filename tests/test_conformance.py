@@ -37,9 +37,14 @@ def test_every_quantifier_conforms(name):
     testing.check_quantifier(plugins.quantifier(name))
 
 
-@pytest.mark.parametrize("name", [n for n in _names("physics") if n != "table"])
+@pytest.mark.parametrize("name", [n for n in _names("physics") if n not in ("table", "kfactor", "zeta")])
 def test_every_physics_model_conforms(name):
     testing.check_physics(plugins.physics(name))
+
+
+def test_measured_factor_physics_conforms_with_factors_for_its_lines():
+    testing.check_physics(plugins.physics("kfactor"), factors={"Cu_Ka": 1.0, "Au_La": 2.5})
+    testing.check_physics(plugins.physics("zeta"), factors={"Cu_Ka": "700 kg/m**2/e", "Au_La": "1500 kg/m**2/e"})
 
 
 def test_table_physics_conforms_on_its_own_lines():

@@ -138,6 +138,8 @@ def test_angles_from_file_names_when_stage_tilts_are_all_equal(tmp_path):
         "probe_current": "assumed",
         "dwell_time": "derived",
         "solid_angle": "assumed",
+        "elevation": "metadata",
+        "azimuth": "metadata",
     }
     experiment = series.experiment
     assert experiment.beam_energy == et.ureg.Quantity(200.0, "keV")

@@ -158,6 +158,8 @@ Current = quantity_field("pA", minimum="positive")
 Time = quantity_field("s", minimum="positive")
 Electrons = quantity_field("e", minimum="positive")
 Fluence = quantity_field("e/Å**2", minimum="positive")
+Thickness = quantity_field("nm", minimum="nonnegative")
+Density = quantity_field("g/cm**3", minimum="positive")
 
 
 class _Model(BaseModel):
@@ -297,16 +299,136 @@ class HAADFDetector(_Dose):
         return self
 
 
+def _check_material(material: str) -> str:
+    """A chemical formula or NIST compound name that xraylib knows (for X-ray attenuation), else an error."""
+    import xraylib
+
+    try:
+        xraylib.CS_Total_CP(material, 10.0)
+    except ValueError:
+        raise ValueError(
+            f"material: {material!r} is neither a chemical formula (e.g. 'Si3N4', 'Al') nor a NIST compound "
+            "name known to xraylib"
+        ) from None
+    return material
+
+
+class WindowLayer(_Model):
+    """One absorbing layer in front of an EDS sensor (window, coating, contamination).
+
+    ``density`` defaults to the pure element's for an element that is solid at room
+    temperature; give it for compounds and for gaseous elements.
+    """
+
+    material: str = Field(description="chemical formula or NIST compound name known to xraylib")
+    thickness: Thickness
+    density: Density | None = None
+
+    @field_validator("material")
+    @classmethod
+    def _material(cls, value: str) -> str:
+        return _check_material(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"material", "thickness", "density"?}`` with quantities as strings."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+#: Elevation limits (deg): a detector in the specimen plane or on the beam axis has no take-off geometry.
+ELEVATION_RANGE_DEG = (0.0, 90.0)
+
+
+def _check_elevation(value: pint.Quantity | None, name: str) -> pint.Quantity | None:
+    if value is None:
+        return None
+    low, high = ELEVATION_RANGE_DEG
+    if not low < value.m_as("deg") < high:
+        raise ValueError(
+            f"{name}: {shown(value)} must lie strictly between {low:g} and {high:g} deg "
+            "(the detector's take-off angle above the specimen plane at zero tilt)"
+        )
+    return value
+
+
+class DetectorHead(_Model):
+    """One EDS detector: where it looks from, how much it collects, what it looks through.
+
+    ``elevation`` is the angle of the detector's axis above the specimen plane at
+    zero tilt, in (0°, 90°); ``azimuth`` its direction in that plane, measured
+    from the direction perpendicular to the holder's tilt axis (see
+    :attr:`EDSDetector.tilt_axis_azimuth`). ``window``, ``dead_layer`` and
+    ``sensor_thickness`` describe the efficiency model (layers in front of a
+    silicon sensor); without them the experiment's ``efficiency`` applies.
+    """
+
+    name: str = ""
+    elevation: Angle
+    azimuth: Angle = Field(default_factory=lambda: ureg.Quantity(0.0, "deg"))
+    solid_angle: SolidAngle
+    window: list[WindowLayer] = Field(default_factory=list)
+    dead_layer: Thickness | None = None
+    sensor_thickness: Length | None = None
+
+    @field_validator("elevation")
+    @classmethod
+    def _elevation(cls, value: pint.Quantity) -> pint.Quantity:
+        return _check_elevation(value, "elevation")
+
+    @property
+    def has_efficiency_model(self) -> bool:
+        """Whether the head describes its window or sensor (else the experiment's efficiency applies)."""
+        return bool(self.window) or self.dead_layer is not None or self.sensor_thickness is not None
+
+    def efficiency_model(self) -> dict[str, Any]:
+        """The layered efficiency model as a plain dict (window layers, dead layer, sensor thickness)."""
+        spec: dict[str, Any] = {"window": [layer.to_dict() for layer in self.window]}
+        if self.dead_layer is not None:
+            spec["dead_layer"] = to_jsonable(self.dead_layer)
+        if self.sensor_thickness is not None:
+            spec["sensor_thickness"] = to_jsonable(self.sensor_thickness)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 class EDSDetector(_Dose):
-    """The X-ray detector: dose, solid angle and efficiency.
+    """The X-ray detector: dose, solid angle and efficiency, and optionally its geometry.
 
     ``efficiency`` (dimensionless, in (0, 1]) applies to every line unless
     ``efficiency_overrides`` gives a line its own value.
+
+    Geometry (needed for absorption, optional otherwise): one detector by
+    ``elevation`` and ``azimuth``, or several by ``detectors`` (e.g. the four
+    heads of a Super-X), whose solid angles add up to ``solid_angle`` (which may
+    then be left out). ``tilt_axis_azimuth`` is the direction of the holder's
+    tilt axis in the detectors' azimuth frame (default 90°, so that azimuth 0 is
+    perpendicular to the tilt axis).
     """
 
     solid_angle: SolidAngle
     efficiency: float = Field(default=1.0, gt=0, le=1)
     efficiency_overrides: dict[str, float] = Field(default_factory=dict)
+    elevation: Angle | None = None
+    azimuth: Angle | None = None
+    detectors: list[DetectorHead] | None = None
+    tilt_axis_azimuth: Angle | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _total_solid_angle(cls, data: Any) -> Any:
+        """Without ``solid_angle``, the detectors' solid angles add up to it."""
+        if isinstance(data, dict) and data.get("solid_angle") is None and data.get("detectors"):
+            heads = data["detectors"]
+            try:
+                total = sum(
+                    as_quantity(h.solid_angle if isinstance(h, DetectorHead) else h["solid_angle"], "sr").m_as("sr")
+                    for h in heads
+                )
+            except (KeyError, TypeError, UnitError):
+                return data  # the detectors' own validation names the problem
+            data = {**data, "solid_angle": ureg.Quantity(total, "sr")}
+        return data
 
     @field_validator("efficiency_overrides")
     @classmethod
@@ -317,9 +439,46 @@ class EDSDetector(_Dose):
                 raise ValueError(f"efficiency_overrides[{line!r}]: {eff!r} must lie in (0, 1]")
         return value
 
+    @field_validator("elevation")
+    @classmethod
+    def _elevation(cls, value: pint.Quantity | None) -> pint.Quantity | None:
+        return _check_elevation(value, "elevation")
+
+    @model_validator(mode="after")
+    def _geometry(self) -> EDSDetector:
+        if self.detectors is not None:
+            if not self.detectors:
+                raise ValueError("eds.detectors: the list is empty; give at least one detector or leave it out")
+            if self.elevation is not None or self.azimuth is not None:
+                raise ValueError("eds: give either 'elevation'/'azimuth' (one detector) or 'detectors', not both")
+            total = sum(h.solid_angle.m_as("sr") for h in self.detectors)
+            if not math.isclose(total, self.solid_angle.m_as("sr"), rel_tol=1e-6):
+                raise ValueError(
+                    f"eds.solid_angle: {shown(self.solid_angle)} differs from the sum of the detectors' solid "
+                    f"angles {total:g} sr; leave solid_angle out or make them agree"
+                )
+        elif self.azimuth is not None and self.elevation is None:
+            raise ValueError("eds.azimuth: an azimuth without an elevation places no detector; give 'elevation' too")
+        return self
+
     def efficiency_for(self, line: str) -> float:
         """Detector efficiency for one line (dimensionless)."""
         return self.efficiency_overrides.get(line, self.efficiency)
+
+    @property
+    def heads(self) -> list[DetectorHead]:
+        """The detectors with their geometry: ``detectors``, or the one of ``elevation``/``azimuth``; [] if none."""
+        if self.detectors is not None:
+            return list(self.detectors)
+        if self.elevation is None:
+            return []
+        azimuth = self.azimuth if self.azimuth is not None else ureg.Quantity(0.0, "deg")
+        return [DetectorHead(elevation=self.elevation, azimuth=azimuth, solid_angle=self.solid_angle)]
+
+    @property
+    def tilt_axis(self) -> pint.Quantity:
+        """Azimuth of the tilt axis in the detectors' frame (deg; default 90°)."""
+        return self.tilt_axis_azimuth if self.tilt_axis_azimuth is not None else ureg.Quantity(90.0, "deg")
 
 
 class Experiment(_Model):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edstomo import safety
+from edstomo.errors import EdstomoError
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -39,6 +40,16 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--lines", help="comma-separated X-ray lines (default: C,O,Mg,Si,S,Fe,Ni Ka and Pt_La)")
     p.add_argument("--rebin", type=int, default=2, help="spatial rebinning factor, sum of N x N pixels")
+    p.add_argument(
+        "--absorption",
+        action="store_true",
+        help="correct X-ray absorption in the specimen (3-D, detector geometry from the files; iterates each solver)",
+    )
+    p.add_argument(
+        "--absorption-density",
+        default="mixture",
+        help="specimen density for --absorption: 'mixture' (pure elements), 'maps' (the maps' scale) or g/cm³",
+    )
     p.add_argument("--crop", help="region kept before rebinning: y0,y1,x0,x1, original pixels (default: all)")
     p.add_argument("--angles", help="comma-separated tilt angles in deg, in file order (default: metadata/names)")
     p.add_argument("--tilt-axis", choices=["vertical", "horizontal"], default="vertical", help="axis in the images")
@@ -160,7 +171,20 @@ def _pipeline_options(args: argparse.Namespace, threshold: object = "esf") -> ob
         threshold=threshold,
         uncertainty=getattr(args, "uncertainty", 0),  # quantify only
         seed=getattr(args, "seed", 0),
+        absorption={"density": _density(args.absorption_density)} if args.absorption else None,
     )
+
+
+def _density(text: str) -> str | float:
+    """``--absorption-density``: a keyword or a number (g/cm³)."""
+    if text in ("mixture", "maps"):
+        return text
+    try:
+        return float(text.removesuffix("g/cm3").removesuffix("g/cm**3").strip())
+    except ValueError:
+        raise EdstomoError(
+            f"--absorption-density: {text!r} must be 'mixture', 'maps' or a density in g/cm³ (e.g. 3.3)"
+        ) from None
 
 
 def _plugin_options(args: argparse.Namespace) -> dict[str, dict[str, object]]:

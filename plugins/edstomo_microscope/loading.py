@@ -46,6 +46,7 @@ from edstomo import provenance
 from edstomo.data import HAADF, TiltSeries
 from edstomo.errors import EdstomoError, InputError
 from edstomo.experiment import EDSDetector, Experiment, HAADFDetector, Scan, TiltScheme
+from edstomo.lines import element_density
 from edstomo.units import as_quantity, format_quantity, ureg
 
 from . import reader
@@ -445,6 +446,66 @@ def _consistent(name: str, values: list[Any], unit: str) -> Any:
     return present[0]
 
 
+#: Density assumed for a window layer of an element that is a gas at room temperature (g/cm³).
+GAS_LAYER_DENSITY = "1.0 g/cm**3"
+
+
+def detector_geometry(metadata: list[AcquisitionMetadata], sources: ValueSources, solid: Any) -> dict[str, Any]:
+    """The EDS detectors' geometry and window from the files (``{}`` when they give no elevation).
+
+    Elevation and azimuth come from the metadata (recorded in ``sources`` as
+    ``"metadata"``); a ``SuperX`` detector type gives four heads at the azimuth
+    + 0°, 90°, 180°, 270°, each a quarter of the solid angle (``"derived"``); Bruker
+    ``DetLayers`` become each head's window and ``DetectorThickness`` its sensor,
+    for the layered efficiency model.
+    """
+    elevation = _consistent("elevation", [m.elevation for m in metadata], "deg")
+    if elevation is None:
+        sources.notes.append("eds: the files give no detector elevation; absorption correction needs it")
+        return {}
+    azimuth = _consistent("azimuth", [m.azimuth for m in metadata], "deg")
+    sources.set("elevation", elevation, "metadata")
+    if azimuth is not None:
+        sources.set("azimuth", azimuth, "metadata")
+    else:
+        azimuth = ureg.Quantity(0.0, "deg")
+        sources.set(
+            "azimuth", azimuth, "assumed", "azimuth: not in the files; assumed 0 deg (perpendicular to the tilt axis)"
+        )
+    kind = metadata[0].detector_type or ""
+    count = 4 if "superx" in kind.lower().replace("-", "").replace(" ", "") else 1
+    head: dict[str, Any] = {"elevation": elevation, "solid_angle": solid / count}
+    window = metadata[0].window
+    if window:
+        layers = []
+        for element, thickness in window:
+            layer: dict[str, Any] = {"material": element, "thickness": f"{thickness!r} nm"}
+            if element_density(element) < 0.1:
+                layer["density"] = GAS_LAYER_DENSITY
+            layers.append(layer)
+        head["window"] = layers
+        gases = [layer["material"] for layer in layers if "density" in layer]
+        sources.notes.append(
+            "eds window: Bruker DetLayers read as "
+            + ", ".join(f"{e} {t:g} nm" for e, t in window)
+            + " (thickness in µm in the file)"
+            + (f"; {gases} are gases as pure elements, their layers assumed {GAS_LAYER_DENSITY}" if gases else "")
+        )
+    if metadata[0].sensor_thickness is not None:
+        head["sensor_thickness"] = metadata[0].sensor_thickness.to("µm")
+        sources.set("sensor_thickness", metadata[0].sensor_thickness, "metadata")
+    if count == 4:
+        sources.notes.append(
+            f"eds: detector type {kind!r}: four heads at azimuth {azimuth.m_as('deg'):g} deg + 0/90/180/270 deg, "
+            "each a quarter of the solid angle (derived)"
+        )
+    heads = [
+        {**head, "name": f"{kind or 'EDS'}-{k + 1}", "azimuth": ureg.Quantity(azimuth.m_as("deg") + 90.0 * k, "deg")}
+        for k in range(count)
+    ]
+    return {"detectors": heads}
+
+
 def _dwell(tilts: list[TiltImages]) -> tuple[Any, str]:
     """Dwell time per original pixel, and how it was found (empty string if not found)."""
     direct = [t.metadata.dwell_time for t in tilts if t.metadata.dwell_time is not None]
@@ -633,6 +694,7 @@ def load_tilt_series(
     if dwell_origin == "real_time" and sources.origins["dwell_time"] == "derived":
         sources.notes.append("dwell_time: no live time in the files; derived from the real time (dead time included)")
     solid = sources.resolve("solid_angle", solid_angle, None, "sr")
+    geometry = detector_geometry([t.metadata for t in tilts], sources, solid)
     sources.warn()
     if intensities == "fit":
         fitted = fit_series(
@@ -676,7 +738,7 @@ def load_tilt_series(
         tilts=TiltScheme(angles=ureg.Quantity(angle_values, "deg")),
         scan=Scan(positions=positions, pixel_size=binned_pixel, slices=slices),
         haadf=haadf_detector,
-        eds=EDSDetector(**detector, solid_angle=solid),
+        eds=EDSDetector(**detector, solid_angle=solid, **geometry),
     )
 
     def oriented(image: np.ndarray) -> np.ndarray:
@@ -706,6 +768,7 @@ def load_tilt_series(
         integration_width=integration_width,
         smooth=smooth,
         values=sources.to_dict(),
+        eds_detectors=[head.to_dict() for head in experiment.eds.heads],
         live_time_s=[None if t.metadata.live_time is None else t.metadata.live_time.m_as("s") for t in tilts],
         real_time_s=[None if t.metadata.real_time is None else t.metadata.real_time.m_as("s") for t in tilts],
         line_counts={line: [t.line_record[line]["counts"] for t in tilts] for line in lines},

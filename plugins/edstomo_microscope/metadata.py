@@ -68,6 +68,14 @@ class AcquisitionMetadata:
         The file (and, for stacks, the index) the values came from.
     beam_energy, probe_current, dwell_time, live_time, real_time, tilt, pixel_size : Quantity or None
         As listed in the module docstring; ``pixel_size`` is the EDS pixel before any rebinning.
+    elevation, azimuth : Quantity or None
+        The EDS detector's elevation and azimuth (``Detector.EDS.elevation_angle``, ``azimuth_angle``; deg).
+    detector_type : str or None
+        ``Detector.EDS.detector_type`` (e.g. ``"SuperX"``: four heads).
+    window : tuple of (element symbol, thickness in nm), or None
+        Bruker ``DetLayers`` (original metadata ``Detector.DetLayers``: atomic number and thickness in µm).
+    sensor_thickness : Quantity or None
+        Bruker ``Detector.DetectorThickness`` (mm).
     """
 
     source: str
@@ -78,6 +86,11 @@ class AcquisitionMetadata:
     real_time: pint.Quantity | None = None
     tilt: pint.Quantity | None = None
     pixel_size: pint.Quantity | None = None
+    elevation: pint.Quantity | None = None
+    azimuth: pint.Quantity | None = None
+    detector_type: str | None = None
+    window: tuple[tuple[str, float], ...] | None = None
+    sensor_thickness: pint.Quantity | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle quantities as (magnitude, unit) so that they come back in edstomo's registry.
@@ -86,7 +99,7 @@ class AcquisitionMetadata:
         set; metadata read in a reader process must still mix with ``ureg``.)
         """
         values = {
-            f.name: (v.magnitude, f"{v.units:D}") if isinstance(v, pint.Quantity) else v
+            f.name: ("quantity", v.magnitude, f"{v.units:D}") if isinstance(v, pint.Quantity) else v
             for f in fields(self)
             if (v := getattr(self, f.name)) is not None
         }
@@ -94,7 +107,34 @@ class AcquisitionMetadata:
 
 
 def _rebuild_metadata(values: dict[str, Any]) -> AcquisitionMetadata:
-    return AcquisitionMetadata(**{k: ureg.Quantity(*v) if isinstance(v, tuple) else v for k, v in values.items()})
+    return AcquisitionMetadata(**{k: ureg.Quantity(*v[1:]) if _is_quantity(v) else v for k, v in values.items()})
+
+
+def _is_quantity(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 3 and value[0] == "quantity"
+
+
+def _bruker_layers(signal: Any) -> tuple[tuple[tuple[str, float], ...] | None, pint.Quantity | None]:
+    """Bruker's detector description: window layers (element, thickness in nm) and the sensor thickness.
+
+    ``Detector.DetLayers.LayerN`` holds ``Atom`` (atomic number) and ``Thickness``
+    (µm); ``Detector.DetectorThickness`` is in mm (read as Bruker's Esprit gives them).
+    """
+    original = getattr(signal, "original_metadata", None)
+    layers_node = _node(original, "Detector.DetLayers")
+    layers: list[tuple[str, float]] = []
+    if layers_node is not None:
+        import xraylib
+
+        tree = layers_node.as_dictionary() if hasattr(layers_node, "as_dictionary") else dict(layers_node)
+        for key in sorted(tree, key=lambda k: int("".join(c for c in k if c.isdigit()) or 0)):
+            entry = tree[key]
+            atom, thickness = _number(entry.get("Atom")), _number(entry.get("Thickness"))
+            if atom is None or thickness is None or thickness < 0 or not 1 <= atom <= 98:
+                continue
+            layers.append((xraylib.AtomicNumberToSymbol(int(atom)), thickness * 1e3))
+    sensor = _number(_node(original, "Detector.DetectorThickness"))
+    return (tuple(layers) or None), (ureg.Quantity(sensor, "mm") if sensor and sensor > 0 else None)
 
 
 def _node(metadata: Any, path: str) -> Any:
@@ -165,6 +205,10 @@ def read_metadata(eds: Any, haadf: Any | None, source: str) -> AcquisitionMetada
     pixel = _axis_pixel_size(eds)
     if pixel is None and haadf is not None:
         pixel = _axis_pixel_size(haadf)
+    window, sensor = _bruker_layers(eds)
+    kind = None
+    for instrument in _INSTRUMENTS:
+        kind = kind or _node(eds.metadata, f"Acquisition_instrument.{instrument}.Detector.EDS.detector_type")
     return AcquisitionMetadata(
         source=source,
         beam_energy=first("beam_energy", "keV"),
@@ -174,6 +218,11 @@ def read_metadata(eds: Any, haadf: Any | None, source: str) -> AcquisitionMetada
         real_time=first("Detector.EDS.real_time", "s"),
         tilt=first("Stage.tilt_alpha", "deg", positive=False),
         pixel_size=pixel,
+        elevation=first("Detector.EDS.elevation_angle", "deg"),
+        azimuth=first("Detector.EDS.azimuth_angle", "deg", positive=False),
+        detector_type=str(kind) if kind is not None else None,
+        window=window,
+        sensor_thickness=sensor,
     )
 
 

@@ -209,16 +209,35 @@ class MCXRayPhysics(PhysicsModel):
         """ε for the line, and its source (see the ``efficiency`` option for the precedence)."""
         if line.name in experiment.eds.efficiency_overrides:
             return experiment.eds.efficiency_for(line.name), "experiment eds.efficiency_overrides"
+        heads = experiment.eds.heads
+        if self._efficiency is None and any(h.has_efficiency_model for h in heads):
+            weights = np.array([h.solid_angle.m_as("sr") for h in heads])
+            values = [
+                self._layered(detector(h.efficiency_model()), line)
+                if h.has_efficiency_model
+                else experiment.eds.efficiency
+                for h in heads
+            ]
+            return float(np.dot(weights, values) / weights.sum()), (
+                "experiment eds.detectors' layered models (xraylib CS_Total_CP / CS_Photo_CP), solid-angle weighted"
+            )
         if self._efficiency is None:
             return experiment.eds.efficiency, "experiment eds.efficiency"
         if isinstance(self._efficiency, float):
             return self._efficiency, "constant (efficiency option)"
+        epsilon = self._layered(self._efficiency, line)
+        transitions = self.relaxation_sources[self.options.yields].transition_weights(
+            line.z, line.shell, line.transitions
+        )
+        return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
+            "+".join(transitions)
+        )
+
+    def _layered(self, model: LayeredDetector, line: XrayLine) -> float:
+        """ε of a layered model for a line, weighted over its transitions' intensities."""
         weights = self.relaxation_sources[self.options.yields].transition_weights(line.z, line.shell, line.transitions)
         energies = np.array([_line_energy_kev(line.z, t) for t in weights])
-        epsilon = float(np.dot(list(weights.values()), self._efficiency.efficiency(energies)))
-        return epsilon, "layered detector model (xraylib CS_Total_CP / CS_Photo_CP), intensity-weighted over " + (
-            "+".join(weights)
-        )
+        return float(np.dot(list(weights.values()), model.efficiency(energies)))
 
     def elastic_cross_section(self, line: XrayLine, experiment: Experiment) -> tuple[pint.Quantity | None, str]:
         """σ_ela of the element for the HAADF factor (None with ``elastic="none"``), and its source."""
