@@ -126,5 +126,6 @@ def test_quantify_with_uncertainty_prints_means_with_error_bars_and_writes_sigma
     assert (tmp_path / "hspy" / "maps_sirt_Fe_sigma.hspy").is_file() and (
         tmp_path / "tiff" / "maps_sirt_Fe_sigma.tif"
     ).is_file()
-    assert main(["quantify", *files, "--out", str(tmp_path / "bad"), *common, "--uncertainty", "1"]) == 1  # a user error
+    bad = ["quantify", *files, "--out", str(tmp_path / "bad"), *common, "--uncertainty", "1"]
+    assert main(bad) == 1  # a user error
     assert "uncertainty: 1 replicas; give 0 (none) or at least 2" in capsys.readouterr().err

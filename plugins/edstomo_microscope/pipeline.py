@@ -677,7 +677,6 @@ class PipelineState:
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
-    solvers: dict[str, Solver] = field(default_factory=dict)
     absorption: dict[str, Any] = field(default_factory=dict)
 
 
