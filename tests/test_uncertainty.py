@@ -138,3 +138,53 @@ def test_uncertainty_is_saved_and_loaded_and_checked(tmp_path, small_phantom):
         CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=np.zeros(fractions.shape[1:]))
     with pytest.raises(ValueError, match="weight_fraction_uncertainty: contains negative values"):
         CompositionMaps(fractions, estimate.maps.elements, "3 nm", uncertainty=-np.ones_like(fractions))
+
+
+def test_absorption_corrected_counts_are_redrawn_as_measured_then_divided(small_phantom):
+    """With ray transmissions t the counts drawn are Poisson(t μ̂) (integers), divided by t after ``replicate``;
+    with t = 1/4 everywhere the noise of the weight fractions doubles (variance μ̂/t)."""
+    experiment, factors, truth, regions, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=0).select(list(experiment.lines))
+    series = series.replace(data=16 * series.data)  # a dose at which a quarter of it still quantifies
+    shape = series.data[0].shape
+    quarter = {line: np.full(shape, 0.25) for line in series.channels}
+    drawn, divided = [], []
+
+    def capture(replica):
+        drawn.append(replica.data.copy())
+        return replica
+
+    def seen(replica):
+        divided.append(replica.data.copy())
+        return FILTER(replica)
+
+    solver, quantifier = plugins.solver("sirt")(iterations=20), plugins.quantifier("eds")(factors)
+    common = {"replicas": 6, "seed": 5}
+    absorbed = bootstrap(solver, series, quantifier, replicate=capture, preprocess=seen, transmission=quarter, **common)
+    plain = bootstrap(solver, series, quantifier, preprocess=FILTER, **common)
+    assert absorbed.record["transmission"].startswith("fixed") and plain.record["transmission"] == "none"
+    counts = np.stack(drawn[:6])  # the replicas (the last one captured is the phase model, noise-free)
+    np.testing.assert_array_equal(counts, np.round(counts))  # measured counts are integers
+    np.testing.assert_allclose(np.stack(divided[1:7]), 4 * counts)  # divided after replicate (divided[0]: the data)
+    assert 0.2 < counts.sum() / (6 * series.data.sum()) < 0.3  # a quarter of the counts
+    np.testing.assert_array_equal(absorbed.maps.weight_fractions, plain.maps.weight_fractions)  # same estimate
+    shell = interior(regions["shell"], 2.0)
+    ag = absorbed.maps.elements.index("Ag")
+    ratio = absorbed.sd[ag][shell].mean() / plain.sd[ag][shell].mean()
+    assert 1.6 < ratio < 2.5  # sqrt(1/t) = 2
+
+
+def test_bad_transmissions_are_refused(small_phantom):
+    experiment, factors, truth, _, forward = small_phantom
+    series = forward.simulate(truth, noise="poisson", seed=0).select(list(experiment.lines))
+    shape = series.data[0].shape
+    solver, quantifier = plugins.solver("sirt")(iterations=3), plugins.quantifier("eds")(factors)
+    cases = [
+        ({"HAADF": np.ones(shape)}, r"transmission: 'HAADF' is not a redrawn channel"),
+        ({"Ag_La": np.ones(shape[:2])}, r"transmission: 'Ag_La' has shape .* expected \(tilts, positions, slices\)"),
+        ({"Ag_La": np.zeros(shape)}, r"transmission: 'Ag_La' has values in \[0, 0\]; .* in \(0, 1\]"),
+        ({"Ag_La": np.full(shape, 1.5)}, r"transmissions are fractions in \(0, 1\]"),
+    ]
+    for transmission, message in cases:
+        with pytest.raises(InputError, match=message):
+            bootstrap(solver, series, quantifier, transmission=transmission)

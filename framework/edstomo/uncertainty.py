@@ -10,7 +10,9 @@ depends on them is done again for every replica:
    no material where the quantifier found none, so the replicas' background
    is not the clipped noise of the estimate's;
 2. ``replicas`` new series: the reconstructed channels (the EDS lines) drawn as
-   ``Poisson(μ̂)``, the other channels (the HAADF) as measured;
+   ``Poisson(μ̂)``, the other channels (the HAADF) as measured; for data
+   corrected for absorption (divided by ray transmissions ``t``), the measured
+   counts ``Poisson(t μ̂)`` divided by ``t``, with ``t`` held fixed;
 3. each replica goes through the same preprocessing (e.g. the sinogram filter),
    the data-dependent fits of the solver (e.g. the response ratios r_A, fitted
    to each replica), the reconstruction and the quantification (its own ESF
@@ -302,6 +304,7 @@ def bootstrap(
     preprocess: Callable[[TiltSeries], TiltSeries] | None = None,
     postprocess: Callable[[Volume], Volume] | None = None,
     replicate: Callable[[TiltSeries], TiltSeries] | None = None,
+    transmission: Mapping[str, np.ndarray] | None = None,
 ) -> Bootstrap:
     """Weight fractions of ``series`` and their per-voxel uncertainty (see the module docstring).
 
@@ -328,6 +331,14 @@ def bootstrap(
         Applied to every replica before ``preprocess``: the steps that ``series``
         went through before it was given (e.g. a smoothing of the line maps), so
         that the replicas' noise is that of the data.
+    transmission : mapping of str to ndarray, optional
+        ``{channel: (tilts, positions, slices)}`` in (0, 1]: ``series`` holds
+        counts already divided by these ray transmissions (an absorption
+        correction, :class:`~edstomo.absorption.CorrectionResult`).  The counts
+        measured were ``t μ̂``: they are drawn as ``Poisson(t μ̂)``, go through
+        ``replicate`` and are divided by ``t``, so that the replicas' noise is
+        that of the measured counts.  The transmissions are held fixed (not
+        re-estimated per replica).
 
     Returns
     -------
@@ -344,6 +355,7 @@ def bootstrap(
     before = preprocess or (lambda s: s)
     after = postprocess or (lambda v: v)
     channels = solver.channels_for(series)
+    transmitted = _checked_transmission(transmission, series, channels)
     final = _FinalEstimate()
     volume = solver.solve(before(series), callbacks=[final])
     maps = quantifier.quantify(after(volume))
@@ -356,9 +368,11 @@ def bootstrap(
     for _ in range(count):
         data = np.array(series.data, dtype=np.float64)
         for channel in [c for c in series.channels if c in channels]:  # in the series' order, whatever the order asked
-            data[series.channels.index(channel)] = rng.poisson(mean[channels.index(channel)])
+            expected = mean[channels.index(channel)] * transmitted.get(channel, 1.0)
+            data[series.channels.index(channel)] = rng.poisson(expected)
         replica = series.replace(data=data)
-        drawn.append(before(replicate(replica) if replicate is not None else replica))
+        replica = replicate(replica) if replicate is not None else replica
+        drawn.append(before(_divided(replica, transmitted)))
     labels = _phases(maps, volume.shape[1:3], seed)
     model = None
     if labels is not None:  # the phase model, noise-free, as one more column
@@ -395,6 +409,7 @@ def bootstrap(
         "quantified": len(fractions),
         "seed": seed,
         "channels_redrawn": channels,
+        "transmission": "fixed; measured counts redrawn" if transmitted else "none",
         "reported": "sqrt(sd^2 + bias^2 + model_bias^2) per voxel",
         "ratio_scatter": result.ratio_scatter(),
         "seconds": round(seconds, 3),
@@ -402,6 +417,41 @@ def bootstrap(
     record = provenance.step("bootstrap", None, **result.record)
     result.maps = maps.replace(uncertainty=result.uncertainty, provenance=[*maps.provenance, record])
     return result
+
+
+def _checked_transmission(
+    transmission: Mapping[str, np.ndarray] | None, series: TiltSeries, channels: list[str]
+) -> dict[str, np.ndarray]:
+    """The ray transmissions of redrawn channels as float64, each of a channel's shape and in (0, 1]."""
+    if transmission is None:
+        return {}
+    checked = {}
+    for channel, values in transmission.items():
+        if channel not in channels or channel not in series.channels:
+            raise InputError(f"transmission: {channel!r} is not a redrawn channel of the series (those are {channels})")
+        values = np.asarray(values, dtype=np.float64)
+        shape = series.data[series.channels.index(channel)].shape
+        if values.shape != shape:
+            raise InputError(
+                f"transmission: {channel!r} has shape {values.shape}; expected (tilts, positions, slices) {shape}"
+            )
+        if not (np.all(np.isfinite(values)) and values.min() > 0 and values.max() <= 1 + 1e-9):
+            raise InputError(
+                f"transmission: {channel!r} has values in [{values.min():.3g}, {values.max():.3g}]; "
+                "transmissions are fractions in (0, 1]"
+            )
+        checked[channel] = values
+    return checked
+
+
+def _divided(series: TiltSeries, transmitted: Mapping[str, np.ndarray]) -> TiltSeries:
+    """``series`` with each channel of ``transmitted`` divided by its transmissions (itself when there are none)."""
+    if not transmitted:
+        return series
+    data = np.array(series.data, dtype=np.float64)
+    for channel, values in transmitted.items():
+        data[series.channels.index(channel)] /= values
+    return series.replace(data=data)
 
 
 def _model_bias(reconstructed: Volume, model: Volume, quantifier: Any, after: Callable[[Volume], Volume]) -> Any:
