@@ -129,3 +129,29 @@ def test_quantify_with_uncertainty_prints_means_with_error_bars_and_writes_sigma
     bad = ["quantify", *files, "--out", str(tmp_path / "bad"), *common, "--uncertainty", "1"]
     assert main(bad) == 1  # a user error
     assert "uncertainty: 1 replicas; give 0 (none) or at least 2" in capsys.readouterr().err
+
+
+def test_error_bars_after_an_absorption_correction_are_those_of_the_corrected_maps():
+    """With absorption and uncertainty the method's (corrected) maps carry the error bars, the uncorrected none."""
+    options = PipelineOptions(
+        rebin=16,
+        solvers=["sirt"],
+        solver_options={"sirt": {"selection": {"max_iterations": 40}}},
+        absorption={"density": 3.3, "max_iterations": 2},
+        uncertainty=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetadataWarning)
+        result = run_pipeline(REDUCED[::2], options)
+    corrected, uncorrected = result.maps["sirt"], result.maps["sirt-uncorrected"]
+    assert corrected.uncertainty is not None and uncorrected.uncertainty is None
+    summary = result.summary()
+    assert set(summary["uncertainty"]) == {"sirt"}
+    assert summary["uncertainty"]["sirt"]["record"]["transmission"].startswith("fixed")
+    o = summary["uncertainty"]["sirt"]["particle"]["O"]
+    inside = corrected.particle_mask
+    assert o["mean"] == pytest.approx(float(corrected.fraction("O")[inside].mean()), abs=1e-6)  # of the corrected maps
+    assert abs(o["mean"] - float(uncorrected.fraction("O")[uncorrected.particle_mask].mean())) > 1e-4
+    assert o["low"] < o["mean"] < o["high"]
+    assert any("error bars of the absorption-corrected maps of sirt" in note for note in summary["notes"])
+    assert "uncertainty" in summary["timings_s"] and "absorption" in summary["timings_s"]

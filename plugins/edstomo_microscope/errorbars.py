@@ -9,6 +9,11 @@ a batch column of one solve (with the solver's automatic choices, made once;
 response ratios refitted to each replica in ``ratios="fit"`` mode, kept in
 ``"physics"`` mode), cropped and quantified with its own threshold.  The maps
 get their per-voxel ``uncertainty``; the particle means get 95 % intervals.
+After an absorption correction the method's (corrected) maps are bootstrapped
+from the corrected series: the measured counts ``Poisson(t μ̂)`` are redrawn,
+smoothed and divided by the last correction's ray transmissions ``t``, held
+fixed (the correction is not iterated per replica); the ``<method>-uncorrected``
+maps get no error bars.
 
 Approximations (recorded in the notes): the line maps are background-subtracted
 and normalised counts, redrawn as if Poisson; the alignment and the
@@ -56,20 +61,23 @@ def add_uncertainty(
         return replica
 
     result = {}
+    corrections = state.corrections
     for method, solver in state.solvers.items():
         if options.ratios == "fit" and "ratios" in solver.fits_from_data:
             solver = solver.with_options(ratios=None)  # refitted to every replica
         volume = state.volumes[method]
         quantifier = plugins.quantifier_for(volume.factor)(state.factors, threshold=thresholds[method], fallback="otsu")
+        corrected = corrections.get(method)
         estimate = bootstrap(
             solver,
-            series,
+            series if corrected is None else corrected.series,
             quantifier,
             replicas=options.uncertainty,
             seed=options.seed,
             preprocess=lambda s: pad_positions(s, width),
             replicate=smoothed,
             postprocess=lambda v: crop_volume(v, width, series.experiment),
+            transmission=None if corrected is None else corrected.transmission,
         )
         state.maps[method] = estimate.maps
         means = estimate.region_means({"particle": estimate.maps.particle_mask})
@@ -83,6 +91,11 @@ def add_uncertainty(
         "uncertainty: line maps redrawn as Poisson counts of the predicted data; alignment and background fits "
         "not redone per replica" + ("; response ratios kept (physics mode)" if options.ratios == "physics" else "")
     )
+    if corrections:
+        state.notes.append(
+            f"uncertainty: error bars of the absorption-corrected maps of {', '.join(corrections)} (measured counts "
+            "redrawn, the last correction's transmissions held fixed); the '-uncorrected' maps have none"
+        )
     return result
 
 

@@ -31,8 +31,15 @@ each stage is a function of a :class:`PipelineState` that adds its products:
    the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
    as for a section that fills the field of view, Otsu's threshold of the
    summed map instead, recorded in the provenance and in a note);
-7. ``compare`` — how far the first two methods agree, per element, and where each element is;
-8. ``export`` and ``pictures`` when an output folder is given.
+7. ``absorption`` — with ``options.absorption``: each method's maps corrected
+   for X-ray absorption in the specimen (:mod:`edstomo.absorption`, with the
+   solver's automatic choices made once in ``reconstruct``); the uncorrected
+   maps are kept as ``<method>-uncorrected``;
+8. ``uncertainty`` — with ``options.uncertainty`` replicas: bootstrap error bars
+   of each method's maps (the corrected ones after ``absorption``), see
+   :mod:`~edstomo_microscope.errorbars`;
+9. ``compare`` — how far the first two methods agree, per element, and where each element is;
+10. ``export`` and ``pictures`` when an output folder is given.
 
 Progress is reported as ``progress(stage, done, total)``.
 """
@@ -45,7 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from edstomo import provenance
@@ -64,6 +71,9 @@ from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds
 from .errorbars import smoothing_dispersion
 from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
+
+if TYPE_CHECKING:
+    from edstomo.absorption import CorrectionResult
 
 __all__ = [
     "DaskOptions",
@@ -678,6 +688,7 @@ class PipelineState:
     files: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     absorption: dict[str, Any] = field(default_factory=dict)
+    corrections: dict[str, CorrectionResult] = field(default_factory=dict)
 
 
 def load_stage(state: PipelineState) -> None:
@@ -817,12 +828,6 @@ def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState,
 def quantify_stage(state: PipelineState) -> None:
     """``maps``: weight fractions of every volume."""
     state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes, state.alerts)
-    if state.options.uncertainty:
-        from .errorbars import add_uncertainty
-
-        with _timed(state.timings, "uncertainty", state.progress):
-            thresholds = thresholds_for(state.options.threshold, list(state.volumes))
-            state.uncertainty = add_uncertainty(state, pad_positions, crop_volume, thresholds)
 
 
 def absorption_stage(state: PipelineState) -> None:
@@ -858,6 +863,7 @@ def absorption_stage(state: PipelineState) -> None:
         state.maps[f"{name}-uncorrected"] = state.maps[name]
         state.volumes[f"{name}-uncorrected"] = volume
         state.maps[name], state.volumes[name] = result.composition, result.maps
+        state.corrections[name] = result
         state.absorption[name] = {
             "iterations": len(result.history),
             "converged": result.converged,
@@ -874,6 +880,21 @@ def absorption_stage(state: PipelineState) -> None:
             f"({'converged' if result.converged else 'not converged'}); particle-mean change (wt%): {changes}; "
             f"uncorrected maps kept as {name}-uncorrected"
         )
+
+
+def uncertainty_stage(state: PipelineState) -> None:
+    """With ``options.uncertainty``: bootstrap error bars of each method's maps (:mod:`.errorbars`).
+
+    After an absorption correction they are those of the corrected maps (the
+    measured counts redrawn, the transmissions of the last correction held
+    fixed); the ``<method>-uncorrected`` maps then get none.
+    """
+    if not state.options.uncertainty:
+        return
+    from .errorbars import add_uncertainty
+
+    thresholds = thresholds_for(state.options.threshold, list(state.solvers))
+    state.uncertainty = add_uncertainty(state, pad_positions, crop_volume, thresholds)
 
 
 def compare_stage(state: PipelineState) -> None:
@@ -893,6 +914,7 @@ STAGES: tuple[tuple[str, Callable[[PipelineState], None], bool], ...] = (
     ("reconstruct", reconstruct_stage, True),
     ("quantify", quantify_stage, False),
     ("absorption", absorption_stage, False),
+    ("uncertainty", uncertainty_stage, False),
     ("compare", compare_stage, False),
 )
 
