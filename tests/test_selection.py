@@ -250,3 +250,29 @@ def test_auto_for_a_solver_that_cannot_choose_is_refused_naming_plugin_option_an
 def test_select_needs_an_auto_option():
     with pytest.raises(InputError, match="has no option set to 'auto'"):
         select(plugins.solver("sirt")(iterations=5), solver_test_series())
+
+
+def test_command_line_chooses_iterations_and_alpha_once_for_all_chunks(tmp_path, capsys):
+    """``edstomo solve S.h5 --set iterations=auto --set alpha=auto``: chosen once, recorded, same as the API."""
+    from edstomo import load
+    from edstomo.cli import main
+
+    series = solver_test_series()
+    source = series.save(tmp_path / "s.h5")
+    argv = ["--solver", "hebt-sirt", "--set", "iterations=auto", "--set", "alpha=auto"]
+    argv += ["--set", "selection={max_iterations: 40}", "--chunk-slices", "2", "--no-progress"]
+    assert main(["solve", str(source), "--out", str(tmp_path / "v.h5"), *argv]) == 0
+    printed = capsys.readouterr().out
+    volume = load(tmp_path / "v.h5")
+    prepared = plugins.solver("hebt-sirt")(iterations="auto", alpha="auto", selection=FAST).prepare(series)
+    assert volume.provenance[-1]["action"] == "distributed"
+    parameters = volume.provenance[-2]["parameters"]
+    assert parameters["selection"]["chosen"] == {
+        "alpha": prepared.options.alpha,
+        "iterations": prepared.options.iterations,
+    }
+    np.testing.assert_array_equal(volume.data, prepared.solve(series).data)  # chunks solved on the same choice
+    assert f"iterations {prepared.options.iterations}, alpha {prepared.options.alpha}" in printed
+    bad = ["solve", str(source), "--out", str(tmp_path / "w.h5"), "--solver", "sirt", "--set", "relaxation=auto"]
+    assert main(bad) == 1
+    assert "option 'relaxation' = 'auto'" in capsys.readouterr().err and not (tmp_path / "w.h5").exists()
