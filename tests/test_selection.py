@@ -187,6 +187,30 @@ def test_hebt_chooses_alpha_and_n_and_fits_ratios_once():
     assert min(next(c for c in result.curves if c.settings["alpha"] == prepared.options.alpha).score) == best
 
 
+class _OneByOne(ReconstructionSolver):
+    """SIRT that refuses to solve several series as one batch (as a solver whose maps couple slices would)."""
+
+    name = "one-by-one"
+    Options = plugins.solver("sirt").Options
+
+    def build(self, problem):
+        return plugins.solver("sirt").build(self, problem)
+
+    def batch(self, series):
+        raise InputError("series: this solver solves one series at a time")
+
+
+def test_a_solver_that_cannot_batch_is_scored_split_by_split_with_the_same_curves():
+    series = solver_test_series().select(["Ag_La", "Au_Ma"])
+    batched = select(plugins.solver("sirt")(iterations="auto", selection=FAST), series)
+    alone = select(_OneByOne(iterations="auto", selection=FAST), series)
+    (together,), (apart,) = batched.curves, alone.curves
+    common = len(apart.iterations)
+    assert common >= 2 and apart.iterations == together.iterations[:common]
+    np.testing.assert_allclose(apart.per_split, np.array(together.per_split)[:, :common], rtol=1e-5)
+    assert alone.chosen == batched.chosen
+
+
 def test_same_seed_same_choice_other_seed_other_thinning():
     series = solver_test_series()
     first = select(plugins.solver("hebt-sirt")(iterations="auto", selection=FAST), series)

@@ -13,7 +13,8 @@ Poisson deviance of the held-out counts against ``(1 − p)/p · μ̂_fit``::
     D = 2 Σ [ y_held log(y_held / μ̂_held) − (y_held − μ̂_held) ]
 
 averaged over ``splits`` independent thinnings (solved together, as batch
-columns of one solve) and divided by the number of data.  Other options (``α``,
+columns of one solve, or one by one for a solver that cannot batch them) and
+divided by the number of data.  Other options (``α``,
 a regularisation weight) are tried on their candidate grid, one run each, and
 the setting with the lowest deviance wins.  The iteration count is chosen along
 the run: the deviance is taken at :func:`checkpoints` (every iteration up to 20,
@@ -364,18 +365,14 @@ def select(
         settings = dict(zip(grid_names, values))
         fixed = {**settings, **({"iterations": iterations} if "iterations" in fields else {})}
         candidate = solver.with_options(**fixed).thinned(options.fraction)
-        batched, stacked, scales = candidate.batch(fits)
-        columns = np.repeat(np.asarray(scales, dtype=np.float64), data.n_slices, axis=1)
-        score = _HeldOutScore(held, columns, options.fraction, options.splits, points, options.dispersion)
-        batched.solve(stacked, callbacks=[score])
-        if not score.iterations:
+        scored, per_split = _scored(candidate, fits, held, options, points)
+        if not scored:
             raise InputError(
                 f"iterations: {solver.label()} ran {iterations!r} iterations, none scored; "
                 "automatic options need an iterative run of at least 1 iteration"
             )
-        run += score.iterations[-1]
-        per_split = np.array(score.per_split).T
-        curves.append(Curve(settings, score.iterations, per_split.mean(axis=0).tolist(), per_split.tolist()))
+        run += scored[-1]
+        curves.append(Curve(settings, scored, per_split.mean(axis=0).tolist(), per_split.tolist()))
     best = min(curves, key=lambda curve: curve.best[1])
     chosen = {name: solver.whole(name, value, options.fraction) for name, value in best.settings.items()}
     if path:
@@ -392,6 +389,36 @@ def select(
         iterations_run=run,
         settings=dict(options),
     )
+
+
+def _scored(
+    candidate: Any, fits: list[TiltSeries], held: np.ndarray, options: SelectionOptions, points: list[int]
+) -> tuple[list[int], np.ndarray]:
+    """The iterations scored and the held-out scores per split (splits × iterations) of one candidate.
+
+    The fit parts are solved as batch columns of one solve when the solver can batch them
+    (:meth:`~edstomo.engine.ReconstructionSolver.batch`), else one by one (a solver that
+    refuses, e.g. one whose maps couple slices); runs that stop at different counts are
+    compared up to the shortest.
+    """
+    try:
+        batched, stacked, scales = candidate.batch(fits)
+    except InputError:
+        batched = None
+    if batched is not None:
+        columns = np.repeat(np.asarray(scales, dtype=np.float64), fits[0].n_slices, axis=1)
+        score = _HeldOutScore(held, columns, options.fraction, options.splits, points, options.dispersion)
+        batched.solve(stacked, callbacks=[score])
+        return score.iterations, np.array(score.per_split, dtype=float).reshape(len(score.iterations), len(fits)).T
+    runs = []
+    width = held.shape[-1] // len(fits)
+    for k, fit in enumerate(fits):
+        part = held[..., k * width : (k + 1) * width]
+        score = _HeldOutScore(part, np.ones((part.shape[2], width)), options.fraction, 1, points, options.dispersion)
+        candidate.solve(fit, callbacks=[score])
+        runs.append(score)
+    common = min(len(r.iterations) for r in runs)
+    return runs[0].iterations[:common], np.array([[s[0] for s in r.per_split[:common]] for r in runs])
 
 
 def choose(solver: Any, data: TiltSeries, *, preprocess: Callable[[TiltSeries], TiltSeries] | None = None) -> Any:
