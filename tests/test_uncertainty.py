@@ -163,9 +163,11 @@ def test_absorption_corrected_counts_are_redrawn_as_measured_then_divided(small_
     absorbed = bootstrap(solver, series, quantifier, replicate=capture, preprocess=seen, transmission=quarter, **common)
     plain = bootstrap(solver, series, quantifier, preprocess=FILTER, **common)
     assert absorbed.record["transmission"].startswith("fixed") and plain.record["transmission"] == "none"
-    counts = np.stack(drawn[:6])  # the replicas (the last one captured is the phase model, noise-free)
-    np.testing.assert_array_equal(counts, np.round(counts))  # measured counts are integers
-    np.testing.assert_allclose(np.stack(divided[1:7]), 4 * counts)  # divided after replicate (divided[0]: the data)
+    replicas = [i for i, d in enumerate(drawn) if np.array_equal(d, np.round(d))]  # the phase model is not counts
+    assert len(replicas) == 6 and len(drawn) == 7
+    counts = np.stack([drawn[i] for i in replicas])
+    # divided after replicate; preprocess saw the data first, then every capture in the same order
+    np.testing.assert_allclose(np.stack([divided[i + 1] for i in replicas]), 4 * counts)
     assert 0.2 < counts.sum() / (6 * series.data.sum()) < 0.3  # a quarter of the counts
     np.testing.assert_array_equal(absorbed.maps.weight_fractions, plain.maps.weight_fractions)  # same estimate
     shell = interior(regions["shell"], 2.0)
@@ -188,3 +190,23 @@ def test_bad_transmissions_are_refused(small_phantom):
     for transmission, message in cases:
         with pytest.raises(InputError, match=message):
             bootstrap(solver, series, quantifier, transmission=transmission)
+
+
+def test_replicas_solved_in_groups_give_the_same_uncertainty(small_phantom, monkeypatch):
+    """Replicas solved a few columns at a time (a large series) give what one batch solve gives; a run that
+    cannot fit in the memory available is refused before it starts."""
+    import edstomo.resources
+    import edstomo.uncertainty
+    from edstomo.resources import ResourceError
+
+    whole = _bootstrap(small_phantom, seed=3, replicas=5)
+    monkeypatch.setattr(edstomo.uncertainty, "BATCH_BYTES", 1)  # one column per solve
+    grouped = _bootstrap(small_phantom, seed=3, replicas=5)
+    assert whole.record["columns_per_solve"] == 6 and grouped.record["columns_per_solve"] == 1
+    np.testing.assert_allclose(grouped.replicas, whole.replicas, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(grouped.maps.uncertainty, whole.maps.uncertainty, rtol=0, atol=1e-6)
+    one_solve = sum(edstomo.resources.solve_bytes(2, 16, 49, 1).values())  # the estimate's solve fits, no more
+    monkeypatch.setattr(edstomo.resources, "available_memory", lambda: one_solve)
+    monkeypatch.delenv(edstomo.resources.ALLOW_ENV, raising=False)
+    with pytest.raises(ResourceError, match=r"uncertainty: 6 batch columns of solver 'sirt' .* needs about"):
+        _bootstrap(small_phantom, seed=3, replicas=5)

@@ -51,7 +51,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.cluster.vq import kmeans2
 
-from . import backend, provenance
+from . import backend, provenance, resources
 from .algorithms.callbacks import Callback, IterationState
 from .data import CompositionMaps, TiltSeries, Volume
 from .errors import InputError
@@ -62,6 +62,10 @@ __all__ = ["Bootstrap", "RegionMean", "bootstrap", "format_fraction", "region_me
 Z95 = 1.959963984540054
 #: Most phases of the phase model (k-means of the estimate's weight fractions).
 MAX_PHASES = 4
+#: Most bytes (estimated) of one solve of replicas as batch columns; more replicas are solved in
+#: groups.  A constant, not the memory free now, so that the same seed gives the same numbers on
+#: any machine.
+BATCH_BYTES = 2 * 1024**3
 
 
 class _FinalEstimate(Callback):
@@ -357,48 +361,61 @@ def bootstrap(
     channels = solver.channels_for(series)
     transmitted = _checked_transmission(transmission, series, channels)
     final = _FinalEstimate()
-    volume = solver.solve(before(series), callbacks=[final])
+    prepared = before(series)
+    volume = solver.solve(prepared, callbacks=[final])
     maps = quantifier.quantify(after(volume))
     predicted = final.predicted(_support(maps, volume.shape[1:3]))
     mean = np.clip(np.moveaxis(_central(predicted, series.n_positions), 2, 0), 0.0, None)
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    drawn = []
-    for _ in range(count):
+
+    def draw() -> TiltSeries:  # one replica; drawn in order, so the same seed gives the same replicas in any group
         data = np.array(series.data, dtype=np.float64)
         for channel in [c for c in series.channels if c in channels]:  # in the series' order, whatever the order asked
             expected = mean[channels.index(channel)] * transmitted.get(channel, 1.0)
             data[series.channels.index(channel)] = rng.poisson(expected)
         replica = series.replace(data=data)
         replica = replicate(replica) if replicate is not None else replica
-        drawn.append(before(_divided(replica, transmitted)))
+        return before(_divided(replica, transmitted))
+
     labels = _phases(maps, volume.shape[1:3], seed)
-    model = None
+    model, model_series = None, None
     if labels is not None:  # the phase model, noise-free, as one more column
         model, simulated = final.phase_model(labels)
         data = np.array(series.data, dtype=np.float64)
         for channel, values in simulated.items():
             data[series.channels.index(channel)] = np.clip(_central(values, series.n_positions), 0.0, None)
         replica = series.replace(data=data)
-        drawn.append(before(replicate(replica) if replicate is not None else replica))
-    volumes, fitted = _solve_replicas(solver, drawn)
-    model_bias = None
-    if model is not None:
-        model_bias = _model_bias(volumes.pop(), volume.replace(data=np.moveaxis(model, 2, 0)), quantifier, after)
-        fitted = fitted[:count]
-    fractions, thresholds, failed = [], [], 0
-    for replica in volumes:
-        try:
-            quantified = quantifier.quantify(after(replica))
-        except ValueError:  # no ESF plateau in this replica
-            failed += 1
-            continue
-        fractions.append(quantified.weight_fractions)
-        thresholds.append(float(quantified.threshold))
-    if len(fractions) < 2:
+        model_series = before(replicate(replica) if replicate is not None else replica)
+    columns = count + (model_series is not None)
+    per_solve = group_size(solver, prepared, len(channels), columns, maps.weight_fractions.nbytes * count)
+    del prepared
+    stack = np.empty((count, *maps.weight_fractions.shape))
+    fitted, thresholds, failed, quantified_count, model_volume = [], [], 0, 0, None
+    for first in range(0, columns, per_solve):
+        indices = range(first, min(first + per_solve, columns))
+        volumes, fits = _solve_replicas(solver, [draw() if i < count else model_series for i in indices])
+        for index, replica, fit in zip(indices, volumes, fits):
+            if index == count:
+                model_volume = replica
+                continue
+            fitted.append(fit)
+            try:
+                quantified = quantifier.quantify(after(replica))
+            except ValueError:  # no ESF plateau in this replica
+                failed += 1
+                continue
+            stack[quantified_count] = quantified.weight_fractions
+            thresholds.append(float(quantified.threshold))
+            quantified_count += 1
+        del volumes
+    if quantified_count < 2:
         raise InputError(f"replicas: {failed} of {count} replicas could not be quantified; no spread to report")
-    stack = np.stack(fractions)
+    stack = stack[:quantified_count]
+    model_bias = None
+    if model_volume is not None:
+        model_bias = _model_bias(model_volume, volume.replace(data=np.moveaxis(model, 2, 0)), quantifier, after)
     seconds = time.perf_counter() - start
     result = Bootstrap(maps, stack, list(fitted), thresholds, seconds, failed, model_bias=model_bias)
     result.record = {
@@ -406,7 +423,8 @@ def bootstrap(
         "phases": None if labels is None else int(labels.max()) + 1,
         "phase_model_quantified": model_bias is not None,
         "replicas": count,
-        "quantified": len(fractions),
+        "quantified": quantified_count,
+        "columns_per_solve": per_solve,
         "seed": seed,
         "channels_redrawn": channels,
         "transmission": "fixed; measured counts redrawn" if transmitted else "none",
@@ -452,6 +470,28 @@ def _divided(series: TiltSeries, transmitted: Mapping[str, np.ndarray]) -> TiltS
     for channel, values in transmitted.items():
         data[series.channels.index(channel)] /= values
     return series.replace(data=data)
+
+
+def group_size(solver: Any, data: TiltSeries, channels: int, columns: int, kept: int) -> int:
+    """Batch columns (replicas) per solve: as many of ``columns`` as fit in :data:`BATCH_BYTES`, at least 1.
+
+    ``data`` is one column as the solver sees it (preprocessed: its tilts,
+    positions and slices set the cost), ``kept`` the bytes of the replicas'
+    weight fractions kept to the end.  The memory available now must hold one
+    solve of that many columns and ``kept`` (:func:`edstomo.resources.check_memory`).
+    """
+    itemsize = np.dtype(solver.options.dtype).itemsize
+    parts = resources.solve_bytes(channels, data.n_tilts, data.n_positions, data.n_slices, itemsize=itemsize)
+    shared = parts.pop("projector")
+    copy = resources.array_bytes(channels, data.n_positions, data.n_positions, data.n_slices, itemsize=itemsize)
+    column = sum(parts.values()) + copy  # the solve's arrays and the column's volume cut from the batch
+    count = int(max(1, min(columns, BATCH_BYTES // column)))
+    resources.check_memory(
+        {"replicas' weight fractions": kept, f"a solve of {count} columns": count * column + shared},
+        f"uncertainty: {columns} batch columns of {solver.label()} ({channels} channels, {data.n_tilts} tilts, "
+        f"{data.n_positions} positions, {data.n_slices} slices)",
+    )
+    return count
 
 
 def _model_bias(reconstructed: Volume, model: Volume, quantifier: Any, after: Callable[[Volume], Volume]) -> Any:
