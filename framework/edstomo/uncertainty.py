@@ -65,7 +65,7 @@ MAX_PHASES = 4
 #: Most bytes (estimated) of one solve of replicas as batch columns; more replicas are solved in
 #: groups.  A constant, not the memory free now, so that the same seed gives the same numbers on
 #: any machine.
-BATCH_BYTES = 2 * 1024**3
+BATCH_BYTES = 1024**3
 
 
 class _FinalEstimate(Callback):
@@ -182,7 +182,7 @@ class Bootstrap:
     maps : CompositionMaps
         The estimate, with ``uncertainty`` = :attr:`uncertainty`.
     replicas : ndarray, shape ``(replicas, elements, nz, nx, slices)``
-        The replicas' weight fractions.
+        The replicas' weight fractions (float32; the statistics are taken in float64).
     fitted : list of dict
         The options fitted to each replica (e.g. ``{"ratios": {...}}``); empty dicts when none.
     thresholds : list of float
@@ -203,12 +203,12 @@ class Bootstrap:
     @property
     def sd(self) -> np.ndarray:
         """Per-voxel standard deviation of the replicas (elements, nz, nx, slices)."""
-        return self.replicas.std(axis=0, ddof=1)
+        return self.replicas.std(axis=0, ddof=1, dtype=np.float64)
 
     @property
     def bias(self) -> np.ndarray:
         """Per-voxel bias estimate ``mean(replicas) − estimate``."""
-        return self.replicas.mean(axis=0) - self.maps.weight_fractions
+        return self.replicas.mean(axis=0, dtype=np.float64) - self.maps.weight_fractions
 
     @property
     def uncertainty(self) -> np.ndarray:
@@ -265,7 +265,7 @@ def region_means(
         entry = {}
         for index, element in enumerate(maps.elements):
             mean = float(maps.weight_fractions[index][region].mean())
-            values = replicas[:, index][:, region].mean(axis=1)
+            values = replicas[:, index][:, region].mean(axis=1, dtype=np.float64)
             sd, bias = float(values.std(ddof=1)), float(values.mean() - mean)
             modelled = 0.0 if model_bias is None else float(model_bias[index][region].mean())
             half = Z95 * float(np.sqrt(sd**2 + bias**2 + modelled**2))
@@ -389,9 +389,10 @@ def bootstrap(
         replica = series.replace(data=data)
         model_series = before(replicate(replica) if replicate is not None else replica)
     columns = count + (model_series is not None)
-    per_solve = group_size(solver, prepared, len(channels), columns, maps.weight_fractions.nbytes * count)
+    kept = count * maps.weight_fractions.size * np.dtype(np.float32).itemsize  # fractions to 1e-7: half the memory
+    per_solve = group_size(solver, prepared, len(channels), columns, kept)
     del prepared
-    stack = np.empty((count, *maps.weight_fractions.shape))
+    stack = np.empty((count, *maps.weight_fractions.shape), dtype=np.float32)
     fitted, thresholds, failed, quantified_count, model_volume = [], [], 0, 0, None
     for first in range(0, columns, per_solve):
         indices = range(first, min(first + per_solve, columns))
