@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: Name of the HAADF channel in a :class:`TiltSeries`.
 HAADF = "HAADF"
 
+#: Name of :attr:`CompositionMaps.uncertainty` in messages and in HDF5 files.
+_SIGMA = "weight_fraction_uncertainty"
+
 
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     bad = ~np.isfinite(array)
@@ -259,6 +262,9 @@ class CompositionMaps:
         The voxels that belong to the particle.
     threshold : float, optional
         The threshold that defined ``mask`` (on the factor-normalised sum).
+    uncertainty : ndarray, shape (elements, nz, nx, slices), optional
+        The standard uncertainty of each weight fraction (dimensionless, >= 0),
+        e.g. from :func:`edstomo.uncertainty.bootstrap`.
     """
 
     weight_fractions: np.ndarray
@@ -269,6 +275,7 @@ class CompositionMaps:
     threshold: float | None = None
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -298,6 +305,14 @@ class CompositionMaps:
             self.mask = np.asarray(self.mask, dtype=bool)
             if self.mask.shape != spatial:
                 raise InputError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=float)
+            if self.uncertainty.shape != self.weight_fractions.shape:
+                raise InputError(
+                    f"{_SIGMA}: shape {self.uncertainty.shape} does not match the weight fractions' "
+                    f"{self.weight_fractions.shape}"
+                )
+            _check_finite(_SIGMA, self.uncertainty, nonnegative=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -475,6 +490,9 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         file.create_dataset("mask", data=maps.mask, compression=compression)
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
+    if maps.uncertainty is not None:
+        file.create_dataset(_SIGMA, data=maps.uncertainty, compression=compression)
+        file[_SIGMA].attrs["axes"] = "elements,nz,nx,slices"
 
 
 def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
@@ -525,6 +543,7 @@ def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
                 density=file["density"][()] if "density" in file else None,
                 mask=file["mask"][()] if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                uncertainty=file[_SIGMA][()] if _SIGMA in file else None,
                 **common,
             )
         raise InputError(f"path: {str(path)!r} holds an unknown object {kind!r}")
