@@ -51,8 +51,8 @@ from edstomo.units import format_quantity
 from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
-from .yuan2020_poisson import POISSON_SUMMARY_KEYS, poisson_summary, run_poisson_solvers
 from .yuan2020_auto import auto_figures, auto_settings, auto_summary, run_auto
+from .yuan2020_poisson import POISSON_SUMMARY_KEYS, poisson_summary, run_poisson_solvers
 from .yuan2020_results import (
     EROSION,
     FIGURE_EDS_N,
