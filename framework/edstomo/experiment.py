@@ -299,7 +299,7 @@ class HAADFDetector(_Dose):
         return self
 
 
-def _check_material(material: str) -> str:
+def check_material(material: str) -> str:
     """A chemical formula or NIST compound name that xraylib knows (for X-ray attenuation), else an error."""
     import xraylib
 
@@ -327,7 +327,7 @@ class WindowLayer(_Model):
     @field_validator("material")
     @classmethod
     def _material(cls, value: str) -> str:
-        return _check_material(value)
+        return check_material(value)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"material", "thickness", "density"?}`` with quantities as strings."""

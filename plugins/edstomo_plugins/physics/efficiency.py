@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pint
 import xraylib
+from edstomo.experiment import check_material
 from edstomo.units import as_quantity, format_quantity, ureg
 
 
@@ -54,15 +55,6 @@ def _coefficients(function: Any, material: str, energy_kev: np.ndarray) -> np.nd
     return values
 
 
-def _check_material(material: str) -> None:
-    try:
-        xraylib.CS_Total_CP(material, 10.0)
-    except ValueError:
-        raise ValueError(
-            f"material: {material!r} is neither a chemical formula nor a NIST compound name known to xraylib"
-        ) from None
-
-
 @dataclass(frozen=True)
 class Layer:
     """One absorbing layer.
@@ -82,7 +74,7 @@ class Layer:
     density: pint.Quantity | None = None
 
     def __post_init__(self) -> None:
-        _check_material(self.material)
+        check_material(self.material)
         thickness = as_quantity(self.thickness, "nm", f"{self.material}.thickness")
         if not (np.isfinite(thickness.magnitude) and thickness.magnitude >= 0):
             raise ValueError(f"thickness: {thickness} of {self.material!r} must be finite and not negative")
