@@ -219,7 +219,10 @@ class Bootstrap:
     @property
     def sd(self) -> np.ndarray:
         """Per-voxel standard deviation of the replicas (elements, nz, nx, slices)."""
-        return self.replicas.std(axis=0, ddof=1, dtype=np.float64)
+        sd = np.empty(self.replicas.shape[1:])
+        for index in range(self.replicas.shape[1]):  # per element: numpy's std holds a float64 copy of its input
+            sd[index] = self.replicas[:, index].std(axis=0, ddof=1, dtype=np.float64)
+        return sd
 
     @property
     def bias(self) -> np.ndarray:
