@@ -277,3 +277,22 @@ def test_solver_options_are_checked_on_the_command_line(tmp_path, capsys, argv, 
     assert main(["solve", str(source), "--out", str(tmp_path / "v.h5"), *argv]) != 0
     assert message in capsys.readouterr().err
     assert not (tmp_path / "v.h5").exists()
+
+
+def test_a_finished_solve_leaves_no_reference_cycle_holding_its_arrays():
+    """The algorithm (estimate, work arrays) is freed when the solve returns, not at a later garbage-collector
+    pass: repeated solves (bootstrap groups, absorption iterations) would otherwise pile up memory."""
+    import gc
+    import weakref
+
+    seen = []
+    series = solver_test_series(slices=2).select(["Ag_La"])
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        et.plugins.solver("sirt")(iterations=2).solve(series, callbacks=lambda s: seen.append(weakref.ref(s.algorithm)))
+        assert seen and seen[-1]() is None
+    finally:
+        if enabled:
+            gc.enable()

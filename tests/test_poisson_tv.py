@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -485,3 +487,16 @@ def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities(
         in next(s for s in result.volumes["fused"].provenance if s.get("action") == "reconstruct")["parameters"]
     )
     assert any("counts='scaled'" in note for note in result.notes)
+
+
+def test_dose_sweep_reports_sirt_with_automatic_iterations_against_its_oracle(tmp_path) -> None:
+    """Issue 12 in the dose sweep: SIRT with n chosen from the counts, beside the fixed n and SIRT's oracle."""
+    from edstomo.study import ResultsTable
+
+    study = plugins.study("dose-sweep")(divisors=[1], seeds=1, methods=["sirt", "sirt-auto"], figures=False)
+    summary = study.run(tmp_path)
+    table = ResultsTable.from_csv(tmp_path / "metrics.csv")
+    assert sorted(row["method"] for row in table.rows) == ["sirt", "sirt-auto"]
+    assert summary["auto_over_oracle"]["sirt-auto"] >= 0.98
+    chosen = json.loads((tmp_path / "settings.json").read_text())["automatic"]["1/0/sirt-auto"]["iterations"]
+    assert 1 <= chosen <= 500 and chosen != 50  # chosen, not the fixed count

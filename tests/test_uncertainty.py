@@ -210,3 +210,27 @@ def test_replicas_solved_in_groups_give_the_same_uncertainty(small_phantom, monk
     monkeypatch.delenv(edstomo.resources.ALLOW_ENV, raising=False)
     with pytest.raises(ResourceError, match=r"uncertainty: 6 batch columns of solver 'sirt' .* needs about"):
         _bootstrap(small_phantom, seed=3, replicas=5)
+
+
+def test_region_means_are_compositions_of_the_voxels_each_replica_segments(small_phantom):
+    """A voxel a replica (or the phase model) leaves out of its particle has no composition: it does not pull
+    the region mean towards 0, and in a two-element particle Ag and Au get the same error bar (they sum to 1)."""
+    fractions = np.zeros((2, 4, 4, 1))
+    fractions[0, :, :2], fractions[1, :, :2] = 0.6, 0.4  # the particle: the left half
+    maps = CompositionMaps(fractions, ["Ag", "Au"], "3 nm")
+    region = fractions.sum(axis=0) > 0
+    replicas = np.stack([fractions, fractions, fractions]).astype(np.float32)
+    replicas[1, :, 0, 0] = 0.0  # replica 1 leaves one voxel out of its particle
+    replicas[2, :, 1, 1, 0] = [0.7, 0.3]  # replica 2 is richer in Ag in one voxel
+    model_bias, model_mask = np.zeros_like(fractions), region.copy()
+    model_bias[:, 0, 1], model_mask[0, 1] = -0.5, False  # the phase model loses one voxel
+    means = region_means(maps, replicas, {"particle": region}, model_bias, model_mask)["particle"]
+    ag, au = means["Ag"], means["Au"]
+    expected = np.array([0.6, 0.6, (7 * 0.6 + 0.7) / 8])  # replica 1: the mean of its 7 voxels, still 0.6
+    assert ag.sd == pytest.approx(np.std(expected, ddof=1), rel=1e-5)  # replicas are kept as float32
+    assert ag.bias == pytest.approx(expected.mean() - 0.6, rel=1e-4)
+    assert ag.model_bias == 0.0 and au.model_bias == 0.0  # the lost voxel is no composition error
+    assert ag.error == pytest.approx(au.error, rel=1e-5) and ag.mean + au.mean == pytest.approx(1.0)
+    estimate = _bootstrap(small_phantom, seed=2)  # on the phantom: Ag and Au error bars of the particle agree
+    particle = estimate.region_means({"particle": estimate.maps.particle_mask})["particle"]
+    assert particle["Ag"].error == pytest.approx(particle["Au"].error, rel=1e-5)

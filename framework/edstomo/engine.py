@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import types
 import typing
+import weakref
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -420,7 +421,8 @@ class ReconstructionSolver(Solver):
         algorithm = self.build(problem)
         algorithm.labels = list(channels)
         algorithm.view = lambda x: xp.permute_dims(x, (2, 0, 1, 3))
-        algorithm.to_volume = lambda x: self._volume(x, data, channels, algorithm, device)
+        owner = weakref.ref(algorithm)  # no reference cycle: the arrays go when the solve returns, not at a GC pass
+        algorithm.to_volume = lambda x: self._volume(x, data, channels, owner(), device)
         algorithm.predict = lambda x: self.predict(problem, x)
         algorithm.simulate = lambda x: self.simulate(problem, x)
         hooks = as_callbacks(callbacks)

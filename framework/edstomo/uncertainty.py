@@ -37,7 +37,11 @@ reported with the maps is ``sqrt(σ² + bias² + model_bias²)`` per voxel (the
 three as independent sources: noise, smoothing of what the data resolve, and
 what they do not resolve); intervals of region means are
 ``estimate ± 1.96 sqrt(sd² + bias² + model_bias²)`` of the region means (see
-``docs/uncertainty.md`` for the calibration).
+``docs/uncertainty.md`` for the calibration).  A region mean is a composition:
+each replica's (and the phase model's) is taken over the region's voxels
+inside that replica's own particle — a voxel it leaves out of its particle
+has no composition, not one of 0.  The per-voxel σ keeps those zeros: there
+the voxel's membership itself is uncertain.
 """
 
 from __future__ import annotations
@@ -136,11 +140,14 @@ class RegionMean:
     mean : float
         Of the estimate (a fraction, 0 … 1).
     sd : float
-        Standard deviation of the replicas' region means.
+        Standard deviation of the replicas' region means (each over the region's
+        voxels inside that replica's particle: a voxel a replica leaves out has no
+        composition, not a composition of 0).
     bias : float
         Mean of the replicas' region means minus ``mean``.
     model_bias : float
-        The phase model's mean error over the region (0 without a phase model).
+        The phase model's mean error over the region's voxels inside its
+        reconstruction's particle (0 without a phase model).
     low, high : float
         The 95 % interval ``mean ± 1.96 sqrt(sd² + bias² + model_bias²)``.
     voxels : int
@@ -189,6 +196,14 @@ class Bootstrap:
         Each replica's particle threshold.
     seconds : float
         Wall time of the replicas (solve and quantify).
+    failed : int
+        Replicas that could not be quantified (left out).
+    model_bias : ndarray or None
+        The phase model's error per voxel (reconstructed minus model weight fractions).
+    model_mask : ndarray or None
+        The particle of the reconstructed phase model.
+    record : dict
+        What the provenance step ``bootstrap`` records.
     """
 
     maps: CompositionMaps
@@ -198,12 +213,16 @@ class Bootstrap:
     seconds: float
     failed: int = 0
     model_bias: np.ndarray | None = None
+    model_mask: np.ndarray | None = None
     record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sd(self) -> np.ndarray:
         """Per-voxel standard deviation of the replicas (elements, nz, nx, slices)."""
-        return self.replicas.std(axis=0, ddof=1, dtype=np.float64)
+        sd = np.empty(self.replicas.shape[1:])
+        for index in range(self.replicas.shape[1]):  # per element: numpy's std holds a float64 copy of its input
+            sd[index] = self.replicas[:, index].std(axis=0, ddof=1, dtype=np.float64)
+        return sd
 
     @property
     def bias(self) -> np.ndarray:
@@ -218,7 +237,7 @@ class Bootstrap:
 
     def region_means(self, regions: Mapping[str, np.ndarray]) -> dict[str, dict[str, RegionMean]]:
         """Mean weight fractions of every element in each region, with intervals (see :func:`region_means`)."""
-        return region_means(self.maps, self.replicas, regions, self.model_bias)
+        return region_means(self.maps, self.replicas, regions, self.model_bias, self.model_mask)
 
     def ratio_scatter(self) -> dict[str, dict[str, float]]:
         """Mean and relative standard deviation of each fitted ratio over the replicas (empty when none)."""
@@ -236,6 +255,7 @@ def region_means(
     replicas: np.ndarray,
     regions: Mapping[str, np.ndarray],
     model_bias: np.ndarray | None = None,
+    model_mask: np.ndarray | None = None,
 ) -> dict[str, dict[str, RegionMean]]:
     """Mean weight fraction of every element in each region of the estimate and of the replicas.
 
@@ -249,6 +269,9 @@ def region_means(
         The regions (e.g. phases, or the particle mask).
     model_bias : ndarray, optional
         The phase model's error per voxel (:attr:`Bootstrap.model_bias`), averaged over each region.
+    model_mask : boolean ndarray ``(nz, nx, slices)``, optional
+        The particle of the reconstructed phase model (:attr:`Bootstrap.model_mask`): its error is
+        averaged over the region's voxels inside it.
 
     Returns
     -------
@@ -262,16 +285,28 @@ def region_means(
             raise InputError(f"regions: {name!r} has shape {region.shape}; the maps have {maps.shape}")
         if not region.any():
             continue
+        inside = [region & (replica.sum(axis=0) > 0) for replica in replicas]  # each replica's particle
+        counted = [r for r, where in enumerate(inside) if where.any()]
+        modelled_region = region if model_mask is None else region & model_mask
         entry = {}
         for index, element in enumerate(maps.elements):
             mean = float(maps.weight_fractions[index][region].mean())
-            values = replicas[:, index][:, region].mean(axis=1, dtype=np.float64)
-            sd, bias = float(values.std(ddof=1)), float(values.mean() - mean)
-            modelled = 0.0 if model_bias is None else float(model_bias[index][region].mean())
+            values = np.array([replicas[r, index][inside[r]].mean(dtype=np.float64) for r in counted])
+            sd, bias = _spread(values, mean)
+            modelled = 0.0
+            if model_bias is not None and modelled_region.any():
+                modelled = float(model_bias[index][modelled_region].mean())
             half = Z95 * float(np.sqrt(sd**2 + bias**2 + modelled**2))
             entry[element] = RegionMean(mean, sd, bias, modelled, mean - half, mean + half, int(region.sum()))
         result[name] = entry
     return result
+
+
+def _spread(values: np.ndarray, mean: float) -> tuple[float, float]:
+    """Standard deviation of ``values`` and their mean minus ``mean`` (NaN with fewer than two values)."""
+    if values.size < 2:
+        return float("nan"), float("nan")
+    return float(values.std(ddof=1)), float(values.mean() - mean)
 
 
 def format_fraction(element: str, mean: float, error: float | None = None) -> str:
@@ -414,11 +449,14 @@ def bootstrap(
     if quantified_count < 2:
         raise InputError(f"replicas: {failed} of {count} replicas could not be quantified; no spread to report")
     stack = stack[:quantified_count]
-    model_bias = None
+    model_bias = model_mask = None
     if model_volume is not None:
-        model_bias = _model_bias(model_volume, volume.replace(data=np.moveaxis(model, 2, 0)), quantifier, after)
+        modelled = _model_bias(model_volume, volume.replace(data=np.moveaxis(model, 2, 0)), quantifier, after)
+        model_bias, model_mask = modelled if modelled is not None else (None, None)
     seconds = time.perf_counter() - start
-    result = Bootstrap(maps, stack, list(fitted), thresholds, seconds, failed, model_bias=model_bias)
+    result = Bootstrap(
+        maps, stack, list(fitted), thresholds, seconds, failed, model_bias=model_bias, model_mask=model_mask
+    )
     result.record = {
         "method": "parametric bootstrap (Poisson redraws of the predicted counts) and a phase model",
         "phases": None if labels is None else int(labels.max()) + 1,
@@ -482,7 +520,11 @@ def group_size(solver: Any, data: TiltSeries, channels: int, columns: int, kept:
     solve of that many columns and ``kept`` (:func:`edstomo.resources.check_memory`).
     """
     itemsize = np.dtype(solver.options.dtype).itemsize
-    parts = resources.solve_bytes(channels, data.n_tilts, data.n_positions, data.n_slices, itemsize=itemsize)
+    sinograms, volumes = solver.work_arrays()
+    parts = resources.solve_bytes(
+        channels, data.n_tilts, data.n_positions, data.n_slices,
+        itemsize=itemsize, extra_arrays=sinograms, extra_volumes=volumes,
+    )  # fmt: skip
     shared = parts.pop("projector")
     copy = resources.array_bytes(channels, data.n_positions, data.n_positions, data.n_slices, itemsize=itemsize)
     column = sum(parts.values()) + copy  # the solve's arrays and the column's volume cut from the batch
@@ -495,17 +537,20 @@ def group_size(solver: Any, data: TiltSeries, channels: int, columns: int, kept:
     return count
 
 
-def _model_bias(reconstructed: Volume, model: Volume, quantifier: Any, after: Callable[[Volume], Volume]) -> Any:
-    """Weight fractions of the reconstructed phase model minus those of the model itself (None when the
-    reconstruction cannot be quantified)."""
+def _model_bias(
+    reconstructed: Volume, model: Volume, quantifier: Any, after: Callable[[Volume], Volume]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weight fractions of the reconstructed phase model minus those of the model itself, and the
+    reconstruction's particle mask (None when the reconstruction cannot be quantified)."""
     exact = after(model)
     summed = quantifier.summed(exact)
     threshold = 1e-9 * float(summed.max()) if summed.max() > 0 else 0.0
     truth = quantifier.with_options(threshold=threshold).quantify(exact).weight_fractions
     try:
-        return quantifier.quantify(after(reconstructed)).weight_fractions - truth
+        quantified = quantifier.quantify(after(reconstructed))
     except ValueError:  # no ESF plateau
         return None
+    return quantified.weight_fractions - truth, quantified.weight_fractions.sum(axis=0) > 0
 
 
 def _solve_replicas(solver: Any, drawn: list[TiltSeries]) -> tuple[list[Volume], list[dict[str, Any]]]:

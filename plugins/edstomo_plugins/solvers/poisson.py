@@ -32,8 +32,9 @@ Default rules (all from the data, none from a ground truth):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from edstomo.algorithms import PDHG, Algorithm, ProxTerm, TotalVariationTerm, dual_steps
@@ -139,6 +140,9 @@ class PoissonSolverBase(ReconstructionSolver):
     requires = frozenset({"lines", "counts"})
     produces = "f_A"
     fits_from_data: tuple[str, ...] = ("levels",)
+    #: Nothing is chosen from the data yet (no ``"auto"``): the pipeline keeps the fixed iterations and
+    #: the default TV rule (``iterations``/``regularization="auto"`` need ``prepare`` to choose them first).
+    auto_options: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
     Options = PoissonOptions
     #: The default TV weight rule λ₀ = lambda_scale · b̄^lambda_exponent of this solver.
     lambda_scale: float = LAMBDA_SCALE

@@ -9,11 +9,15 @@ for several seeds.  Each series is reconstructed by every method with
 parameters chosen without the ground truth:
 
 * ``sirt``: EDS sinograms filtered with the paper's Gaussian (σ = 0.8 px), 50 iterations
-  (the real-data pipeline's default for EDS-only solvers);
+  (the real-data pipeline's fixed count for EDS-only solvers that cannot choose theirs);
 * ``hebt-sirt``: the same filter, response ratios fitted to the filtered series (eq. 15),
-  α = 0.8, 100 iterations (the pipeline's default for bimodal solvers);
+  α = 0.8, 100 iterations (likewise for bimodal solvers);
 * ``poisson-tv`` and ``fused``: raw counts, their default rules (docs/poisson-tv.md),
-  ``fused`` with the same fitted ratios as HEBT.
+  ``fused`` with the same fitted ratios as HEBT;
+* on request (``methods``), ``sirt-auto`` and ``hebt-sirt-auto``: the same filter, the
+  iterations (and HEBT's α) chosen from the counts by Poisson thinning and the
+  held-out deviance (:mod:`edstomo.selection`; the real-data pipeline's default),
+  HEBT's ratios fitted to the filtered series.
 
 Every volume is quantified by the quantifier its factor names (ESF threshold,
 Otsu's when the volume curve has no plateau).  Metrics per seed: quantified
@@ -23,7 +27,9 @@ eroded core and shell (wt%), and the Dice overlap of the particle mask.
 ``dose_reduction``: for each method, the largest divisor at which its mean
 quantified Ag SSIM is at least SIRT's at divisor 1.  As a stricter reference
 it also gives ``dose_reduction_vs_oracle``: the same against SIRT at divisor 1
-with its best n (chosen with the truth, over n = 1 … ``oracle_iterations``).
+with its best n (chosen with the truth, over n = 1 … ``oracle_iterations``), and,
+with ``sirt-auto``, ``auto_over_oracle``: its mean quantified Ag SSIM at divisor 1
+divided by that reference.
 
 Files: ``metrics.csv`` (one row per divisor, seed, method), ``summary.json``,
 ``settings.json`` (options, timings, load, versions) and, with figures,
@@ -48,6 +54,7 @@ from edstomo.lines import element_of
 from edstomo.options import PluginOptions
 from edstomo.preprocessing import gaussian_filter, response_ratios
 from edstomo.registry import plugins
+from edstomo.selection import choose
 from edstomo.study import ResultsTable, dice, interior, write_json
 from edstomo.units import format_quantity
 from pydantic import Field, field_validator
@@ -58,9 +65,14 @@ __all__ = ["DIVISORS", "METHODS", "DoseSweepStudy", "dose_reduction"]
 
 #: EDS dose divisors of the sweep (the paper's EDS dose divided by each).
 DIVISORS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-#: The methods compared.
+#: The methods compared by default.
 METHODS: tuple[str, ...] = ("sirt", "hebt-sirt", "poisson-tv", "fused")
-#: Fixed parameters of the SIRT-type methods (the real-data pipeline's defaults), and the paper's filter.
+#: Methods run on request: the SIRT-type methods with their options chosen from the data (solver, options).
+AUTO_METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sirt-auto": ("sirt", ("iterations",)),
+    "hebt-sirt-auto": ("hebt-sirt", ("iterations", "alpha")),
+}
+#: Fixed parameters of the SIRT-type methods (the pipeline's fixed counts), and the paper's filter.
 SIRT_ITERATIONS, HEBT_ITERATIONS, HEBT_ALPHA, FILTER_SIGMA = 50, 100, 0.8, 0.8
 #: Distance (pixels) kept from every interface for the interior RMSE.
 EROSION = 3.0
@@ -101,7 +113,9 @@ class DoseSweepStudy(Study):
     class Options(PluginOptions):
         divisors: list[float] = Field(list(DIVISORS), min_length=1, description="EDS dose divisors (>= 1)")
         seeds: int = Field(3, ge=1, le=100, description="noise seeds per divisor")
-        methods: list[Literal[METHODS]] = Field(list(METHODS), min_length=1, description="methods to run")
+        methods: list[Literal[(*METHODS, *AUTO_METHODS)]] = Field(  # type: ignore[valid-type]
+            list(METHODS), min_length=1, description="methods to run (also: sirt-auto, hebt-sirt-auto)"
+        )
         haadf_noise: bool = Field(True, description="Poisson noise on the HAADF too")
         oracle_iterations: int = Field(200, ge=0, le=2000, description="n range of SIRT's truth-chosen reference")
         figures: bool = Field(True, description="write dose_sweep.png (needs matplotlib)")
@@ -121,7 +135,7 @@ class DoseSweepStudy(Study):
         def _methods(cls, methods: list[str]) -> list[str]:
             if len(set(methods)) != len(methods):
                 raise ValueError(f"methods: {methods} must be distinct")
-            return [m for m in METHODS if m in methods]
+            return [m for m in (*METHODS, *AUTO_METHODS) if m in methods]
 
     def experiment(self) -> Experiment:
         return phantom_experiment(format_quantity(self.options.solid_angle))
@@ -138,6 +152,7 @@ class DoseSweepStudy(Study):
         table = ResultsTable(COLUMNS)
         seconds: dict[str, float] = dict.fromkeys(self.options.methods, 0.0)
         oracle: list[float] = []
+        self.chosen: dict[str, dict[str, Any]] = {}
         runs = len(self.options.divisors) * self.options.seeds
         done = 0
         for divisor in self.options.divisors:
@@ -162,6 +177,7 @@ class DoseSweepStudy(Study):
                     "erosion_pixels": EROSION,
                 },
                 "solver_seconds": {k: round(v, 2) for k, v in seconds.items()},
+                "automatic": self.chosen,
                 "load_average_before": load_before,
                 "load_average_after": os.getloadavg(),
                 "provenance": provenance.versions(),
@@ -197,6 +213,13 @@ class DoseSweepStudy(Study):
             "fused": (series, {"ratios": ratios}),
         }
         for method in options.methods:
+            if method in AUTO_METHODS:
+                begin = time.perf_counter()
+                volume, chosen = self._automatic(method, series.select(lines), series, filtered)
+                seconds[method] += time.perf_counter() - begin
+                self.chosen[f"{divisor:g}/{seed}/{method}"] = chosen
+                table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
+                continue
             data, solver_options = plans[method]
             callbacks = None
             if method == "sirt" and divisor == options.divisors[0] and divisor == 1.0 and options.oracle_iterations:
@@ -210,6 +233,18 @@ class DoseSweepStudy(Study):
                 oracle.append(max(curve))
                 volume = callbacks[0].at(SIRT_ITERATIONS)
             table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
+
+    @staticmethod
+    def _automatic(method: str, lines: TiltSeries, series: TiltSeries, filtered: TiltSeries) -> tuple[Volume, dict]:
+        """The volume of ``method`` with its options chosen on the counts (the filter applied to every fit part)."""
+        name, automatic = AUTO_METHODS[method]
+        cls = plugins.solver(name)
+        counts = series if "haadf" in cls.requires else lines
+        prepared = choose(
+            cls(**dict.fromkeys(automatic, "auto")), counts, preprocess=lambda s: gaussian_filter(s, FILTER_SIGMA)
+        )
+        data = filtered if "haadf" in cls.requires else filtered.select(list(lines.channels))
+        return prepared.solve(data), dict(prepared.auto_choice.chosen)
 
     # ----- summary -------------------------------------------------------------------------------------------
     def summarise(self, table: ResultsTable, oracle: list[float]) -> dict[str, Any]:
@@ -250,6 +285,10 @@ class DoseSweepStudy(Study):
                     )
                     for method in statistics
                 }
+                if "sirt-auto" in statistics:
+                    summary["auto_over_oracle"] = {
+                        "sirt-auto": statistics["sirt-auto"]["1"]["ssim_quant_Ag"]["mean"] / best
+                    }
         return summary
 
 

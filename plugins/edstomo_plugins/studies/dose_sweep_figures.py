@@ -15,7 +15,9 @@ PANELS = (
     ("mask_dice", "particle mask Dice"),
 )
 #: Line style of each method.
-STYLES = {"sirt": "o-", "hebt-sirt": "s-", "poisson-tv": "^-", "fused": "D-"}
+STYLES = {
+    "sirt": "o-", "hebt-sirt": "s-", "poisson-tv": "^-", "fused": "D-", "sirt-auto": "o--", "hebt-sirt-auto": "s--",
+}  # fmt: skip
 
 
 def draw(table: ResultsTable, summary: dict[str, Any], path: Path) -> Path:

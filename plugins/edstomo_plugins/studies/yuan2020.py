@@ -165,8 +165,8 @@ class Yuan2020PhantomStudy(Study):
         outer_radius: Length = Field("55 nm", description="phantom outer radius")
         core_radius: Length = Field("30 nm", description="phantom core radius")
         projector: Literal[MODELS] = Field("strip", description="projection model of the simulation and solvers")
-        haadf_noise: bool = Field(False, description="Poisson noise on the HAADF too (the paper's: none)")
         auto: bool = Field(True, description="also choose each method's parameters from the data (auto_over_oracle)")
+        haadf_noise: bool = Field(False, description="Poisson noise on the HAADF too (the paper's: none)")
 
         @model_validator(mode="after")
         def _sweeps(self) -> Yuan2020PhantomStudy.Options:
