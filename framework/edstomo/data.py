@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pint
 
-from . import io
+from . import chunked, io
 from .errors import InputError
 from .experiment import MAX_TILT_DEG
 from .lines import element_of
@@ -40,11 +40,16 @@ HAADF = "HAADF"
 
 
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
-    bad = ~np.isfinite(array)
-    if bad.any():
+    """NaN, infinite (and, with ``nonnegative``, negative) values are errors naming the first index.
+
+    Checked one block of the first axis at a time, so the temporaries are a block's size, not the array's.
+    """
+    blocks = array.reshape(1, *array.shape) if array.ndim == 0 else array
+    if array.dtype.kind == "f" and not all(np.isfinite(block).all() for block in blocks):
+        bad = ~np.isfinite(array)
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
-    if nonnegative and array.size and array.min() < 0:
+    if nonnegative and array.size and min(block.min() for block in blocks) < 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmin(array)), array.shape))
         raise InputError(
             f"{name}: contains negative values (minimum {array.min():g} at index {index}); counts must be >= 0"
@@ -56,6 +61,22 @@ def _as_array(data: Any) -> np.ndarray:
         return np.asarray(data)
     except (TypeError, ValueError) as error:  # ragged lists and the like
         raise InputError(f"data: not an array ({error})") from None
+
+
+def _floating(values: Any) -> np.ndarray:
+    """``values`` as a floating-point array: float32 and float64 kept as they are (no copy), anything else float64."""
+    array = np.asarray(values)
+    if array.dtype in (np.float32, np.float64):
+        return array
+    return np.asarray(array, dtype=np.float64)
+
+
+def _element_sum(fractions: np.ndarray) -> np.ndarray:
+    """Σ over the first axis, accumulated in float64, one element at a time (no whole-maps temporary)."""
+    total = np.zeros(fractions.shape[1:], dtype=np.float64)
+    for values in fractions:
+        total += values
+    return total
 
 
 def _check_pixel_size(value: Any) -> pint.Quantity:
@@ -249,6 +270,8 @@ class CompositionMaps:
     ----------
     weight_fractions : ndarray, shape (elements, nz, nx, slices)
         Dimensionless, in [0, 1]; they sum to 1 inside the particle and to 0 outside.
+        float32 and float64 are kept as given (reconstructions give float32);
+        other types are converted to float64.
     elements : list of str
         Element symbols.
     pixel_size : Quantity
@@ -272,7 +295,7 @@ class CompositionMaps:
 
     def __post_init__(self) -> None:
         try:
-            self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+            self.weight_fractions = _floating(self.weight_fractions)
         except (TypeError, ValueError):
             raise InputError("weight_fractions: not an array of numbers") from None
         if self.weight_fractions.ndim != 4:
@@ -283,14 +306,16 @@ class CompositionMaps:
         self.elements = _check_channels("elements", self.elements, self.weight_fractions.shape[0])
         self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("weight_fractions", self.weight_fractions, nonnegative=True)
-        if self.weight_fractions.max(initial=0) > 1 + 1e-9:
+        tolerance = 1e-9 if self.weight_fractions.dtype == np.float64 else 1e-6
+        if self.weight_fractions.max(initial=0) > 1 + tolerance:
             raise InputError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
-        total = self.weight_fractions.sum(axis=0)
+        total = _element_sum(self.weight_fractions)
         if total.max(initial=0) > 1 + 1e-6:
             raise InputError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
+        del total
         spatial = self.weight_fractions.shape[1:]
         if self.density is not None:
-            self.density = np.asarray(self.density, dtype=float)
+            self.density = _floating(self.density)
             if self.density.shape != spatial:
                 raise InputError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
             _check_finite("density", self.density, nonnegative=True)
@@ -416,7 +441,8 @@ def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compre
     path
         Destination ``.h5`` file; replaced if it exists.
     compression
-        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
+        ``"gzip"``: the large arrays chunked along the slices and gzip-compressed in
+        threads (:mod:`edstomo.chunked`); None: uncompressed, contiguous.
     """
     writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
         TiltSeries: _write_tilt_series,
@@ -446,8 +472,16 @@ def _strings(file: h5py.File, name: str, values: list[str]) -> None:
     file.create_dataset(name, data=np.array(values, dtype=object), dtype=io.STRING)
 
 
+def _write_array(file: h5py.File, name: str, array: np.ndarray, compression: str | None) -> None:
+    """Uncompressed as one contiguous dataset; gzip-compressed chunked along the slices, in threads."""
+    if compression is None:
+        file.create_dataset(name, data=array)
+        return
+    chunked.write_array(chunked.create_array(file, name, array.shape, array.dtype, compression), array)
+
+
 def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
-    file.create_dataset("data", data=series.data, compression=compression)
+    _write_array(file, "data", series.data, compression)
     file["data"].attrs["axes"] = "channels,tilts,positions,slices"
     _strings(file, "channels", series.channels)
     file.create_dataset("angles", data=series.angles.m_as("deg"))
@@ -455,7 +489,7 @@ def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | N
 
 
 def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
-    file.create_dataset("data", data=volume.data, compression=compression)
+    _write_array(file, "data", volume.data, compression)
     file["data"].attrs["axes"] = "channels,nz,nx,slices"
     _strings(file, "channels", volume.channels)
     file.attrs["quantity"] = volume.quantity
@@ -465,14 +499,14 @@ def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> N
 
 
 def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
-    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
+    _write_array(file, "weight_fractions", maps.weight_fractions, compression)
     file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
     _strings(file, "elements", maps.elements)
     if maps.density is not None:
-        file.create_dataset("density", data=maps.density, compression=compression)
+        _write_array(file, "density", maps.density, compression)
         file["density"].attrs["units"] = "g/cm**3"
     if maps.mask is not None:
-        file.create_dataset("mask", data=maps.mask, compression=compression)
+        _write_array(file, "mask", maps.mask, compression)
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
 
