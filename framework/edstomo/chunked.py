@@ -41,6 +41,7 @@ __all__ = [
     "chunk_shape",
     "create_array",
     "pieces",
+    "read_array",
     "write_array",
 ]
 
@@ -104,8 +105,7 @@ def write_array(dataset: h5py.Dataset, array: np.ndarray, start: int = 0, *, thr
             f"of shape {dataset.shape}"
         )
     chunks = dataset.chunks
-    direct = dataset.compression == "gzip" and chunks is not None and not (dataset.shuffle or dataset.fletcher32)
-    direct = direct and dataset.scaleoffset is None
+    direct = _direct(dataset)
     step = chunks[-1] if chunks else 0
     if not direct or start % step or (stop % step and stop != dataset.shape[-1]) or array.size == 0:
         dataset[..., start:stop] = array
@@ -126,6 +126,39 @@ def write_array(dataset: h5py.Dataset, array: np.ndarray, start: int = 0, *, thr
             batch = tasks[first : first + _BATCH * workers]
             for (offset, _), data in zip(batch, pool.map(compress, batch)):
                 dataset.id.write_direct_chunk(offset, data)
+
+
+def read_array(dataset: h5py.Dataset, start: int, stop: int, *, threads: int | None = None) -> np.ndarray:
+    """``dataset[..., start:stop]``; gzip chunks of :func:`create_array` are decompressed in threads.
+
+    Other datasets (or ranges that do not begin on a chunk boundary) are read the usual way.
+    """
+    chunks = dataset.chunks
+    direct = _direct(dataset) and 0 <= start < stop <= dataset.shape[-1] and start % chunks[-1] == 0
+    if not direct or chunks != chunk_shape(dataset.shape, chunks[-1]):
+        return dataset[..., start:stop]
+    shape = (*dataset.shape[:-1], stop - start)
+    out = np.empty(shape, dtype=dataset.dtype)
+    first = start
+    last = -(-stop // chunks[-1]) * chunks[-1]
+    tasks = list(_chunk_tasks(dataset.shape, chunks, first, min(last, dataset.shape[-1])))
+
+    def fetch(task: tuple[tuple[int, ...], tuple[Any, ...]]) -> None:
+        offset, index = task
+        block = np.frombuffer(zlib.decompress(raw[offset]), dtype=dataset.dtype).reshape(chunks)
+        target = out[(*index[:-1], slice(index[-1].start, min(index[-1].stop, stop - start)))]
+        target[...] = block[(..., slice(0, target.shape[-1]))]
+
+    raw = {offset: dataset.id.read_direct_chunk(offset)[1] for offset, _ in tasks}
+    with ThreadPoolExecutor(max_workers=max(1, threads or os.cpu_count() or 1)) as pool:
+        list(pool.map(fetch, tasks))
+    return out
+
+
+def _direct(dataset: h5py.Dataset) -> bool:
+    """Whether the dataset's chunks are gzip alone (so they can be compressed and decompressed by zlib)."""
+    plain = not (dataset.shuffle or dataset.fletcher32) and dataset.scaleoffset is None
+    return dataset.compression == "gzip" and dataset.chunks is not None and plain
 
 
 def _chunk_tasks(
@@ -180,20 +213,26 @@ class Stored:
     def read(self, start: int, stop: int) -> np.ndarray:
         """Values of slices ``start:stop``: ``(names, nz, nx, stop - start)``."""
         with h5py.File(self.path, "r") as file:
-            return file[self._values][..., start:stop]
+            return read_array(file[self._values], start, stop)
 
     def mask(self, start: int, stop: int) -> np.ndarray | None:
         """The particle mask of slices ``start:stop`` (CompositionMaps with a mask), else None."""
         if not self.has_mask:
             return None
         with h5py.File(self.path, "r") as file:
-            return file["mask"][..., start:stop]
+            return read_array(file["mask"], start, stop)
 
     def load(self) -> Volume | CompositionMaps:
         """The whole object (checked as :func:`edstomo.data.load` checks it)."""
         from .data import load
 
         return load(self.path)  # type: ignore[return-value]
+
+    def header(self) -> Volume | CompositionMaps:
+        """The object without its slices (experiment, provenance, names, attributes; arrays of 0 slices)."""
+        from .data import load
+
+        return load(self.path, slices=(0, 0))  # type: ignore[return-value]
 
 
 class InMemory:
@@ -223,6 +262,9 @@ class InMemory:
         return None if self._mask is None else self._mask[..., start:stop]
 
     def load(self) -> Volume | CompositionMaps:
+        return self.obj
+
+    def header(self) -> Volume | CompositionMaps:
         return self.obj
 
 

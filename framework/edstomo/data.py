@@ -511,8 +511,12 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         file.attrs["threshold"] = float(maps.threshold)
 
 
-def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+def load(path: str | Path, *, slices: tuple[int, int] | None = None) -> TiltSeries | Volume | CompositionMaps:
     """Load an object saved by :func:`save`; errors name the file and what is wrong with it.
+
+    ``slices=(start, stop)`` reads only that range of slices (the last axis) of
+    the large arrays (``(0, 0)``: none, the object's header); compressed arrays
+    written by :func:`save` are decompressed in threads (:func:`edstomo.chunked.read_array`).
 
     Raises
     ------
@@ -522,13 +526,21 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
         The file is damaged, not an edstomo file, or its stored experiment
         disagrees with its data (see :func:`differences`).
     """
-    obj = _load(path)
+    obj = _load(path, slices)
     check_agrees(obj, f"path: {str(path)!r}")
     return obj
 
 
-def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+def _load(path: str | Path, slices: tuple[int, int] | None) -> TiltSeries | Volume | CompositionMaps:
     from .experiment import Experiment
+
+    def read(dataset: h5py.Dataset) -> np.ndarray:
+        start, stop = (0, dataset.shape[-1]) if slices is None else slices
+        if not 0 <= start <= stop <= dataset.shape[-1]:
+            raise InputError(f"slices: {slices} is not a range of the {dataset.shape[-1]} slices of {str(path)!r}")
+        if start == stop:
+            return np.zeros((*dataset.shape[:-1], 0), dtype=dataset.dtype)
+        return chunked.read_array(dataset, start, stop)
 
     with io.open_file(path) as file, io.reading(path):
         experiment = Experiment.from_json(io.text_of(file["experiment"])) if "experiment" in file else None
@@ -538,14 +550,14 @@ def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
         common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
         if kind == "TiltSeries":
             return TiltSeries(
-                data=file["data"][()],
+                data=read(file["data"]),
                 channels=io.strings_of(file["channels"]),
                 angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
                 **common,
             )
         if kind == "Volume":
             return Volume(
-                data=file["data"][()],
+                data=read(file["data"]),
                 channels=io.strings_of(file["channels"]),
                 quantity=str(file.attrs["quantity"]),
                 unit=str(file.attrs["unit"]),
@@ -554,10 +566,10 @@ def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
             )
         if kind == "CompositionMaps":
             return CompositionMaps(
-                weight_fractions=file["weight_fractions"][()],
+                weight_fractions=read(file["weight_fractions"]),
                 elements=io.strings_of(file["elements"]),
-                density=file["density"][()] if "density" in file else None,
-                mask=file["mask"][()] if "mask" in file else None,
+                density=read(file["density"]) if "density" in file else None,
+                mask=read(file["mask"]) if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
                 **common,
             )
