@@ -42,7 +42,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ import numpy as np
 from edstomo import provenance
 from edstomo.chunked import Stored, pieces
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
-from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.distributed import DEFAULT_CHUNK_SLICES
 from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
@@ -66,7 +66,17 @@ from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds
 from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
 from .slicewise import DEFAULT_CHUNK_SLICES as SLICES_IN_PROCESS
-from .slicewise import Products, crop_stored, crop_volume, pad_positions, quantify_in_slices, solve_in_slices
+from .slicewise import (
+    DaskRunner,
+    Products,
+    Runner,
+    crop_volume,
+    dask_runner,
+    pad_positions,
+    quantify_in_slices,
+    solve_in_slices,
+    solve_on_dask,
+)
 
 __all__ = [
     "DaskOptions",
@@ -466,6 +476,7 @@ def quantify_volumes(
     *,
     out: Path | None = None,
     chunk_slices: int = SLICES_IN_PROCESS,
+    runner: Runner | None = None,
 ) -> Products:
     """Weight fractions of each volume, by the quantifier that accepts its map factor (``Volume.factor``).
 
@@ -479,7 +490,7 @@ def quantify_volumes(
     The volumes (in memory, or :class:`Products` whose entries may be files) are
     quantified ``chunk_slices`` slices at a time (:func:`.slicewise.quantify_in_slices`);
     with ``out`` the maps are written to ``out/maps_<method>.h5`` as they are made
-    and kept there, else returned in memory.
+    and kept there, else returned in memory. ``runner``: the pieces on Dask (volumes in files).
     """
     chosen_thresholds = thresholds_for(threshold, list(volumes))
     result = Products()
@@ -494,6 +505,7 @@ def quantify_volumes(
                 source,
                 chunk_slices=chunk_slices,
                 path=None if out is None else out / f"maps_{name}.h5",
+                runner=runner,
             )
             maps_header = maps.header() if isinstance(maps, Stored) else maps
             chosen = maps_header.provenance[-1]["parameters"]
@@ -592,6 +604,8 @@ class PipelineState:
     alerts: list[str] = field(default_factory=list)
     solvers: dict[str, Solver] = field(default_factory=dict)
     absorption: dict[str, Any] = field(default_factory=dict)
+    runner: DaskRunner | None = None
+    closing: ExitStack = field(default_factory=ExitStack)
 
 
 def load_stage(state: PipelineState) -> None:
@@ -705,8 +719,8 @@ def _solve(
     """``crop_volume(solver.solve(padded), width)``: in this process ``options.chunk_slices`` slices at a time
     (into ``volume_<solver>.h5`` when there is an output folder), or chunk by chunk on Dask from the file ``source``.
 
-    On Dask the padded volume is written beside the tilt-series file, cropped into
-    ``volume_<solver>.h5`` a range of slices at a time and removed.
+    On Dask each task solves a piece of the padded series and returns it cropped; the
+    pieces go into ``volume_<solver>.h5`` as they arrive (:func:`.slicewise.solve_on_dask`).
     """
     target = None if state.out is None else state.out / f"volume_{solver.name}.h5"
     if state.dask is None:
@@ -721,21 +735,28 @@ def _solve(
             progress=_solver_progress(stage, state.progress),
             path=target,
         )
-    path = source.parent / f"volume_{solver.name}_padded.h5"
-    solve_file(
+    where = state.dask.scheduler or f"LocalCluster(workers={state.dask.workers}, processes={state.dask.processes})"
+    return solve_on_dask(
         solver,
-        source,
-        path,
+        source,  # type: ignore[arg-type]
+        width,
+        state.series.experiment,
+        target,  # type: ignore[arg-type]
+        _runner(state),  # type: ignore[arg-type]
         chunk_slices=state.dask.chunk_slices,
-        scheduler=state.dask.scheduler,
-        workers=state.dask.workers,
-        processes=state.dask.processes,
-        progress=_solver_progress(stage, state.progress) or False,
+        progress=_solver_progress(stage, state.progress),
+        where=where,
     )
-    try:
-        return crop_stored(path, width, state.series.experiment, target, state.options.chunk_slices)
-    finally:
-        path.unlink(missing_ok=True)
+
+
+def _runner(state: PipelineState) -> DaskRunner | None:
+    """The Dask runner of the run (started on first use, closed when the run ends), or None: in this process."""
+    if state.dask is None:
+        return None
+    if state.runner is None:
+        dask = state.dask
+        state.runner = state.closing.enter_context(dask_runner(dask.scheduler, dask.workers, dask.processes))
+    return state.runner
 
 
 def quantify_stage(state: PipelineState) -> None:
@@ -747,7 +768,8 @@ def quantify_stage(state: PipelineState) -> None:
         state.notes,
         state.alerts,
         out=state.out,
-        chunk_slices=state.options.chunk_slices,
+        chunk_slices=state.options.chunk_slices if state.dask is None else state.dask.chunk_slices,
+        runner=_runner(state),
     )
 
 
@@ -874,11 +896,12 @@ def run_pipeline(
         raise ValueError("out: solving on a Dask cluster needs an output folder for the tilt series and volumes")
     state = PipelineState(source, options, progress, dask, None if out is None else Path(out))
     last = "compare" if quantify else "reconstruct"
-    for name, stage, own_progress in STAGES:
-        with _timed(state.timings, name, progress, report=not own_progress):
-            stage(state)
-        if name == last:
-            break
+    with state.closing:  # a Dask cluster started for the run ends with it
+        for name, stage, own_progress in STAGES:
+            with _timed(state.timings, name, progress, report=not own_progress):
+                stage(state)
+            if name == last:
+                break
     result = PipelineResult(
         options,
         state.raw,

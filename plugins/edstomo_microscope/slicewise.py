@@ -25,7 +25,7 @@ result when it is kept in memory, and, while quantifying, S in float64
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,15 @@ from edstomo.lines import element_of
 
 __all__ = [
     "DEFAULT_CHUNK_SLICES",
+    "DaskRunner",
     "Products",
-    "crop_stored",
+    "Runner",
     "crop_volume",
+    "dask_runner",
     "pad_positions",
     "quantify_in_slices",
     "solve_in_slices",
+    "solve_on_dask",
     "stored_writer",
 ]
 
@@ -232,41 +235,141 @@ def solve_in_slices(
     return header.replace(data=data)  # type: ignore[union-attr]
 
 
-def crop_stored(
-    padded: str | Path,
+def _piece_progress(progress: Progress, index: int, count: int) -> Progress:
+    return lambda done, total: progress(index * total + done, count * total)
+
+
+class Runner:
+    """Runs piece tasks in this process, one after the other (the default)."""
+
+    threads: int | None = None
+
+    def map(self, task: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]) -> Iterator[Any]:
+        """``task(*a)`` for every ``a`` of ``arguments``; results in any order (each says which piece it is)."""
+        for items in arguments:
+            yield task(*items)
+
+
+class DaskRunner(Runner):
+    """Runs piece tasks on a ``dask.distributed`` client; results are gathered as they finish.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster's client.
+    threads : int, optional
+        Numba threads each task may use (None: as the workers are set up).
+    """
+
+    def __init__(self, client: Any, threads: int | None = None) -> None:
+        self.client = client
+        self.threads = threads
+
+    def map(self, task: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        futures = [self.client.submit(_with_threads, task, self.threads, *items, pure=False) for items in arguments]
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
+
+
+@contextlib.contextmanager
+def dask_runner(scheduler: str | None, workers: int, processes: bool = True) -> Iterator[DaskRunner]:
+    """A :class:`DaskRunner` on the scheduler at ``scheduler``, or on a local cluster of ``workers`` processes."""
+    import os
+
+    from distributed import Client
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield DaskRunner(client)
+        return
+    from edstomo.cluster import local_cluster
+
+    with local_cluster(workers, processes) as client:
+        yield DaskRunner(client, max(1, (os.cpu_count() or 1) // workers))
+
+
+def _with_threads(task: Callable[..., Any], threads: int | None, *arguments: Any) -> Any:
+    if threads is not None:
+        with contextlib.suppress(ImportError):
+            import numba
+
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return task(*arguments)
+
+
+def _solve_piece(solver: Solver, source: str, start: int, stop: int, width: int) -> tuple[int, np.ndarray]:
+    """Slices ``start:stop`` of the padded series in ``source`` solved and cropped: (start, values)."""
+    from edstomo.distributed import read_chunk
+
+    volume = solver.solve(read_chunk(source, start, stop))
+    keep = slice(width, volume.data.shape[1] - width)
+    return start, np.ascontiguousarray(volume.data[:, keep, keep, :])
+
+
+def solve_on_dask(
+    solver: Solver,
+    source: str | Path,
     width: int,
     experiment: Any,
-    path: str | Path | None = None,
+    path: str | Path,
+    runner: Runner,
+    *,
     chunk_slices: int = DEFAULT_CHUNK_SLICES,
-) -> Volume | Stored:
-    """``crop_volume`` of the volume in the file ``padded``, read and cropped a range of slices at a time.
+    progress: Progress | None = None,
+    where: str = "dask",
+) -> Stored:
+    """:func:`solve_in_slices` of the padded series in the file ``source``, one task per piece, into ``path``.
 
-    With ``path`` the cropped volume is written there (returns a :class:`Stored`
-    reader), else returned in memory.
+    Each task reads its slices, solves and crops them and returns the cropped
+    piece, which is written into ``path`` as it arrives: no process holds more
+    than a piece of the padded volume, and the client writes one piece at a time.
+    The provenance gains a ``distributed`` step (pieces, slices per piece, ``where``: the cluster).
     """
-    source = Stored(padded)
-    volume = source.header()
-    positions = source.shape[1] - 2 * width
-    keep = slice(width, width + positions)
-    header = volume.replace(
-        data=volume.data[:, keep, keep],
-        experiment=experiment if width else volume.experiment,
-        provenance=[*volume.provenance, _crop_record(width)] if width else volume.provenance,
+    from edstomo.data import TiltSeries as Series
+    from edstomo.distributed import read_chunk, series_shape
+
+    n_slices = series_shape(source)[3]
+    if solver.unfitted():
+        solver = solver.prepare(Series.load(source))
+    probe = solver.solve(read_chunk(source, 0, 1))  # options checked here before any task: one slice is enough
+    keep = slice(width, probe.data.shape[1] - width)
+    ranges = slice_chunks(n_slices, chunk_slices)
+    record = provenance.step("distributed", "dask", chunk_slices=chunk_slices, chunks=len(ranges), scheduler=where)
+    probe = probe.replace(provenance=[*probe.provenance, record])
+    header = probe.replace(
+        data=np.zeros((probe.data.shape[0], *probe.data[0, keep, keep].shape[:2], 0), dtype=probe.data.dtype),
+        experiment=experiment if width else probe.experiment,
+        provenance=[*probe.provenance, _crop_record(width)] if width else probe.provenance,
     )
-    ranges = slice_chunks(source.n_slices, chunk_slices)
-    if path is None:
-        data = np.empty((*header.data.shape[:3], source.n_slices), dtype=source.dtype)
-        for start, stop in ranges:
-            data[..., start:stop] = source.read(start, stop)[:, keep, keep]
-        return header.replace(data=data)
-    with stored_writer(path, header, source.n_slices) as write:
-        for start, stop in ranges:
-            write(start, source.read(start, stop)[:, keep, keep])
+    with stored_writer(path, header, n_slices) as write:
+        tasks = [(solver, str(source), start, stop, width) for start, stop in ranges]
+        for done, (start, values) in enumerate(runner.map(_solve_piece, tasks), start=1):
+            write(start, values)
+            del values
+            if progress is not None:
+                progress(done, len(ranges))
     return Stored(path)
 
 
-def _piece_progress(progress: Progress, index: int, count: int) -> Progress:
-    return lambda done, total: progress(index * total + done, count * total)
+def _summed_piece(quantifier: Any, source: Any, channels: list[str], start: int, stop: int) -> tuple[int, np.ndarray]:
+    """(start, S of slices ``start:stop``) in float64."""
+    normalised = quantifier.normalised(pieces(source).read(start, stop), channels)
+    summed = np.zeros(normalised.shape[1:], dtype=np.float64)
+    for values in normalised:
+        summed += values
+    return start, summed
+
+
+def _fraction_piece(
+    quantifier: Any, source: Any, channels: list[str], start: int, stop: int, threshold: float
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(start, weight fractions, particle mask) of slices ``start:stop`` for a chosen threshold."""
+    _, summed = _summed_piece(quantifier, source, channels, start, stop)
+    normalised = quantifier.normalised(pieces(source).read(start, stop), channels)
+    return start, quantifier.fractions(normalised, summed, threshold), summed > threshold
 
 
 def quantify_in_slices(
@@ -275,6 +378,7 @@ def quantify_in_slices(
     *,
     chunk_slices: int = DEFAULT_CHUNK_SLICES,
     path: str | Path | None = None,
+    runner: Runner | None = None,
 ) -> CompositionMaps | Stored:
     """``quantifier.quantify(volume)`` a range of slices at a time (same values).
 
@@ -290,6 +394,10 @@ def quantify_in_slices(
     path : path, optional
         Write the maps there piece by piece and return a :class:`Stored` reader;
         default: return the CompositionMaps.
+    runner : Runner, optional
+        Where the pieces are computed: in this process (default) or on Dask
+        (:class:`DaskRunner`; the volume must then be in a file). The summed
+        map S is gathered here: ``nz × nx × slices`` float64.
     """
     source = pieces(volume)
     header = source.header()
@@ -300,13 +408,14 @@ def quantify_in_slices(
         save(maps, path, compression="gzip")
         return Stored(path)
     channels = list(source.names)
+    runner = runner or Runner()
+    where = source
+    if isinstance(runner, DaskRunner) and not isinstance(source, Stored):
+        raise ValueError("volume: on Dask the volume must be in a file (a Stored reader or a path)")
     ranges = slice_chunks(source.n_slices, chunk_slices)
     summed = np.empty(source.shape[1:], dtype=np.float64)
-    for start, stop in ranges:
-        normalised = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
-        summed[..., start:stop] = 0.0
-        for values in normalised:
-            summed[..., start:stop] += values
+    for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
+        summed[..., start : start + piece.shape[-1]] = piece
     decision = quantifier.decide(summed)  # type: ignore[attr-defined]
     threshold = float(decision["threshold"])
     dtype = source.dtype if source.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -319,19 +428,13 @@ def quantify_in_slices(
         experiment=header.experiment,
         provenance=[*header.provenance, quantifier.record(channels, decision)],  # type: ignore[attr-defined]
     )
-    with contextlib.ExitStack() as stack:
-        if path is not None:
-            write = stack.enter_context(stored_writer(path, maps_header, source.n_slices))
-        else:
-            fractions = np.empty((len(channels), *source.shape[1:]), dtype=dtype)
-        for start, stop in ranges:
-            normalised = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
-            part = summed[..., start:stop]
-            values = quantifier.fractions(normalised, part, threshold)  # type: ignore[attr-defined]
-            if path is not None:
-                write(start, values, part > threshold)
-            else:
-                fractions[..., start:stop] = values
+    tasks = [(quantifier, where, channels, a, b, threshold) for a, b in ranges]
     if path is not None:
+        with stored_writer(path, maps_header, source.n_slices) as write:
+            for start, values, mask in runner.map(_fraction_piece, tasks):
+                write(start, values, mask)
         return Stored(path)
+    fractions = np.empty((len(channels), *source.shape[1:]), dtype=dtype)
+    for start, values, _ in runner.map(_fraction_piece, tasks):
+        fractions[..., start : start + values.shape[-1]] = values
     return maps_header.replace(weight_fractions=fractions, mask=summed > threshold)
