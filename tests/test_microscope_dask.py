@@ -190,6 +190,11 @@ def _close(a, b, rtol=1e-12):
         assert a == b
 
 
+def _steps(record: list[dict]) -> list[dict]:
+    """Provenance steps without their times."""
+    return [{k: v for k, v in step.items() if k != "time"} for step in record]
+
+
 def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tmp_path):
     """Solved, cropped, quantified and summarised 4 slices at a time through files = all 9 slices at once in memory."""
     assert in_process.options.chunk_slices >= SLICES  # the reference: one piece, nothing written
@@ -200,8 +205,8 @@ def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tm
     _assert_same_results(pieces, in_process)
     for method in in_process.maps:
         np.testing.assert_array_equal(pieces.maps[method].mask, in_process.maps[method].mask)
-        assert pieces.maps[method].provenance == in_process.maps[method].provenance
-    assert pieces.volumes["sirt"].provenance == in_process.volumes["sirt"].provenance
+        assert _steps(pieces.maps[method].provenance) == _steps(in_process.maps[method].provenance)
+    assert _steps(pieces.volumes["sirt"].provenance) == _steps(in_process.volumes["sirt"].provenance)
     _close(pieces.comparison, in_process.comparison)
     _close(pieces.findings, in_process.findings)
     assert pieces.findings["sirt"]["elements"]["Fe"]["rich_region"]["voxels"] > 0

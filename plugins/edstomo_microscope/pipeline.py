@@ -61,7 +61,7 @@ from edstomo.registry import plugins
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
-from . import statistics
+from . import reader, statistics
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
@@ -631,6 +631,7 @@ def load_stage(state: PipelineState) -> None:
             progress=state.progress,
             **dict(options.load_options),
         )
+        reader.close()  # the reader processes (HyperSpy each) are not needed again: their memory goes back
     state.notes.extend(_load_parameters(state.raw).get("values", {}).get("notes", []))
 
 

@@ -354,22 +354,40 @@ def solve_on_dask(
     return Stored(path)
 
 
-def _summed_piece(quantifier: Any, source: Any, channels: list[str], start: int, stop: int) -> tuple[int, np.ndarray]:
-    """(start, S of slices ``start:stop``) in float64."""
-    normalised = quantifier.normalised(pieces(source).read(start, stop), channels)
+def _summed(normalised: np.ndarray) -> np.ndarray:
+    """Σ over the channels of normalised maps, in float64, channel by channel."""
     summed = np.zeros(normalised.shape[1:], dtype=np.float64)
     for values in normalised:
         summed += values
-    return start, summed
+    return summed
+
+
+def _summed_piece(quantifier: Any, source: Any, channels: list[str], start: int, stop: int) -> tuple[int, np.ndarray]:
+    """(start, S of slices ``start:stop``) in float64."""
+    return start, _summed(quantifier.normalised(pieces(source).read(start, stop), channels))
 
 
 def _fraction_piece(
     quantifier: Any, source: Any, channels: list[str], start: int, stop: int, threshold: float
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """(start, weight fractions, particle mask) of slices ``start:stop`` for a chosen threshold."""
-    _, summed = _summed_piece(quantifier, source, channels, start, stop)
     normalised = quantifier.normalised(pieces(source).read(start, stop), channels)
+    summed = _summed(normalised)
     return start, quantifier.fractions(normalised, summed, threshold), summed > threshold
+
+
+#: A volume read from a file is kept in memory between the two passes of :func:`quantify_in_slices` (instead
+#: of being read twice) when it takes at most this share of the available memory, and at most :data:`KEEP_MAX`.
+KEEP_SHARE = 0.125
+KEEP_MAX = 2**30
+
+
+def _keep_in_memory(source: Stored | InMemory) -> bool:
+    from edstomo.resources import available_memory
+
+    size = int(np.prod(source.shape)) * np.dtype(source.dtype).itemsize
+    available = available_memory()
+    return isinstance(source, Stored) and available is not None and size <= min(KEEP_MAX, KEEP_SHARE * available)
 
 
 def quantify_in_slices(
@@ -414,8 +432,14 @@ def quantify_in_slices(
         raise ValueError("volume: on Dask the volume must be in a file (a Stored reader or a path)")
     ranges = slice_chunks(source.n_slices, chunk_slices)
     summed = np.empty(source.shape[1:], dtype=np.float64)
-    for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
-        summed[..., start : start + piece.shape[-1]] = piece
+    kept: dict[int, np.ndarray] = {}
+    if not isinstance(runner, DaskRunner) and _keep_in_memory(source):  # read the file once, not twice
+        for start, stop in ranges:
+            kept[start] = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
+            summed[..., start:stop] = _summed(kept[start])
+    else:
+        for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
+            summed[..., start : start + piece.shape[-1]] = piece
     decision = quantifier.decide(summed)  # type: ignore[attr-defined]
     threshold = float(decision["threshold"])
     dtype = source.dtype if source.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -429,12 +453,19 @@ def quantify_in_slices(
         provenance=[*header.provenance, quantifier.record(channels, decision)],  # type: ignore[attr-defined]
     )
     tasks = [(quantifier, where, channels, a, b, threshold) for a, b in ranges]
+    if kept:
+        results: Iterator[tuple[int, np.ndarray, np.ndarray]] = (
+            (a, quantifier.fractions(kept.pop(a), summed[..., a:b], threshold), summed[..., a:b] > threshold)  # type: ignore[attr-defined]
+            for a, b in ranges
+        )
+    else:
+        results = runner.map(_fraction_piece, tasks)
     if path is not None:
         with stored_writer(path, maps_header, source.n_slices) as write:
-            for start, values, mask in runner.map(_fraction_piece, tasks):
+            for start, values, mask in results:
                 write(start, values, mask)
         return Stored(path)
     fractions = np.empty((len(channels), *source.shape[1:]), dtype=dtype)
-    for start, values, _ in runner.map(_fraction_piece, tasks):
+    for start, values, _ in results:
         fractions[..., start : start + values.shape[-1]] = values
     return maps_header.replace(weight_fractions=fractions, mask=summed > threshold)
