@@ -314,3 +314,19 @@ def test_one_slice_gives_the_same_bits_as_its_column_in_a_batch():
         single_projection = proj.update(single, sino[..., column], np.full((14, 14), 0.1))
         np.testing.assert_array_equal(single, estimate[..., column])
         np.testing.assert_array_equal(single_projection, projection[..., column])
+
+
+# ---------------------------------------------------------------- channel mixing
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mix_channels_equals_the_matrix_product_with_the_same_bits_per_column(dtype):
+    rng = np.random.default_rng(16)
+    matrix = np.array([[0.2, 0.0, 0.0], [0.0, 0.2, 0.0], [0.8, 0.8, 0.8], [0.0, 0.0, 0.0]], dtype=dtype)
+    x = rng.standard_normal((50, 3, 37)).astype(dtype)
+    mixed = kernels.mix_channels(matrix, x)
+    assert mixed.shape == (50, 4, 37) and mixed.dtype == dtype and mixed.flags.c_contiguous
+    expected = np.einsum("mk,ikc->imc", matrix.astype(np.float64), x.astype(np.float64))
+    _close(mixed, expected, dtype)
+    assert np.all(mixed[:, 3] == 0.0)
+    for columns in (slice(0, 1), slice(5, 21)):
+        part = kernels.mix_channels(matrix, np.ascontiguousarray(x[:, :, columns]))
+        np.testing.assert_array_equal(part, mixed[:, :, columns])

@@ -52,7 +52,9 @@ See ``docs/projector.md`` for the formulas and the mapping to ASTRA.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -66,7 +68,7 @@ from . import kernels
 from .base import LinearOperator
 from .blocks import Identity
 
-__all__ = ["KERNELS", "MODELS", "ParallelBeamProjector", "projector_for"]
+__all__ = ["KERNELS", "MODELS", "AnglePartition", "ParallelBeamProjector", "projector_for"]
 
 MODELS: tuple[str, ...] = ("strip", "joseph")
 """Names of the available projection models."""
@@ -218,6 +220,28 @@ def _joseph_entries(theta: float, nz: int, nx: int, n_det: int, d: float) -> tup
 _ENTRIES = {"strip": _strip_entries, "joseph": _joseph_entries}
 
 
+@dataclass(frozen=True)
+class AnglePartition:
+    """Projectors of disjoint groups of tilt angles, sliced from one projector.
+
+    Made by :meth:`ParallelBeamProjector.partition`.
+
+    Attributes
+    ----------
+    projectors : list of ParallelBeamProjector
+        One per group, in the order given.
+    indices : list of ndarray
+        The groups' angle indices into the parent projector's angles.
+    packed : PackedSubsets or None
+        The groups' matrices packed for whole ordered-subset SART passes
+        (:meth:`edstomo.operators.kernels.PackedSubsets.sart_pass`); None without the compiled kernels.
+    """
+
+    projectors: list[ParallelBeamProjector]
+    indices: list[np.ndarray]
+    packed: kernels.PackedSubsets | None
+
+
 class ParallelBeamProjector(LinearOperator):
     """Parallel-beam projector about one tilt axis, shared by all slices (a :class:`LinearOperator`).
 
@@ -351,24 +375,25 @@ class ParallelBeamProjector(LinearOperator):
             indices[slots] = bins[order]
             data[slots] = w[order]
             free += np.bincount(pixel, minlength=n_cols)
+        matrix_t = sp.csr_array((data, indices, indptr), shape=(n_cols, n_rows))
+        compiled = (
+            kernels.CompiledCSR(indptr, indices, data, matrix_t.shape, kernels.tile_order(nz, nx))
+            if self.kernel == "numba"
+            else None
+        )
+        self._store(matrix_t, row_sums, col_sums, compiled)
+
+    def _store(self, matrix_t: sp.csr_array, row_sums: np.ndarray, col_sums: np.ndarray, compiled: Any) -> None:
+        """Keep Wᵀ (canonical CSR), the float64 row and column sums of W and the compiled kernels."""
         self._row_sums = row_sums
         self._col_sums = col_sums
-        self._matrix_t = sp.csr_array((data, indices, indptr), shape=(n_cols, n_rows))
+        self._matrix_t = matrix_t
         self._matrix_t.has_sorted_indices = True
         # W in CSC format is a view of the same arrays: the forward product scatters
         # each pixel's row of x into the sinogram, streaming x once.
         self._matrix_csc = self._matrix_t.T
-        self._compiled = (
-            kernels.CompiledCSR(
-                self._matrix_t.indptr,
-                self._matrix_t.indices,
-                self._matrix_t.data,
-                self._matrix_t.shape,
-                kernels.tile_order(nz, nx),
-            )
-            if self.kernel == "numba"
-            else None
-        )
+        self._compiled = compiled
+        self._partitions: OrderedDict[tuple[tuple[int, ...], ...], AnglePartition] = OrderedDict()
 
     # ------------------------------------------------------------- properties
     @property
@@ -433,13 +458,94 @@ class ParallelBeamProjector(LinearOperator):
         return Identity(self.range_shape), self
 
     def subset(self, angles: Sequence[int]) -> ParallelBeamProjector:
-        """The projector of the tilt angles at indices ``angles`` (same slice, model, dtype; cached)."""
-        index = np.asarray(angles, dtype=np.int64)
-        if index.ndim != 1 or index.size == 0 or index.min() < 0 or index.max() >= self.n_angles:
-            raise InputError(f"angles: {angles!r} must be a non-empty list of indices below {self.n_angles}")
-        return projector_for(
-            self.angles[index], self.slice_shape, self.model, self.dtype.name, self.n_det, self.det_spacing
+        """The projector of the tilt angles at indices ``angles`` (same slice, model, dtype; cached).
+
+        Its matrix is sliced from this one's (see :meth:`partition`).
+        """
+        return self.partition([angles]).projectors[0]
+
+    def partition(self, parts: Sequence[Sequence[int]]) -> AnglePartition:
+        """The projectors of disjoint groups of tilt angles, sliced from this matrix in one pass (cached).
+
+        Parameters
+        ----------
+        parts : sequence of sequences of int
+            Indices of the tilt angles of each group (no angle in two groups).
+            Group ``s`` gives a projector whose angles are ``angles[parts[s]]``,
+            in that order.
+
+        Returns
+        -------
+        AnglePartition
+            The groups' projectors; their matrices hold this matrix's entries
+            (the same values), stored one group after the other, and with the
+            compiled kernels they share one :class:`~edstomo.operators.kernels.PackedSubsets`
+            for whole ordered-subset passes.  Row sums are this projector's;
+            column sums are summed (in float64) from the stored entries.  The four
+            most recent partitions are kept.
+        """
+        index = [np.asarray(part, dtype=np.int64) for part in parts]
+        for part, given in zip(index, parts, strict=True):
+            if part.ndim != 1 or part.size == 0 or part.min() < 0 or part.max() >= self.n_angles:
+                raise InputError(f"angles: {given!r} must be a non-empty list of indices below {self.n_angles}")
+        joined = np.concatenate(index)
+        if len(np.unique(joined)) != len(joined):
+            raise InputError(f"parts: the groups of tilt angles {[p.tolist() for p in index]} overlap")
+        key = tuple(tuple(int(a) for a in part) for part in index)
+        if key in self._partitions:
+            self._partitions.move_to_end(key)
+            return self._partitions[key]
+        result = self._slice(index)
+        self._partitions[key] = result
+        while len(self._partitions) > 4:
+            self._partitions.popitem(last=False)
+        return result
+
+    def _slice(self, index: list[np.ndarray]) -> AnglePartition:
+        """Build the groups' matrices from Wᵀ (see :meth:`partition`): one compiled pass, or scipy column selections."""
+        matrix = self._matrix_t
+        row_sums = self._row_sums.reshape(self.n_angles, self.n_det)
+        if self._compiled is None:
+            projectors = []
+            for part in index:
+                columns = (part[:, None] * self.n_det + np.arange(self.n_det)).ravel()
+                selected = sp.csr_array(matrix[:, columns])
+                selected.sort_indices()
+                col_sums = np.asarray(selected.astype(np.float64).sum(axis=1)).ravel()
+                projectors.append(self._sliced(part, selected, row_sums[part].ravel(), col_sums, None))
+            return AnglePartition(projectors=projectors, indices=index, packed=None)
+        group_of = np.full((self.n_angles, self.n_det), -1, dtype=np.int64)  # per sinogram row of W
+        local_of = np.zeros((self.n_angles, self.n_det), dtype=np.int64)
+        for s, part in enumerate(index):
+            group_of[part] = s
+            local_of[part] = np.arange(len(part) * self.n_det).reshape(len(part), self.n_det)
+        pointers, indices, data, col_sums = kernels.split_columns(
+            matrix.indptr, matrix.indices, matrix.data, group_of.ravel(), local_of.ravel()
         )
+        offsets = np.concatenate(([0], np.cumsum([len(part) * self.n_det for part in index])))
+        packed = kernels.PackedSubsets(pointers, indices, data, offsets, self._compiled.order)
+        projectors = []
+        for s, part in enumerate(index):
+            first, last = pointers[s, 0], pointers[s, -1]
+            local = sp.csr_array(
+                (data[first:last], indices[first:last], (pointers[s] - first).astype(matrix.indptr.dtype)),
+                shape=packed.parts[s].shape,
+            )
+            projectors.append(self._sliced(part, local, row_sums[part].ravel(), col_sums[s], packed.parts[s]))
+        return AnglePartition(projectors=projectors, indices=index, packed=packed)
+
+    def _sliced(
+        self, part: np.ndarray, matrix_t: sp.csr_array, row_sums: np.ndarray, col_sums: np.ndarray, compiled: Any
+    ) -> ParallelBeamProjector:
+        """A projector of this geometry for the angles ``angles[part]``, on a given matrix."""
+        sliced = object.__new__(type(self))
+        LinearOperator.__init__(sliced, self.slice_shape, (len(part), self.n_det))
+        sliced.angles = self.angles[part]
+        sliced.slice_shape, sliced.n_det, sliced.det_spacing = self.slice_shape, self.n_det, self.det_spacing
+        sliced.model, sliced.dtype, sliced.kernel = self.model, self.dtype, self.kernel
+        sliced._device_matrix = None
+        sliced._store(matrix_t, row_sums, col_sums, compiled)
+        return sliced
 
     def update(self, volume: Any, residual: Any, scale: Any, *, nonnegative: bool = True, project: bool = True) -> Any:
         """One SIRT-family step in place, ``x ← P(x + s ⊙ Wᵀ u)``, then ``W x`` of the new estimate.
