@@ -757,7 +757,7 @@ def load_tilt_series(
         return image.T if tilt_axis == "vertical" else image
 
     channels = ([HAADF] if with_haadf else []) + list(lines)
-    data = np.empty((len(channels), len(tilts), positions, slices), dtype=np.float64)
+    data = np.empty((len(channels), len(tilts), positions, slices), dtype=np.float32)  # float32 end to end
     for t, item in enumerate(tilts):
         for c, channel in enumerate(channels):
             data[c, t] = oriented(item.haadf if channel == HAADF else item.maps[channel])

@@ -24,8 +24,10 @@ each stage is a function of a :class:`PipelineState` that adds its products:
    (``ratios="physics"``: r_A = c·z_A/f_A, eq. 16, one constant c fitted by
    least squares, so that their maps quantify consistently with eq. 18) or
    fitted freely (``"fit"``: non-negative least squares, eq. 15, as the paper
-   did).  With ``dask=DaskOptions(...)`` the solves run in slice chunks on a
-   Dask cluster instead of in this process (same results, see :class:`DaskOptions`);
+   did).  The solves run ``options.chunk_slices`` slices at a time
+   (:mod:`.slicewise`), or with ``dask=DaskOptions(...)`` in slice chunks on a
+   Dask cluster (same results, see :class:`DaskOptions`); with an output folder
+   the volumes go to their files as they are made, not into memory;
 6. ``quantify`` — weight fractions by the quantifier that accepts each volume's
    map factor (``Volume.factor``, declared by the solver): ESF threshold, with
    the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
@@ -328,13 +330,16 @@ def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | 
 
 @dataclass(frozen=True)
 class DaskOptions:
-    """Run the reconstructions in slice chunks on a Dask cluster (:func:`edstomo.distributed.solve_file`).
+    """Run the reconstructions and the quantification in slice chunks on a Dask cluster.
 
     The pipeline then writes the padded, preprocessed tilt series the solvers
-    see to ``tilt_series_padded.h5`` in the output folder, solves it chunk by
+    see to ``tilt_series_padded.h5`` in the output folder; each task solves a
     chunk with the same solvers and the response ratios fitted once to the
-    whole series, and reads the volumes back: the results equal those of the
-    in-process run.  The output folder must be visible to every worker.
+    whole series and returns it cropped to the field of view, and the pieces go
+    into ``volume_<solver>.h5`` as they arrive (:func:`.slicewise.solve_on_dask`);
+    the quantification's pieces are tasks too (:func:`.slicewise.quantify_in_slices`).
+    The results equal those of the in-process run. The output folder must be
+    visible to every worker. One cluster serves the whole run.
 
     Attributes
     ----------
@@ -435,7 +440,8 @@ def normalise(series: TiltSeries, mode: str, notes: list[str] | None = None) -> 
         return series
     if mode == "equal":
         return normalise_tilts(series, channels)
-    cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None]
+    dtype = series.data.dtype if series.data.dtype.kind == "f" else np.dtype(np.float64)
+    cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None].astype(dtype)
     equal = normalise_tilts(series.replace(data=series.data * cosines), channels)
     record = provenance.step("normalise_slab", None, note="totals made proportional to 1/cos(tilt)")
     return equal.with_step(record, data=equal.data / cosines)
