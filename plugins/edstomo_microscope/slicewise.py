@@ -25,6 +25,7 @@ result when it is kept in memory, and, while quantifying, S in float64
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,7 @@ def solve_in_slices(
             else:
                 data[..., start:stop] = values  # type: ignore[index]
             del volume, values, piece
+            gc.collect()  # a solve leaves its estimate in reference cycles (the algorithm's closures): free it now
     if path is not None:
         return Stored(path)
     return header.replace(data=data)  # type: ignore[union-attr]
@@ -306,7 +308,10 @@ def _solve_piece(solver: Solver, source: str, start: int, stop: int, width: int)
 
     volume = solver.solve(read_chunk(source, start, stop))
     keep = slice(width, volume.data.shape[1] - width)
-    return start, np.ascontiguousarray(volume.data[:, keep, keep, :])
+    values = np.ascontiguousarray(volume.data[:, keep, keep, :])
+    del volume
+    gc.collect()  # the solve's estimate sits in reference cycles until collected
+    return start, values
 
 
 def solve_on_dask(
