@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from edstomo import chunked
 from edstomo.data import CompositionMaps, load, save
+from edstomo.stored import Stored
 from edstomo_microscope import statistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,7 +127,7 @@ def test_load_reads_a_range_of_slices_or_the_header(tmp_path):
     part = load(tmp_path / "m.h5", slices=(5, 13))
     np.testing.assert_array_equal(part.weight_fractions, maps.weight_fractions[..., 5:13])
     np.testing.assert_array_equal(part.mask, maps.mask[..., 5:13])
-    header = chunked.Stored(tmp_path / "m.h5").header()
+    header = Stored(tmp_path / "m.h5").header()
     assert header.weight_fractions.shape == (3, 9, 8, 0) and header.threshold == 0.1
     with pytest.raises(ValueError, match="slices"):
         load(tmp_path / "m.h5", slices=(5, 40))

@@ -51,7 +51,6 @@ from typing import Any
 
 import numpy as np
 from edstomo import provenance
-from edstomo.chunked import Stored, pieces
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
 from edstomo.distributed import DEFAULT_CHUNK_SLICES
 from edstomo.errors import InputError
@@ -60,6 +59,7 @@ from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
+from edstomo.stored import Stored, pieces
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 

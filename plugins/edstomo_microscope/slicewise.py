@@ -33,12 +33,12 @@ from typing import Any
 import h5py
 import numpy as np
 from edstomo import chunked, provenance
-from edstomo.chunked import InMemory, Stored, pieces
 from edstomo.data import CompositionMaps, TiltSeries, Volume, save
 from edstomo.distributed import slice_chunks
 from edstomo.interfaces import Quantifier, Solver
 from edstomo.io import atomic_path
 from edstomo.lines import element_of
+from edstomo.stored import InMemory, Stored, pieces
 
 __all__ = [
     "DEFAULT_CHUNK_SLICES",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from edstomo.chunked import InMemory, Stored, pieces
+from edstomo.stored import InMemory, Stored, pieces
 
 __all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "compare", "findings"]
 
