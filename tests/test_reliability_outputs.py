@@ -347,3 +347,58 @@ def test_kill_9_during_solve_leaves_a_chunk_folder_that_the_next_run_removes(sma
     assert leftovers(tmp_path) == []
     with h5py.File(out) as file:
         assert np.isfinite(file["data"][()]).all()
+
+
+def _parser_running(command):
+    """A parser with one sub-command ``go`` that runs ``command`` (for edstomo.safety.main)."""
+    import argparse
+
+    def build(argv):
+        parser = argparse.ArgumentParser(prog="edstomo")
+        sub = parser.add_subparsers(dest="command", required=True)
+        sub.add_parser("go").set_defaults(func=command)
+        return parser
+
+    return build
+
+
+def test_a_library_that_logs_the_interrupt_prints_no_traceback(capsys, monkeypatch):
+    """SQLAlchemy's pool logs a Ctrl-C that arrives while pyxray returns a connection; one line is said."""
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no handler, logging's last resort
+    import signal
+
+    from edstomo import safety
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except BaseException:
+            logging.getLogger("edstomo-test.pool").error("Exception during reset or similar", exc_info=True)
+            raise
+        return 0
+
+    assert safety.main(_parser_running(command), ["go"]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception during reset" not in err
+    assert err.strip().splitlines()[-1].endswith("unfinished outputs were not written, old files are unchanged")
+
+
+def test_other_logged_errors_still_reach_stderr(capsys, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])
+
+    from edstomo import safety
+
+    def command(args):
+        try:
+            raise RuntimeError("a library's own failure")
+        except RuntimeError:
+            logging.getLogger("edstomo-test.pool").error("Exception during reset or similar", exc_info=True)
+        return 0
+
+    assert safety.main(_parser_running(command), ["go"]) == 0
+    err = capsys.readouterr().err
+    assert "Exception during reset or similar" in err and "RuntimeError: a library's own failure" in err

@@ -226,8 +226,13 @@ def solve_file(
     Raises
     ------
     ValueError
-        For bad options or an unreadable source.
+        For bad options, an unreadable source, or a solver that couples slices.
     """
+    if solver.couples_slices():
+        raise ValueError(
+            f"solver: {solver.label()} couples slices with these options (e.g. 3-D regularisation), "
+            "so it cannot be solved in slice chunks; solve the series in one process"
+        )
     source, out = Path(source).resolve(), Path(out).resolve()
     n_slices = series_shape(source)[3]
     ranges = slice_chunks(n_slices, chunk_slices)

@@ -165,6 +165,13 @@ class ReconstructionSolver(Solver):
             )
         return data.lines
 
+    def work_arrays(self) -> tuple[float, float]:
+        """Sinogram- and volume-sized work arrays for the memory check (default: SIRT's 3 and 0).
+
+        See :func:`edstomo.resources.solve_bytes`; a solver that holds more overrides this.
+        """
+        return 3.0, 0.0
+
     def check(self, data: TiltSeries, channels: list[str]) -> None:
         """Raise InputError when ``channels`` of ``data`` cannot be solved (default: the ``requires`` check)."""
         if "haadf" in self.requires and not data.has_haadf:
@@ -241,10 +248,11 @@ class ReconstructionSolver(Solver):
         if data.n_positions < 1 or data.n_slices < 1:
             raise InputError(f"data: shape {data.shape} has no positions or no slices")
 
+        sinograms, volumes = self.work_arrays()
         resources.check_memory(
             resources.solve_bytes(
                 len(channels), data.n_tilts, data.n_positions, data.n_slices,
-                itemsize=np.dtype(self.options.dtype).itemsize,
+                itemsize=np.dtype(self.options.dtype).itemsize, extra_arrays=sinograms, extra_volumes=volumes,
             ),
             f"solve: {self.name} of {len(channels)} channels, {data.n_tilts} tilts, {data.n_positions} positions, "
             f"{data.n_slices} slices",

@@ -251,6 +251,13 @@ class Solver(Plugin):
         """This solver with every option of ``fits_from_data`` fixed from ``data`` (default: itself)."""
         return self
 
+    def couples_slices(self) -> bool:
+        """Whether the maps of a slice depend on other slices (e.g. 3-D regularisation; default False).
+
+        Such a solve cannot be split into slice chunks: :func:`edstomo.distributed.solve_file` refuses it.
+        """
+        return False
+
     def unfitted(self) -> list[str]:
         """The options of ``fits_from_data`` that are still unset (would be estimated per chunk)."""
         return [name for name in self.fits_from_data if getattr(self.options, name) is None]

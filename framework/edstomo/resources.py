@@ -118,7 +118,14 @@ def projector_bytes(n_angles: int, nz: int, nx: int, *, itemsize: int = 4) -> in
 
 
 def solve_bytes(
-    channels: int, n_angles: int, positions: int, slices: int, *, itemsize: int = 4, extra_arrays: float = 3.0
+    channels: int,
+    n_angles: int,
+    positions: int,
+    slices: int,
+    *,
+    itemsize: int = 4,
+    extra_arrays: float = 3.0,
+    extra_volumes: float = 0.0,
 ) -> dict[str, int]:
     """Bytes a SIRT-family solve of a tilt series needs, by part.
 
@@ -133,19 +140,27 @@ def solve_bytes(
         Sinogram-sized work arrays of the solver besides the data (forward
         projection, residual and weights: 3 for SIRT; a solver with more terms
         passes more).
+    extra_volumes
+        Volume-sized work arrays besides the estimate and one copy (0 for SIRT;
+        e.g. the dual variables of total variation).
 
     Returns
     -------
     dict
-        ``{"data": …, "volume": …, "projector": …, "solver work arrays": …}`` in bytes.
+        ``{"data": …, "volume": …, "projector": …, "solver work arrays": …}`` in bytes, and
+        ``"solver work volumes"`` when ``extra_volumes`` > 0.
     """
     sinogram = array_bytes(channels, n_angles, positions, slices, itemsize=itemsize)
-    return {
+    volume = array_bytes(channels, positions, positions, slices, itemsize=itemsize)
+    parts = {
         "data": array_bytes(channels, n_angles, positions, slices),
-        "volume": 2 * array_bytes(channels, positions, positions, slices, itemsize=itemsize),
+        "volume": 2 * volume,
         "projector": projector_bytes(n_angles, positions, positions, itemsize=itemsize),
         "solver work arrays": int(extra_arrays * sinogram),
     }
+    if extra_volumes > 0:
+        parts["solver work volumes"] = int(extra_volumes * volume)
+    return parts
 
 
 def simulation_bytes(elements: int, channels: int, n_angles: int, positions: int, slices: int) -> dict[str, int]:

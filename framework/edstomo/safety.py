@@ -30,6 +30,7 @@ message; the fuzz tests do, to find them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -143,6 +144,20 @@ def _raised_by_edstomo(error: BaseException) -> bool:
     return isinstance(error, ValueError) and module.split(".")[0] in OWN_PACKAGES
 
 
+class InterruptLogFilter(logging.Filter):
+    """Drop log records of an interrupt that :mod:`edstomo.outputs` has already recorded.
+
+    A library that catches ``BaseException`` to log it (e.g. SQLAlchemy while returning
+    a pooled connection) would otherwise print a traceback for a Ctrl-C that the
+    command reports itself, in one line, with exit code 130.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.exc_info[0] if record.exc_info else None
+        recorded = kind is not None and issubclass(kind, KeyboardInterrupt) and outputs.interrupted() is not None
+        return not recorded
+
+
 def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv: Sequence[str]) -> int:
     """Build the parser, parse ``argv`` and run the command; the exit code (see the module docstring).
 
@@ -159,9 +174,17 @@ def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv:
             return
         previous_hook(info)
 
+    # libraries that log an exception while a connection is returned (SQLAlchemy's pool, used by pyxray)
+    # would print the interrupt's traceback through logging: the flag reports it, with one line
+    handlers = [logging.lastResort, *logging.getLogger().handlers]
+    quiet = InterruptLogFilter()
+
     # the inputs a command protects are protected for that command only (outputs.protecting restores the set)
     with warnings.catch_warnings(), outputs.interrupt_handlers(), outputs.protecting([]):
         sys.unraisablehook = unraisable
+        for handler in handlers:
+            if handler is not None:
+                handler.addFilter(quiet)
         try:
             try:
                 args = build_parser(argv).parse_args(argv)
@@ -170,6 +193,9 @@ def main(build_parser: Callable[[Sequence[str]], argparse.ArgumentParser], argv:
             return _run(args.command, args.func, args)
         finally:
             sys.unraisablehook = previous_hook
+            for handler in handlers:
+                if handler is not None:
+                    handler.removeFilter(quiet)
             if allow_large is None:  # --allow-large holds for this command only
                 os.environ.pop(resources.ALLOW_ENV, None)
             else:

@@ -24,10 +24,13 @@ each stage is a function of a :class:`PipelineState` that adds its products:
    (``ratios="physics"``: r_A = c·z_A/f_A, eq. 16, one constant c fitted by
    least squares, so that their maps quantify consistently with eq. 18) or
    fitted freely (``"fit"``: non-negative least squares, eq. 15, as the paper
-   did).  The solves run ``options.chunk_slices`` slices at a time
-   (:mod:`.slicewise`), or with ``dask=DaskOptions(...)`` in slice chunks on a
-   Dask cluster (same results, see :class:`DaskOptions`); with an output folder
-   the volumes go to their files as they are made, not into memory;
+   did).  Solvers that need counts (``"counts"`` in their ``requires``, e.g. ``poisson-tv``) get
+   ``counts="scaled"``: the line maps here are background-subtracted, smoothed and
+   normalised, so they are proportional to counts but not counts.  The solves run
+   ``options.chunk_slices`` slices at a time (:mod:`.slicewise`), or with
+   ``dask=DaskOptions(...)`` in slice chunks on a Dask cluster (same results, see
+   :class:`DaskOptions`); with an output folder the volumes go to their files as
+   they are made, not into memory;
 6. ``quantify`` — weight fractions by the quantifier that accepts each volume's
    map factor (``Volume.factor``, declared by the solver): ESF threshold, with
    the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
@@ -711,6 +714,12 @@ def reconstruct_stage(state: PipelineState) -> None:
             solver_options = {**solver_options, "ratios": state.ratios.ratios}
         if "channels" in cls.Options.model_fields:
             solver_options.setdefault("channels", series.lines)
+        if "counts" in cls.requires and "counts" in cls.Options.model_fields and "counts" not in solver_options:
+            # the line maps are background-subtracted, smoothed and normalised: proportional to counts, not counts
+            solver_options = {**solver_options, "counts": "scaled"}
+            state.notes.append(
+                f"{cls.name}: the Poisson likelihood is applied to the normalised line maps (counts='scaled')"
+            )
         solver = cls(**solver_options)
         stage = f"reconstruct-{cls.name}"
         with _timed(state.timings, stage, state.progress, report=False):

@@ -187,7 +187,9 @@ def solve_in_slices(
     ----------
     solver : Solver
         Options it estimates from the data (``fits_from_data``) are fixed first
-        on the whole padded series (:meth:`~edstomo.interfaces.Solver.prepare`).
+        on the whole padded series (:meth:`~edstomo.interfaces.Solver.prepare`);
+        a solver that couples slices (:meth:`~edstomo.interfaces.Solver.couples_slices`)
+        solves all of them in one piece.
     padded : TiltSeries
         The series padded by ``width`` positions on each side.
     width : int
@@ -204,6 +206,8 @@ def solve_in_slices(
     """
     if solver.unfitted():
         solver = solver.prepare(padded)
+    if solver.couples_slices():  # e.g. 3-D regularisation: the slices are one problem, solved in one piece
+        chunk_slices = max(padded.n_slices, 1)
     ranges = slice_chunks(padded.n_slices, chunk_slices)
     positions = padded.n_positions - 2 * width
     keep = slice(width, width + positions)
@@ -336,6 +340,11 @@ def solve_on_dask(
     from edstomo.data import TiltSeries as Series
     from edstomo.distributed import read_chunk, series_shape
 
+    if solver.couples_slices():
+        raise ValueError(
+            f"solver: {solver.label()} couples slices with these options (e.g. 3-D regularisation), "
+            "so it cannot be solved in slice chunks on Dask; solve the series in one process"
+        )
     n_slices = series_shape(source)[3]
     if solver.unfitted():
         solver = solver.prepare(Series.load(source))

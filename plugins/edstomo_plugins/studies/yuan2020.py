@@ -10,7 +10,10 @@ divided by ``low_dose_divisor``) the study
    metrics of the raw maps X_A and of the quantified maps (eq. 12, ESF threshold);
 3. runs HEBT-SIRT (eq. 17) once per α to the largest n of ``hebt_iterations``
    and records the same metrics at each n of ``hebt_iterations`` (eq. 18);
-4. reconstructs the HAADF sinogram alone (SIRT, 50 iterations; Figure 7).
+4. reconstructs the HAADF sinogram alone (SIRT, 50 iterations; Figure 7);
+5. beyond the paper, runs ``poisson-tv`` (the raw EDS counts) and ``fused`` (raw counts, the
+   HAADF and the ratios of step 1) with their default rules, and records the same metrics
+   (:mod:`edstomo_plugins.studies.yuan2020_poisson`).
 
 Metrics compare each map with the phantom's weight fractions (the paper's
 Figure 1). Raw maps, which are on no absolute scale, are first multiplied by
@@ -48,6 +51,7 @@ from edstomo.units import format_quantity
 from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
+from .yuan2020_poisson import POISSON_SUMMARY_KEYS, poisson_summary, run_poisson_solvers
 from .yuan2020_results import (
     EROSION,
     FIGURE_EDS_N,
@@ -77,6 +81,7 @@ COLUMNS = (
 SUMMARY_KEYS = (
     "eds_best_n_Ag", "eds_best_n_Au", "eds_ssim_quant_Ag", "hebt_ssim_quant_Ag",
     "core_wt_Au", "shell_wt_Ag", "mask_dice", "r_squared", "r_Ag", "r_Au",
+    *POISSON_SUMMARY_KEYS,
 )  # fmt: skip
 
 
@@ -157,6 +162,7 @@ class Yuan2020PhantomStudy(Study):
         outer_radius: Length = Field("55 nm", description="phantom outer radius")
         core_radius: Length = Field("30 nm", description="phantom core radius")
         projector: Literal[MODELS] = Field("strip", description="projection model of the simulation and solvers")
+        haadf_noise: bool = Field(False, description="Poisson noise on the HAADF too (the paper's: none)")
 
         @model_validator(mode="after")
         def _sweeps(self) -> Yuan2020PhantomStudy.Options:
@@ -220,7 +226,7 @@ class Yuan2020PhantomStudy(Study):
         truth = phantom.generate(experiment)
         regions = phantom.regions(experiment)
         forward = plugins.forward("thin-film")(experiment, factors, projector=self.projector)
-        series = forward.simulate(truth, noise="poisson", seed=self.seed)
+        series = forward.simulate(truth, noise="poisson", seed=self.seed, haadf_noise=self.haadf_noise)
         filtered = gaussian_filter(series, self.sigma)
         ratios = response_ratios(filtered, list(LINES))
         haadf = plugins.solver("sirt")(iterations=HAADF_ITERATIONS, channels=[HAADF], projector=self.projector).solve(
@@ -259,6 +265,7 @@ class Yuan2020PhantomStudy(Study):
             plugins.solver("hebt-sirt")(alpha=alpha, ratios=ratios, iterations=last, projector=self.projector).solve(
                 filtered, callbacks=hebt_callback
             )
+        run_poisson_solvers(self, series, ratios, recorder, result, eds_quantifier, report)
         result.esf = hebt_quantifier.esf(result.headline.raw)
         result.seconds = time.perf_counter() - start
         return result
@@ -296,6 +303,7 @@ class Yuan2020PhantomStudy(Study):
             "r_squared": float(result.ratios.r_squared),
             "r_Ag": float(result.ratios["Ag_La"]),
             "r_Au": float(result.ratios["Au_Ma"]),
+            **poisson_summary(result, table),
         }
         return summary
 

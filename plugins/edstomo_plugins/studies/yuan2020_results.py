@@ -45,6 +45,7 @@ class LevelResult:
     haadf: Volume
     eds: dict[int, Snapshot] = field(default_factory=dict)
     hebt: dict[tuple[float, int], Snapshot] = field(default_factory=dict)
+    poisson: dict[str, Snapshot] = field(default_factory=dict)
     esf: EsfFit | None = None
     seconds: float = 0.0
 
