@@ -172,6 +172,14 @@ def test_correction_recovers_the_fractions_of_an_absorbing_particle():
     assert error(result.composition) < 0.5 * error(result.uncorrected)
     assert result.history and result.composition.provenance[-1]["action"] == "absorption-correction"
     assert correction.couples_slices
+    np.testing.assert_array_equal(solver.solve(result.series).data, result.maps.data)  # what the final maps fit
+    for line in exp.lines:  # the measured rays are the corrected ones times their transmissions
+        index = series.channels.index(line)
+        t = result.transmission[line]
+        assert t.shape == series.data[index].shape and 0 < t.min() <= t.max() <= 1
+        np.testing.assert_allclose(result.series.data[index] * t, series.data[index], rtol=1e-12)
+    assert result.transmission["O_Ka"].min() < result.transmission["Fe_Ka"].min()  # O is absorbed most
+    np.testing.assert_array_equal(result.series.data[0], series.data[0])  # the HAADF is not corrected
 
 
 def test_negative_density_and_bad_density_options_are_clear_errors():

@@ -52,7 +52,7 @@ def test_plugins_shows_the_options_of_one_plugin():
         [sys.executable, "-m", "edstomo.cli", "plugins", "solver", "hebt-sirt"], capture_output=True, text=True
     )
     assert out.returncode == 0
-    assert "alpha : float (>= 0, < 1) = 0.8" in out.stdout
+    assert "alpha : float (>= 0, < 1) | 'auto' = 0.8" in out.stdout
     assert "ratios : dict[str, float (> 0)] | None = None" in out.stdout
 
 

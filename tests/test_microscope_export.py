@@ -188,3 +188,26 @@ def test_exported_stacks_read_by_hyperspy_import_back(tmp_path):
     np.testing.assert_allclose(back.angles.m_as("deg"), [-20.0, 0.0, 20.0])
     assert back.experiment.beam_energy.m_as("keV") == pytest.approx(200.0)
     assert back.experiment.eds.dwell_time.m_as("ms") == pytest.approx(2.0)
+
+
+def test_uncertainty_is_exported_beside_the_maps(tmp_path):
+    """σ stacks ``<element>_sigma`` in .hspy and TIFF (quantity named), and in the float32 HDF5."""
+    hs = pytest.importorskip("hyperspy.api")
+    import tifffile
+
+    plain = maps()
+    sigma = 0.01 + 0.1 * plain.weight_fractions
+    composition = plain.replace(uncertainty=sigma)
+    assert set(stacks(composition)) == {"Fe", "S", "Fe_sigma", "S_sigma"}
+    np.testing.assert_array_equal(stacks(composition)["Fe_sigma"], stacks(plain.replace(weight_fractions=sigma))["Fe"])
+    written = export_all(tmp_path, maps={"hebt-sirt": composition}, tiff=True)
+    names = {p.name for p in written}
+    assert {"maps_hebt-sirt_Fe_sigma.hspy", "maps_hebt-sirt_Fe_sigma.tif", "maps_hebt-sirt.h5"} <= names
+    signal = hs.load(tmp_path / "hspy" / "maps_hebt-sirt_S_sigma.hspy")
+    assert signal.metadata.Signal.quantity == "Weight fraction uncertainty (1 sigma)"
+    np.testing.assert_allclose(signal.data, stacks(composition)["S_sigma"], rtol=1e-6)
+    with tifffile.TiffFile(tmp_path / "tiff" / "maps_hebt-sirt_Fe_sigma.tif") as tif:
+        np.testing.assert_allclose(tif.asarray(), stacks(composition)["Fe_sigma"], rtol=1e-6)
+    back = et.load(tmp_path / "maps_hebt-sirt.h5")
+    np.testing.assert_allclose(back.uncertainty, sigma, rtol=1e-6)
+    assert quantity_of(composition, "Fe") == "Weight fraction"

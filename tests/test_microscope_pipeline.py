@@ -105,3 +105,54 @@ def test_command_line_reconstruct_then_quantify(tmp_path, capsys):
     assert any(note.startswith("output: ") and ("MB" in note or "kB" in note) for note in summary["notes"])
     assert main(["quantify", str(DATA / "-45.bcf"), "--out", str(tmp_path / "x")]) == 1
     assert "-45.bcf" in capsys.readouterr().err
+
+
+def test_quantify_with_uncertainty_prints_means_with_error_bars_and_writes_sigma(tmp_path, capsys):
+    """``edstomo quantify SOURCE --out DIR --uncertainty N``: automatic parameters, bootstrap, intervals, σ files."""
+    files = [str(p) for p in REDUCED[::2]]
+    common = ["--rebin", "16", "--solver", "sirt", "--set", "sirt.selection={max_iterations: 40}", "--no-figures"]
+    assert main(["quantify", *files, "--out", str(tmp_path), *common, "--uncertainty", "3", "--tiff"]) == 0
+    out = capsys.readouterr().out
+    assert "sirt: mean weight fractions in the particle: C " in out and " ± " in out and "wt%" in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    chosen = summary["automatic"]["sirt"]["chosen"]["iterations"]
+    assert 1 <= chosen <= 40 and summary["automatic"]["sirt"]["exact_counts"] is False
+    fe = summary["uncertainty"]["sirt"]["particle"]["Fe"]
+    assert fe["low"] < fe["mean"] < fe["high"] and fe["error"] > 0
+    assert summary["uncertainty"]["sirt"]["record"]["replicas"] == 3
+    from edstomo import load
+
+    maps = load(tmp_path / "maps_sirt.h5")
+    assert maps.uncertainty is not None and maps.uncertainty.shape == maps.weight_fractions.shape
+    assert (tmp_path / "hspy" / "maps_sirt_Fe_sigma.hspy").is_file() and (
+        tmp_path / "tiff" / "maps_sirt_Fe_sigma.tif"
+    ).is_file()
+    bad = ["quantify", *files, "--out", str(tmp_path / "bad"), *common, "--uncertainty", "1"]
+    assert main(bad) == 1  # a user error
+    assert "uncertainty: 1 replicas; give 0 (none) or at least 2" in capsys.readouterr().err
+
+
+def test_error_bars_after_an_absorption_correction_are_those_of_the_corrected_maps():
+    """With absorption and uncertainty the method's (corrected) maps carry the error bars, the uncorrected none."""
+    options = PipelineOptions(
+        rebin=16,
+        solvers=["sirt"],
+        solver_options={"sirt": {"selection": {"max_iterations": 40}}},
+        absorption={"density": 3.3, "max_iterations": 2},
+        uncertainty=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetadataWarning)
+        result = run_pipeline(REDUCED[::2], options)
+    corrected, uncorrected = result.maps["sirt"], result.maps["sirt-uncorrected"]
+    assert corrected.uncertainty is not None and uncorrected.uncertainty is None
+    summary = result.summary()
+    assert set(summary["uncertainty"]) == {"sirt"}
+    assert summary["uncertainty"]["sirt"]["record"]["transmission"].startswith("fixed")
+    o = summary["uncertainty"]["sirt"]["particle"]["O"]
+    inside = corrected.particle_mask
+    assert o["mean"] == pytest.approx(float(corrected.fraction("O")[inside].mean()), abs=1e-6)  # of the corrected maps
+    assert abs(o["mean"] - float(uncorrected.fraction("O")[uncorrected.particle_mask].mean())) > 1e-4
+    assert o["low"] < o["mean"] < o["high"]
+    assert any("error bars of the absorption-corrected maps of sirt" in note for note in summary["notes"])
+    assert "uncertainty" in summary["timings_s"] and "absorption" in summary["timings_s"]

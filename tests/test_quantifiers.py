@@ -158,7 +158,10 @@ def test_hebt_needs_elastic_cross_sections(paper_experiment):
     ("kwargs", "match"),
     [
         ({"threshold": -1.0}, r"'threshold' = -1.0: expected 'esf' \| float \(>= 0\)"),
-        ({"threshold": "otsu"}, r"'threshold' = 'otsu': expected 'esf' \| float \(>= 0\)"),
+        (
+            {"threshold": "otsu"},
+            r"'threshold' = 'otsu': text is not a number \(nor 'esf'\); expected 'esf' \| float \(>= 0\)",
+        ),
         ({"threshold": float("nan")}, r"'threshold' = nan: expected 'esf' \| float"),
         ({"threshold": True}, r"'threshold' = True: a boolean is not accepted here"),
         ({"trials": 3}, r"'trials' = 3: expected int \(>= 8\)"),

@@ -20,6 +20,9 @@ KEYS = [
     "core_wt_Au", "shell_wt_Ag", "mask_dice", "r_squared", "r_Ag", "r_Au",
     "poisson_tv_ssim_quant_Ag", "fused_ssim_quant_Ag",
     "poisson_tv_core_wt_Au", "poisson_tv_shell_wt_Ag", "fused_core_wt_Au", "fused_shell_wt_Ag",
+
+
+    "auto_over_oracle", "auto_parameters",
 ]  # fmt: skip
 
 
@@ -65,6 +68,20 @@ def test_poisson_solvers_beat_the_paper_methods_with_correct_fractions(quick_stu
         assert s[f"{best}_core_wt_Au"] == pytest.approx(80, abs=1.0)
         assert s[f"{best}_shell_wt_Ag"] == pytest.approx(80, abs=1.0)
         assert s[f"{best}_ssim_quant_Ag"] > max(s["eds_ssim_quant_Ag"], s["hebt_ssim_quant_Ag"]) - 1e-3
+
+
+@pytest.mark.parametrize("level", ["paper", "low"])
+def test_automatic_parameters_are_within_2_percent_of_the_oracle(quick_study, level):
+    """Issue 12: quantified Ag SSIM with parameters chosen from the data ≥ 0.98 × the best of the sweep."""
+    _, summary, out, _ = quick_study
+    ratios, chosen = summary[level]["auto_over_oracle"], summary[level]["auto_parameters"]
+    assert set(ratios) == {"sirt", "hebt-sirt"}
+    assert all(0.98 <= value <= 1.02 for value in ratios.values()), ratios
+    assert 1 <= chosen["sirt"]["iterations"] <= 200 and chosen["hebt-sirt"]["alpha"] in (0.0, 0.5, 0.8, 0.9, 0.95)
+    recorded = json.loads((out / "settings.json").read_text())["levels"][level]["auto"]["hebt-sirt"]
+    assert recorded["chosen"] == chosen["hebt-sirt"] and recorded["selection"]["curves"]
+    assert recorded["ssim_quantified_Ag"] / recorded["oracle_ssim_quantified_Ag"] == pytest.approx(ratios["hebt-sirt"])
+    assert (out / level / "selection_hebt-sirt.png").is_file()
 
 
 def test_low_dose_shows_semi_convergence_and_hebt_wins(quick_study):
@@ -135,7 +152,7 @@ def test_every_study_figure_has_scales_labelled_colour_bars_and_150_dpi(quick_st
 
 
 def test_cli_runs_the_study(tmp_path, capsys):
-    options = ["--set", "quick=true", "--set", "levels=[low]", "--set", "figures=false"]
+    options = ["--set", "quick=true", "--set", "levels=[low]", "--set", "figures=false", "--set", "auto=false"]
     code = main(["study", "yuan2020-phantom", "--out", str(tmp_path), *options])
     assert code == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -280,7 +280,13 @@ def density_from_maps(maps: Volume, factors: np.ndarray) -> np.ndarray:
 
 @dataclass
 class CorrectionResult:
-    """The corrected maps and composition, and how the iteration went."""
+    """The corrected maps and composition, and how the iteration went.
+
+    ``series`` is the corrected series the final maps were reconstructed from and
+    ``transmission`` its ray transmissions ``{line: (tilts, positions, slices)}``
+    (each EDS ray of the measured series divided by them); None and empty before
+    the first correction.
+    """
 
     maps: Volume
     composition: CompositionMaps
@@ -288,6 +294,8 @@ class CorrectionResult:
     uncorrected: CompositionMaps
     history: list[dict[str, float]] = field(default_factory=list)
     converged: bool = False
+    series: TiltSeries | None = None
+    transmission: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -336,7 +344,10 @@ class AbsorptionCorrection:
 
     def corrected(self, series: TiltSeries, partial: np.ndarray, projector: ParallelBeamProjector) -> TiltSeries:
         """The series with each EDS ray divided by its transmission (HAADF unchanged)."""
-        ratio = self.model.ray_transmission(partial, projector)  # (tilts, n_det, lines, slices)
+        return self.divided(series, self.model.ray_transmission(partial, projector))
+
+    def divided(self, series: TiltSeries, ratio: np.ndarray) -> TiltSeries:
+        """The series with each EDS ray divided by ``ratio`` (tilts, positions, lines, slices) (HAADF unchanged)."""
         data = np.array(series.data, dtype=float, copy=True)
         for k, line in enumerate(self.model.lines):
             index = series.channels.index(line)
@@ -388,7 +399,10 @@ class AbsorptionCorrection:
         previous = self._means(composition)
         for iteration in range(1, self.max_iterations + 1):
             partial = self.partial(result.maps, result.composition, factors)
-            maps = solve(self.corrected(series, partial, projector))
+            ratio = self.model.ray_transmission(partial, projector)  # (tilts, n_det, lines, slices)
+            result.series = self.divided(series, ratio)
+            result.transmission = {line: ratio[:, :, k, :] for k, line in enumerate(self.model.lines)}
+            maps = solve(result.series)
             composition = quantify(maps)
             means = self._means(composition)
             change = float(np.max(np.abs(means - previous)))

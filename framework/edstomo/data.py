@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: Name of the HAADF channel in a :class:`TiltSeries`.
 HAADF = "HAADF"
 
+#: Name of :attr:`CompositionMaps.uncertainty` in messages and in HDF5 files.
+_SIGMA = "weight_fraction_uncertainty"
+
 
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     """NaN, infinite (and, with ``nonnegative``, negative) values are errors naming the first index.
@@ -282,6 +285,9 @@ class CompositionMaps:
         The voxels that belong to the particle.
     threshold : float, optional
         The threshold that defined ``mask`` (on the factor-normalised sum).
+    uncertainty : ndarray, shape (elements, nz, nx, slices), optional
+        The standard uncertainty of each weight fraction (dimensionless, >= 0),
+        e.g. from :func:`edstomo.uncertainty.bootstrap`.
     """
 
     weight_fractions: np.ndarray
@@ -292,6 +298,7 @@ class CompositionMaps:
     threshold: float | None = None
     experiment: Experiment | None = None
     provenance: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -323,6 +330,14 @@ class CompositionMaps:
             self.mask = np.asarray(self.mask, dtype=bool)
             if self.mask.shape != spatial:
                 raise InputError(f"mask: shape {self.mask.shape} does not match the maps' shape {spatial}")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=float)
+            if self.uncertainty.shape != self.weight_fractions.shape:
+                raise InputError(
+                    f"{_SIGMA}: shape {self.uncertainty.shape} does not match the weight fractions' "
+                    f"{self.weight_fractions.shape}"
+                )
+            _check_finite(_SIGMA, self.uncertainty, nonnegative=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -509,6 +524,9 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         _write_array(file, "mask", maps.mask, compression)
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
+    if maps.uncertainty is not None:
+        file.create_dataset(_SIGMA, data=maps.uncertainty, compression=compression)
+        file[_SIGMA].attrs["axes"] = "elements,nz,nx,slices"
 
 
 def load(path: str | Path, *, slices: tuple[int, int] | None = None) -> TiltSeries | Volume | CompositionMaps:
@@ -571,6 +589,7 @@ def _load(path: str | Path, slices: tuple[int, int] | None) -> TiltSeries | Volu
                 density=read(file["density"]) if "density" in file else None,
                 mask=read(file["mask"]) if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
+                uncertainty=file[_SIGMA][()] if _SIGMA in file else None,
                 **common,
             )
         raise InputError(f"path: {str(path)!r} holds an unknown object {kind!r}")

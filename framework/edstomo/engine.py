@@ -35,9 +35,12 @@ so that a series solved in chunks of slices gives the same maps as a whole
 
 from __future__ import annotations
 
+import types
+import typing
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -45,18 +48,36 @@ from pydantic import Field, field_validator
 from . import backend, provenance, resources
 from .algorithms import Algorithm, ProgressBar, ProgressFunction, as_callbacks
 from .data import HAADF, TiltSeries, Volume
-from .errors import InputError
+from .errors import InputError, OptionError
 from .interfaces import Solver
 from .operators import ParallelBeamProjector, projector_for
 from .options import PluginOptions
+from .selection import AUTO, SelectionOptions
 
-__all__ = ["DEVICES", "IterativeOptions", "Problem", "ReconstructionSolver", "SolverOptions", "stacked_sinograms"]
+__all__ = [
+    "AUTO",
+    "DEVICES",
+    "Auto",
+    "Iterations",
+    "IterativeOptions",
+    "Problem",
+    "ReconstructionSolver",
+    "SolverOptions",
+    "stacked_sinograms",
+]
 
 #: Devices a solver can run on: NumPy on the CPU, CuPy on a CUDA GPU, or the GPU when there is one.
 DEVICES: tuple[str, ...] = ("cpu", "gpu", "auto")
 
 #: Most iterations any solver accepts without being told that a huge count is meant (``--allow-large``).
 MAX_ITERATIONS = resources.MAX_ITERATIONS
+
+#: The value of an option that the solver chooses from the data (see :mod:`edstomo.selection`).
+Auto = Literal["auto"]
+
+#: Type of an iteration count: an integer >= 0 (more than :data:`MAX_ITERATIONS` only with --allow-large),
+#: or ``"auto"``.
+Iterations = Annotated[int, Field(ge=0)] | Auto
 
 
 class SolverOptions(PluginOptions):
@@ -79,14 +100,22 @@ class SolverOptions(PluginOptions):
 
 
 class IterativeOptions(SolverOptions):
-    """Options of iterative solvers."""
+    """Options of iterative solvers: the iteration count (a number or ``"auto"``) and how automatic
+    options are chosen (:class:`~edstomo.selection.SelectionOptions`)."""
 
-    iterations: int = Field(100, ge=0, description=f"number of iterations n (above {MAX_ITERATIONS}: --allow-large)")
+    iterations: Iterations = Field(
+        100, description=f"number of iterations n (above {MAX_ITERATIONS}: --allow-large), or 'auto' (from the data)"
+    )
+    selection: SelectionOptions = Field(
+        default_factory=SelectionOptions,
+        description="how options set to 'auto' are chosen: {splits, fraction, seed, max_iterations, slices, tolerance}",
+    )
 
     @field_validator("iterations")
     @classmethod
-    def _not_absurd(cls, value: int) -> int:
-        resources.check_iterations(value)  # lifted by --allow-large / EDSTOMO_ALLOW_LARGE
+    def _not_absurd(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            resources.check_iterations(value)  # lifted by --allow-large / EDSTOMO_ALLOW_LARGE
         return value
 
 
@@ -146,9 +175,124 @@ class ReconstructionSolver(Solver):
 
     Optional hooks: :meth:`default_channels`, :meth:`check`, :meth:`describe`,
     :meth:`record` and :meth:`finish` (a last touch to the estimate).
+
+    Automatic options: ``auto_options`` maps each option that may be given as ``"auto"`` to its
+    candidate values (:meth:`candidates`); the empty tuple of ``"iterations"``
+    means "chosen along the iterations of one run".  An option set to
+    ``"auto"`` is chosen once on the whole series by :meth:`prepare`
+    (:func:`edstomo.selection.choose`: Poisson thinning, held-out deviance),
+    which needs the solver to predict its data from its maps (:meth:`predict`;
+    the default, ``W X``, holds for maps in data units per pixel length).
+    Hooks for data-dependent options: :meth:`batch` (several series solved as
+    batch columns of one solve), :meth:`thinned` and :meth:`whole` (options
+    that scale with the counts).
     """
 
     Options = SolverOptions
+    auto_options: ClassVar[Mapping[str, tuple[Any, ...]]] = {"iterations": ()}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.auto_choice: Any = None  # the SelectionResult that chose the automatic options, once prepared
+        self.batch_fits: list[dict[str, Any]] | None = None  # per-column fitted options of a solver made by batch()
+        for name in self.requested_auto():
+            if name not in self.auto_options:
+                automatic = list(self.auto_options) if "iterations" in type(self.options).model_fields else []
+                raise OptionError(
+                    self.label(),
+                    name,
+                    AUTO,
+                    f"this solver cannot choose {name!r} from the data; options it can choose: {automatic or 'none'}",
+                )
+            if self.produces != "f_A" and type(self).predict is ReconstructionSolver.predict:
+                raise OptionError(
+                    self.label(),
+                    name,
+                    AUTO,
+                    f"automatic options need the solver to predict its data from {self.produces} maps "
+                    "(ReconstructionSolver.predict), which this solver does not",
+                )
+
+    # ------------------------------------------------------- automatic options
+    def requested_auto(self) -> list[str]:
+        """The options given as ``"auto"`` (still to be chosen from the data); only options whose type
+        admits :data:`Auto` count (``device="auto"`` is a device, not a choice from the data)."""
+        fields = type(self.options).model_fields
+        return [
+            name
+            for name, value in self.options
+            if isinstance(value, str) and value == AUTO and _admits_auto(fields[name].annotation)
+        ]
+
+    def unfitted(self) -> list[str]:
+        return [*super().unfitted(), *self.requested_auto()]
+
+    def prepare(self, data: TiltSeries) -> ReconstructionSolver:
+        """This solver with every ``"auto"`` option chosen from ``data`` (:func:`edstomo.selection.choose`)."""
+        if not self.requested_auto():
+            return self
+        from .selection import choose
+
+        return choose(self, data)
+
+    def candidates(self, name: str, data: TiltSeries) -> tuple[Any, ...]:
+        """The values tried for an automatic option (default: ``auto_options[name]``); may depend on the data."""
+        return tuple(self.auto_options[name])
+
+    def channels_for(self, data: TiltSeries) -> list[str]:
+        """The channels this solver reconstructs from ``data`` (its ``channels`` option, else the default)."""
+        return list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
+
+    def predict(self, problem: Problem, x: Any) -> Any:
+        """The mean data of the reconstructed channels predicted by the estimate ``x``, in the units of
+        ``problem.data``, solver layout ``(tilts, positions, channels, slices)``.
+
+        Default ``W X``: right for maps in data units per pixel length (``f_A`` maps and
+        HAADF reconstructions).  A solver whose maps are on another scale overrides it.
+        """
+        if self.produces != "f_A" and HAADF not in problem.channels:
+            raise NotImplementedError(f"{self.label()} does not predict its data from {self.produces} maps")
+        return problem.projector.forward(x)
+
+    def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
+        """The mean data of every channel the solver uses, predicted by the estimate ``x``: ``{channel:
+        array (tilts, positions, slices)}`` in the units of the series.  Default: the reconstructed
+        channels (:meth:`predict`); a solver that also uses other channels (a HAADF data term) adds them."""
+        predicted = self.predict(problem, x)
+        return {channel: predicted[:, :, k, :] for k, channel in enumerate(problem.channels)}
+
+    def batch(self, series: Sequence[TiltSeries]) -> tuple[ReconstructionSolver, TiltSeries, np.ndarray]:
+        """Several series of one shape as batch columns (slices) of one solve.
+
+        Returns the solver to use, the series stacked along the slices, and the
+        scale applied to each reconstructed channel of each series, shape
+        ``(channels, len(series))`` (predictions of series ``b`` in its own units
+        are ``predict / scale[:, b]``).  The default stacks the series as they
+        are; it raises InputError when options would be fitted per series
+        (``unfitted`` options of ``fits_from_data``), which a solver with such
+        options overrides (e.g. by fitting per series and rescaling the data).
+        """
+        pending = [name for name in Solver.unfitted(self)]
+        if pending:
+            raise InputError(
+                f"series: {self.label()} fits {pending} from each series; it cannot solve several as one batch"
+            )
+        channels = self.channels_for(series[0])
+        return self, _stack(series), np.ones((len(channels), len(series)))
+
+    def thinned(self, fraction: float) -> ReconstructionSolver:
+        """This solver for data that hold ``fraction`` of the counts (options on the counts' scale adjusted).
+
+        Default: itself (options that do not depend on the counts' scale).
+        """
+        return self
+
+    def whole(self, name: str, value: Any, fraction: float) -> Any:
+        """The value of an automatic option for the whole data, given ``value`` chosen on a ``fraction`` of
+        the counts.  Default: the same value (iteration counts, dimensionless weights); a weight that
+        scales with the counts (e.g. a regulariser of a Poisson likelihood) returns ``value / fraction``.
+        """
+        return value
 
     # ------------------------------------------------------------ contract
     @abstractmethod
@@ -238,7 +382,9 @@ class ReconstructionSolver(Solver):
         """
         if not isinstance(data, TiltSeries):
             raise InputError(f"data: expected a TiltSeries, got {type(data).__name__}")
-        channels = list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
+        if self.requested_auto():  # chosen on this series first (solve in chunks: prepare on the whole series)
+            return self.prepare(data).solve(data, initial=initial, callbacks=callbacks, progress=progress)
+        channels = self.channels_for(data)
         if len(set(channels)) != len(channels) or not channels:
             raise InputError(f"channels: {channels} must be a non-empty list of distinct channel names")
         missing = [c for c in channels if c not in data.channels]
@@ -275,6 +421,8 @@ class ReconstructionSolver(Solver):
         algorithm.labels = list(channels)
         algorithm.view = lambda x: xp.permute_dims(x, (2, 0, 1, 3))
         algorithm.to_volume = lambda x: self._volume(x, data, channels, algorithm, device)
+        algorithm.predict = lambda x: self.predict(problem, x)
+        algorithm.simulate = lambda x: self.simulate(problem, x)
         hooks = as_callbacks(callbacks)
         if progress is True or isinstance(progress, str):
             hooks.append(ProgressBar(progress if isinstance(progress, str) else self.name))
@@ -306,6 +454,7 @@ class ReconstructionSolver(Solver):
             "iterations_run": algorithm.iteration,
             "stop_reason": algorithm.stop_reason,
             **self.record(),
+            **({"selection": self.auto_choice.record()} if self.auto_choice is not None else {}),
         }
         record = provenance.step("reconstruct", self.name, **parameters)
         return Volume(
@@ -348,3 +497,19 @@ class ReconstructionSolver(Solver):
         estimate = xp.zeros(full, dtype=dtype)
         estimate[...] = xp.permute_dims(maps, (1, 2, 0, 3))
         return estimate
+
+
+def _admits_auto(annotation: Any) -> bool:
+    """Whether an option's type is a union with :data:`Auto` as one member (``int | Literal["auto"]``)."""
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and Auto in typing.get_args(annotation)
+
+
+def _stack(series: Sequence[TiltSeries]) -> TiltSeries:
+    """Series of one shape and channels concatenated along the slices (batch columns)."""
+    first = series[0]
+    for other in series[1:]:
+        if other.channels != first.channels or other.shape[:3] != first.shape[:3]:
+            raise InputError(
+                f"series: {other.channels} {other.shape} cannot be stacked with {first.channels} {first.shape}"
+            )
+    return first.replace(data=np.concatenate([s.data for s in series], axis=-1))

@@ -79,15 +79,25 @@ def _takes_bool(annotation: Any) -> bool:
 
 
 def _numeric_only(annotation: Any) -> bool:
-    """Whether an annotation admits numbers (and None) but no text."""
+    """Whether an annotation admits numbers (and None, and the words of a Literal member) but no other text."""
     if annotation in (int, float):
         return True
     if typing.get_origin(annotation) is typing.Annotated:
         return _numeric_only(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        members = [
+            a for a in typing.get_args(annotation) if a is not type(None) and typing.get_origin(a) is not typing.Literal
+        ]
         return bool(members) and all(_numeric_only(a) for a in members)
     return False
+
+
+def _words(annotation: Any) -> list[str]:
+    """The text values of the Literal members of a union (e.g. ``["auto"]`` of ``int | Literal["auto"]``)."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return []
+    members = [a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal]
+    return [v for a in members for v in typing.get_args(a) if isinstance(v, str)]
 
 
 def _bounds(metadata: Iterable[Any]) -> str:
@@ -168,8 +178,10 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
             raise OptionError(owner, name, value, _expected(model, name, "a boolean is not accepted here"))
         if annotation in (bool, bool | None) and not isinstance(value, (bool, type(None))):
             raise OptionError(owner, name, value, "expected true or false")
-        if isinstance(value, str) and _numeric_only(annotation):
-            raise OptionError(owner, name, value, _expected(model, name, "text is not a number"))
+        if isinstance(value, str) and _numeric_only(annotation) and value not in _words(annotation):
+            words = " or ".join(repr(w) for w in _words(annotation))
+            reason = f"text is not a number{f' (nor {words})' if words else ''}"
+            raise OptionError(owner, name, value, _expected(model, name, reason))
     try:
         return model(**values)
     except ValidationError as error:
@@ -178,9 +190,11 @@ def validate(owner: str, model: type[PluginOptions], values: Mapping[str, Any]) 
         name = str(first["loc"][0]) if first["loc"] else prefix if prefix in model.model_fields else "options"
         value = values.get(name, first.get("input"))
         reason = "" if first["type"] in _PLAIN_ERRORS or first["type"].endswith(("_type", "_parsing")) else first["msg"]
-        # inside a list or mapping: say where (pydantic also puts the member of a union in the location)
+        # inside a list or mapping: say where (pydantic also puts the member of a union in the location,
+        # which is no place: e.g. 'constrained-int' of int | 'auto')
         path = [p for p in first["loc"][1:] if isinstance(p, int) or str(p).replace("_", "").isalnum()]
-        if path:
+        member = name in model.model_fields and bool(_words(model.model_fields[name].annotation))
+        if path and not member:
             where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
             reason = f"at {name}{where}: {(reason or first['msg']).removeprefix('Value error, ')}"
         raise OptionError(owner, name, value, _expected(model, name, reason)) from None

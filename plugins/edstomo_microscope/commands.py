@@ -81,7 +81,8 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PLUGIN.KEY=VALUE",
         help="an option of a solver or of the physics, e.g. sirt.iterations=80 or physics.cascade=full "
-        "(iterative solvers default to 50 iterations EDS-only, 100 with HAADF); repeatable",
+        "(options a solver can choose from the data, e.g. iterations and HEBT's alpha, default to 'auto'); "
+        "repeatable",
     )
     p.add_argument(
         "--ratios", choices=["physics", "fit"], default="physics", help="response ratios r_A for solvers that take them"
@@ -173,6 +174,8 @@ def _pipeline_options(args: argparse.Namespace, threshold: object = "esf") -> ob
         ratios=args.ratios,
         pad=args.pad,
         threshold=threshold,
+        uncertainty=getattr(args, "uncertainty", 0),  # quantify only
+        seed=getattr(args, "seed", 0),
         absorption={"density": _density(args.absorption_density)} if args.absorption else None,
     )
 
@@ -305,6 +308,15 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
         "'esf' (default: ESF, Otsu if ESF fails); repeat for the other method; a bare VALUE only when one "
         "method is quantified (the two summed maps are on different scales)",
     )
+    p.add_argument(
+        "--uncertainty",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per-voxel error bars and intervals of the particle means from N >= 2 bootstrap replicas "
+        "(each redrawn, solved and quantified; 0: none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicas")
     p.set_defaults(func=_run_quantify)
 
 
@@ -368,6 +380,11 @@ def _quantify(args: argparse.Namespace) -> None:
             "--scheduler/--chunk-slices/--workers: the source holds reconstructed volumes; "
             "quantifying them solves nothing (give the microscope files to reconstruct on Dask)"
         )
+    if saved is not None and args.uncertainty:
+        raise ValueError(
+            "--uncertainty: the source holds reconstructed volumes; error bars need the tilt series "
+            "(give the microscope files)"
+        )
     if saved is not None:
         summary = quantify_saved(
             saved,
@@ -394,11 +411,10 @@ def _quantify(args: argparse.Namespace) -> None:
         )
         _print_run(result, args.out)
         summary = result.summary()
-    for method, found in summary["findings"].items():
-        shares = ", ".join(
-            f"{element} {entry['mean_weight_fraction']:.3f}" for element, entry in found["elements"].items()
-        )
-        print(f"  {method}: mean weight fractions in the particle: {shares}")
+    from .errorbars import particle_means
+
+    for method in summary["findings"]:
+        print(f"  {method}: mean weight fractions in the particle: {particle_means(summary, method)}")
 
 
 def add_view(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> None:

@@ -31,7 +31,9 @@ Which file to open with what
     slices, along the tilt axis), each image ``z`` (rows, along the beam at
     0°, running opposite to edstomo's ``z``: etspy and ASTRA turn the sample
     the other way for a positive tilt) by ``y`` (columns, across the tilt
-    axis). Maps carry ``Signal.quantity`` ``"Weight fraction"``.
+    axis). Maps carry ``Signal.quantity`` ``"Weight fraction"``; maps with an
+    uncertainty also ``maps_<method>_<element>_sigma.hspy`` (quantity
+    ``"Weight fraction uncertainty (1 sigma)"``), and likewise in TIFF.
 
   Every ``.hspy`` file carries ``Sample.elements``, ``Sample.xray_lines`` (line
   channels), ``Acquisition_instrument.TEM.beam_energy`` (keV),
@@ -77,6 +79,9 @@ __all__ = [
 
 Saved = TiltSeries | Volume | CompositionMaps
 
+#: Suffix of the stacks of a map's uncertainty (``maps_<method>_<element>_sigma``).
+SIGMA = "_sigma"
+
 #: Provenance actions after which tilt-series values are no longer raw counts.
 _RESCALING_ACTIONS = ("normalise_tilts", "normalise_slab", "gaussian_filter", "pad_positions")
 
@@ -111,6 +116,8 @@ def save_hdf5(obj: Saved, path: str | Path, *, dtype: Any = np.float32) -> Path:
         stored.weight_fractions = obj.weight_fractions.astype(dtype)
         if obj.density is not None:
             stored.density = obj.density.astype(dtype)
+        if obj.uncertainty is not None:
+            stored.uncertainty = obj.uncertainty.astype(dtype)
     else:
         stored = obj.replace(data=np.asarray(obj.data).astype(dtype, copy=False))
     return save(stored, path, compression="gzip")
@@ -131,7 +138,10 @@ def stacks(obj: Saved) -> dict[str, np.ndarray]:
         return {name: obj.data[i] for i, name in enumerate(obj.channels)}
     if isinstance(obj, Volume):
         return {name: _etspy_slices(obj.data[i]) for i, name in enumerate(obj.channels)}
-    return {name: _etspy_slices(obj.weight_fractions[i]) for i, name in enumerate(obj.elements)}
+    result = {name: _etspy_slices(obj.weight_fractions[i]) for i, name in enumerate(obj.elements)}
+    if obj.uncertainty is not None:  # the error bars beside the maps: <element>_sigma
+        result.update({f"{name}{SIGMA}": _etspy_slices(obj.uncertainty[i]) for i, name in enumerate(obj.elements)})
+    return result
 
 
 def _etspy_slices(volume: np.ndarray) -> np.ndarray:
@@ -185,7 +195,7 @@ def quantity_of(obj: Saved, name: str) -> str:
     ``"Weight fraction"`` for maps, and the volume's own quantity and unit.
     """
     if isinstance(obj, CompositionMaps):
-        return "Weight fraction"
+        return "Weight fraction uncertainty (1 sigma)" if name.endswith(SIGMA) else "Weight fraction"
     if isinstance(obj, Volume):
         return f"{obj.quantity} ({obj.unit})"
     rescaled = any(step.get("action") in _RESCALING_ACTIONS for step in obj.provenance)

@@ -36,8 +36,15 @@ each stage is a function of a :class:`PipelineState` that adds its products:
    the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
    as for a section that fills the field of view, Otsu's threshold of the
    summed map instead, recorded in the provenance and in a note);
-7. ``compare`` — how far the first two methods agree, per element, and where each element is;
-8. ``export`` and ``pictures`` when an output folder is given.
+7. ``absorption`` — with ``options.absorption``: each method's maps corrected
+   for X-ray absorption in the specimen (:mod:`edstomo.absorption`, with the
+   solver's automatic choices made once in ``reconstruct``); the uncorrected
+   maps are kept as ``<method>-uncorrected``;
+8. ``uncertainty`` — with ``options.uncertainty`` replicas: bootstrap error bars
+   of each method's maps (the corrected ones after ``absorption``), see
+   :mod:`~edstomo_microscope.errorbars`;
+9. ``compare`` — how far the first two methods agree, per element, and where each element is;
+10. ``export`` and ``pictures`` when an output folder is given.
 
 Progress is reported as ``progress(stage, done, total)``.
 """
@@ -50,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from edstomo import provenance
@@ -68,6 +75,7 @@ from edstomo.units import as_beam_energy, as_quantity, shown
 
 from . import reader, statistics
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
+from .errorbars import smoothing_dispersion
 from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
 from .slicewise import DEFAULT_CHUNK_SLICES as SLICES_IN_PROCESS
@@ -82,6 +90,9 @@ from .slicewise import (
     solve_in_slices,
     solve_on_dask,
 )
+
+if TYPE_CHECKING:
+    from edstomo.absorption import CorrectionResult
 
 __all__ = [
     "DaskOptions",
@@ -107,9 +118,12 @@ SERIES_METHODS = ("xcorr", "stackreg", "com", "none")
 AXIS_METHODS = ("auto", "none")
 
 
-#: Iterations the pipeline asks of iterative solvers unless told otherwise, by what the solver needs:
-#: EDS-only reconstructions stop earlier (their noise grows sooner) than bimodal ones.
+#: Iterations the pipeline asks of iterative solvers that cannot choose them from the data, by what the
+#: solver needs: EDS-only reconstructions stop earlier (their noise grows sooner) than bimodal ones.
 DEFAULT_ITERATIONS: dict[frozenset[str], int] = {frozenset({"lines"}): 50, frozenset({"lines", "haadf"}): 100}
+
+#: Slices on which the pipeline's automatic choices are made (evenly spaced; the choice is made once, on them).
+AUTO_SLICES = 8
 
 
 @dataclass
@@ -130,13 +144,19 @@ class PipelineOptions:
     Physics: ``physics`` (plugin name; None: the default), ``physics_options``.
     Reconstruction: ``solvers`` (plugin names; None: the default EDS-only solver and,
     with a HAADF channel, the default bimodal one), ``solver_options`` (``{solver: {option:
-    value}}``; iterative solvers get ``iterations`` from :data:`DEFAULT_ITERATIONS` unless
-    given), ``ratios`` (physics/fit: response ratios for solvers that take them),
-    ``pad`` (fraction of the positions added on each side before reconstruction).
+    value}}``; every option a solver can choose from the data (its ``auto_options``, e.g.
+    ``iterations`` and HEBT's ``alpha``) is ``"auto"`` unless given, chosen on
+    :data:`AUTO_SLICES` slices with the dispersion of the smoothed line maps
+    (:func:`~edstomo_microscope.errorbars.smoothing_dispersion`); iterative solvers that cannot
+    choose get ``iterations`` from :data:`DEFAULT_ITERATIONS`), ``ratios`` (physics/fit: response
+    ratios for solvers that take them), ``pad`` (fraction of the positions added on each side before
+    reconstruction).
     Quantification: ``threshold``: "esf" (automatic) or, per method (the solver that made
     the volume), ``{"sirt": 0.5, "hebt-sirt": "esf"}`` (methods left out use "esf"); a single
     number only when one method is quantified, since the summed maps of EDS-scale and
-    HAADF-scale reconstructions differ by orders of magnitude.
+    HAADF-scale reconstructions differ by orders of magnitude. ``uncertainty`` (bootstrap
+    replicas for per-voxel error bars and intervals of the particle means, 0: none, else >= 2)
+    and ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
     Memory: ``chunk_slices``, the slices solved and quantified together in this process
     (the results do not depend on it; with an output folder, volumes and maps go to their
     files piece by piece instead of being held in memory, see :mod:`.slicewise`).
@@ -169,6 +189,8 @@ class PipelineOptions:
     ratios: str = "physics"
     pad: float = 0.25
     threshold: float | str | Mapping[str, float | str] = "esf"
+    uncertainty: int = 0
+    seed: int = 0
     absorption: Mapping[str, Any] | None = None
     chunk_slices: int = SLICES_IN_PROCESS
 
@@ -193,6 +215,10 @@ class PipelineOptions:
             raise ValueError(f"chunk_slices: {self.chunk_slices!r} must be a positive integer (slices)")
         if self.chunk_slices < 1:
             raise ValueError(f"chunk_slices: {self.chunk_slices!r} must be a positive integer (slices)")
+        if isinstance(self.uncertainty, bool) or not isinstance(self.uncertainty, (int, np.integer)):
+            raise ValueError(f"uncertainty: {self.uncertainty!r} must be an integer number of bootstrap replicas")
+        if self.uncertainty == 1 or self.uncertainty < 0:
+            raise ValueError(f"uncertainty: {self.uncertainty!r} replicas; give 0 (none) or at least 2")
         if not (isinstance(self.sinogram_sigma, (int, float)) and self.sinogram_sigma >= 0):
             raise ValueError(f"sinogram_sigma: {self.sinogram_sigma!r} must be a non-negative number of pixels")
         if self.solvers is not None:
@@ -227,6 +253,12 @@ class PipelineOptions:
         plans = []
         for cls in classes:
             options = dict(self.solver_options.get(cls.name, {}))
+            automatic = [name for name in getattr(cls, "auto_options", {}) if name in cls.Options.model_fields]
+            for name in automatic:
+                options.setdefault(name, "auto")
+            if automatic and "selection" in cls.Options.model_fields:
+                dispersion = smoothing_dispersion(self.smooth, self.sinogram_sigma)
+                options.setdefault("selection", {"slices": AUTO_SLICES, "dispersion": dispersion})
             if "iterations" in cls.Options.model_fields and cls.requires in DEFAULT_ITERATIONS:
                 options.setdefault("iterations", DEFAULT_ITERATIONS[cls.requires])
             plans.append((cls, options))
@@ -388,6 +420,8 @@ class PipelineResult:
     timings: dict[str, float]
     notes: list[str]
     files: list[str] = field(default_factory=list)
+    solvers: dict[str, Solver] = field(default_factory=dict)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -412,6 +446,12 @@ class PipelineResult:
                 "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
                 "comparison": {"methods": list(self.maps)[:2], "per_element": self.comparison},
                 "findings": self.findings,
+                "automatic": {
+                    name: solver.auto_choice.record()
+                    for name, solver in self.solvers.items()
+                    if getattr(solver, "auto_choice", None) is not None
+                },
+                "uncertainty": self.uncertainty,
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "notes": self.notes,
                 "warnings": self.warnings,
@@ -607,12 +647,14 @@ class PipelineState:
     maps: Products = field(default_factory=Products)
     comparison: dict[str, dict[str, float]] = field(default_factory=dict)
     findings: dict[str, Any] = field(default_factory=dict)
+    solvers: dict[str, Solver] = field(default_factory=dict)
+    uncertainty: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
-    solvers: dict[str, Solver] = field(default_factory=dict)
     absorption: dict[str, Any] = field(default_factory=dict)
+    corrections: dict[str, CorrectionResult] = field(default_factory=dict)
     runner: DaskRunner | None = None
     closing: ExitStack = field(default_factory=ExitStack)
 
@@ -722,6 +764,9 @@ def reconstruct_stage(state: PipelineState) -> None:
             )
         solver = cls(**solver_options)
         stage = f"reconstruct-{cls.name}"
+        if solver.unfitted():
+            with _timed(state.timings, f"choose-{cls.name}", state.progress):
+                solver = solver.prepare(padded)  # automatic options chosen once, on the whole (padded) series
         with _timed(state.timings, stage, state.progress, report=False):
             state.volumes[cls.name] = _solve(solver, padded, stage, state, source, width)
         state.solvers[cls.name] = solver
@@ -822,6 +867,7 @@ def absorption_stage(state: PipelineState) -> None:
         state.maps[f"{name}-uncorrected"] = state.maps[name]
         state.volumes[f"{name}-uncorrected"] = volume
         state.maps[name], state.volumes[name] = result.composition, result.maps
+        state.corrections[name] = result
         state.absorption[name] = {
             "iterations": len(result.history),
             "converged": result.converged,
@@ -838,6 +884,21 @@ def absorption_stage(state: PipelineState) -> None:
             f"({'converged' if result.converged else 'not converged'}); particle-mean change (wt%): {changes}; "
             f"uncorrected maps kept as {name}-uncorrected"
         )
+
+
+def uncertainty_stage(state: PipelineState) -> None:
+    """With ``options.uncertainty``: bootstrap error bars of each method's maps (:mod:`.errorbars`).
+
+    After an absorption correction they are those of the corrected maps (the
+    measured counts redrawn, the transmissions of the last correction held
+    fixed); the ``<method>-uncorrected`` maps then get none.
+    """
+    if not state.options.uncertainty:
+        return
+    from .errorbars import add_uncertainty
+
+    thresholds = thresholds_for(state.options.threshold, list(state.solvers))
+    state.uncertainty = add_uncertainty(state, pad_positions, crop_volume, thresholds)
 
 
 def compare_stage(state: PipelineState) -> None:
@@ -858,6 +919,7 @@ STAGES: tuple[tuple[str, Callable[[PipelineState], None], bool], ...] = (
     ("reconstruct", reconstruct_stage, True),
     ("quantify", quantify_stage, False),
     ("absorption", absorption_stage, False),
+    ("uncertainty", uncertainty_stage, False),
     ("compare", compare_stage, False),
 )
 
@@ -933,7 +995,9 @@ def run_pipeline(
         state.timings,
         state.notes,
         state.files,
-        state.alerts,
+        solvers=state.solvers,
+        uncertainty=state.uncertainty,
+        warnings=state.alerts,
     )
     if out is not None:
         _write(result, Path(out), pictures, progress, hspy)
@@ -956,6 +1020,10 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
 
         with _timed(result.timings, "pictures", progress):
             figures = pipeline_figures(out / "figures", series=result.series, maps=result.maps)
+            from .errorbars import choice_figures, uncertainty_figures
+
+            figures += uncertainty_figures(out / "figures", result.maps)
+            figures += choice_figures(out / "figures", result.solvers)
             result.files.extend(str(p) for p in figures)
     size = format_size(output_size(result.files))
     result.notes.append(f"output: {len(result.files)} files, {size} (and summary.json)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edstomo.algorithms import CGLS, Algorithm
-from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import Iterations, IterativeOptions, Problem, ReconstructionSolver
 from pydantic import Field
 
 
@@ -25,7 +25,7 @@ class CGLSSolver(ReconstructionSolver):
     description = "CGLS least squares per channel and slice (conjugate gradients; clip at 0 only at the end)"
 
     class Options(IterativeOptions):
-        iterations: int = Field(20, ge=0, le=100_000, description="number of iterations n")
+        iterations: Iterations = Field(20, description="number of iterations n, or 'auto'")
         nonnegativity: bool = Field(False, description="clip the final maps at 0 (the iteration is unconstrained)")
 
     def build(self, problem: Problem) -> Algorithm:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from edstomo.algorithms import SART, Algorithm
 from edstomo.data import HAADF, TiltSeries
-from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import Auto, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from edstomo.operators import BlockDiagonal, LinearOperator, MixChannels, ParallelBeamProjector
 from edstomo.preprocessing import ResponseRatios, response_ratios
@@ -29,6 +30,10 @@ def hebt_operator(projector: ParallelBeamProjector, lines: int, alpha: float) ->
     """
     mixing = np.vstack([(1.0 - alpha) * np.eye(lines), alpha * np.ones((1, lines))])
     return MixChannels(mixing, projector.range_shape) @ BlockDiagonal(projector, lines)
+
+
+#: The α tried by ``alpha="auto"``.
+ALPHA_CANDIDATES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9, 0.95)
 
 
 class HEBTSolver(ReconstructionSolver):
@@ -53,6 +58,11 @@ class HEBTSolver(ReconstructionSolver):
     units of ``r_A I_A``, i.e. on the HAADF scale: electrons per pixel.
     Without ``ratios`` they are fitted to the data (:func:`edstomo.preprocessing.response_ratios`);
     :meth:`prepare` fixes them once for a series solved in chunks.
+
+    ``alpha="auto"`` and ``iterations="auto"`` are chosen from the data by the
+    held-out EDS deviance (:mod:`edstomo.selection`): α from
+    :data:`ALPHA_CANDIDATES`, n along each run; the ratios are fitted to each
+    fit part separately.  The EDS data the maps predict are ``W X_A / r_A``.
     """
 
     name = "hebt-sirt"
@@ -61,9 +71,12 @@ class HEBTSolver(ReconstructionSolver):
     requires = frozenset({"lines", "haadf"})
     produces = "z_A"
     fits_from_data = ("ratios",)
+    auto_options: ClassVar[Mapping[str, tuple[float, ...]]] = {"iterations": (), "alpha": ALPHA_CANDIDATES}
 
     class Options(IterativeOptions):
-        alpha: float = Field(0.8, ge=0, lt=1, description="weight α of the HAADF term, in [0, 1)")
+        alpha: Annotated[float, Field(ge=0, lt=1)] | Auto = Field(
+            0.8, description="weight α of the HAADF term, in [0, 1), or 'auto' (chosen from the data)"
+        )
         ratios: Annotated[dict[str, PositiveFloat] | None, BeforeValidator(_ratio_mapping)] = Field(
             None, description="response ratios r_A per line (default: fitted to the data, eq. 15)"
         )
@@ -86,10 +99,47 @@ class HEBTSolver(ReconstructionSolver):
                 )
 
     def prepare(self, data: TiltSeries) -> HEBTSolver:
+        solver = super().prepare(data)  # automatic options first: they fit ratios to each fit part
+        if solver.options.ratios is not None:
+            return solver
+        return solver.with_options(ratios=solver._fitted(data, solver.channels_for(data)))
+
+    def predict(self, problem: Problem, x: Any) -> Any:
+        ratios = self._fit["ratios_used"]
+        scale = problem.xp.asarray(
+            [1.0 / ratios[c] for c in problem.channels], dtype=getattr(problem.xp, problem.dtype)
+        )
+        return problem.projector.forward(x) * problem.xp.reshape(scale, (1, 1, -1, 1))
+
+    def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
+        """The lines' data ``W X_A / r_A`` and the HAADF ``Σ_A r_A I_A = Σ_A W X_A`` (eq. 15) of maps ``x``."""
+        data = super().simulate(problem, x)
+        data[HAADF] = problem.xp.sum(problem.projector.forward(x), axis=2)
+        return data
+
+    def batch(self, series: Sequence[TiltSeries]) -> tuple[HEBTSolver, TiltSeries, np.ndarray]:
+        """Series as batch columns, each with its own fitted ratios: the EDS lines of series b are scaled by
+        ``r_A(b) / r_A(0)`` and solved with ``r_A(0)``, which gives each series its own data term ``r_A(b) I_A``."""
         if self.options.ratios is not None:
+            return super().batch(series)
+        channels = self.channels_for(series[0])
+        fits = [self._fitted(s, channels) for s in series]
+        scales = np.array([[fit[c] / fits[0][c] for fit in fits] for c in channels])
+        scaled = []
+        for s, column in zip(series, scales.T):
+            data = np.array(s.data, dtype=np.float64)
+            for c, factor in zip(channels, column):
+                data[s.channels.index(c)] *= factor
+            scaled.append(s.replace(data=data))
+        solver, stacked, _ = self.with_options(ratios=fits[0]).batch(scaled)
+        solver.batch_fits = [{"ratios": fit} for fit in fits]
+        return solver, stacked, scales
+
+    def thinned(self, fraction: float) -> HEBTSolver:
+        """Given ratios apply to the whole counts; the fit part's EDS counts are ``fraction`` of them."""
+        if self.options.ratios is None:
             return self
-        channels = list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
-        return self.with_options(ratios=self._fitted(data, channels))
+        return self.with_options(ratios={c: r / fraction for c, r in self.options.ratios.items()})
 
     def _fitted(self, data: TiltSeries, channels: list[str]) -> dict[str, float]:
         fit = response_ratios(data, channels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
-from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import Iterations, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from pydantic import Field
 
@@ -44,7 +44,7 @@ class SARTSolver(ReconstructionSolver):
     description = "OS-SART: SIRT updates over ordered subsets of the tilts (default one tilt each: SART; 1: SIRT)"
 
     class Options(IterativeOptions):
-        iterations: int = Field(2, ge=0, le=100_000, description="passes over all subsets")
+        iterations: Iterations = Field(2, description="passes over all subsets, or 'auto'")
         subsets: int | None = Field(
             None,
             ge=1,

@@ -51,6 +51,7 @@ from edstomo.units import format_quantity
 from pydantic import Field, model_validator
 
 from ..metrics.mse import best_scale
+from .yuan2020_auto import auto_figures, auto_settings, auto_summary, run_auto
 from .yuan2020_poisson import POISSON_SUMMARY_KEYS, poisson_summary, run_poisson_solvers
 from .yuan2020_results import (
     EROSION,
@@ -83,6 +84,8 @@ SUMMARY_KEYS = (
     "core_wt_Au", "shell_wt_Ag", "mask_dice", "r_squared", "r_Ag", "r_Au",
     *POISSON_SUMMARY_KEYS,
 )  # fmt: skip
+#: Summary keys added with ``auto=True`` (see :mod:`.yuan2020_auto`).
+AUTO_SUMMARY_KEYS = ("auto_over_oracle", "auto_parameters")
 
 
 def phantom_experiment(solid_angle: str = "0.7 sr", eds_dose_divisor: float = 1.0) -> Experiment:
@@ -163,6 +166,7 @@ class Yuan2020PhantomStudy(Study):
         core_radius: Length = Field("30 nm", description="phantom core radius")
         projector: Literal[MODELS] = Field("strip", description="projection model of the simulation and solvers")
         haadf_noise: bool = Field(False, description="Poisson noise on the HAADF too (the paper's: none)")
+        auto: bool = Field(True, description="also choose each method's parameters from the data (auto_over_oracle)")
 
         @model_validator(mode="after")
         def _sweeps(self) -> Yuan2020PhantomStudy.Options:
@@ -215,6 +219,8 @@ class Yuan2020PhantomStudy(Study):
 
                 stage = f"{level}: figures"
                 write_figures(result, table, folder, progress=lambda done, total, s=stage: report(s, done, total))
+                if result.auto:
+                    auto_figures(result.auto, folder, level)
         return summary
 
     def _run_level(self, level: str, table: ResultsTable, report: Callable[[str, int, int], None]) -> LevelResult:
@@ -267,6 +273,19 @@ class Yuan2020PhantomStudy(Study):
             )
         run_poisson_solvers(self, series, ratios, recorder, result, eds_quantifier, report)
         result.esf = hebt_quantifier.esf(result.headline.raw)
+        if self.options.auto:
+            report(f"{level}: automatic parameters", 0, 1)
+            result.auto = run_auto(
+                level,
+                series,
+                truth,
+                factors,
+                table,
+                sigma=self.sigma,
+                projector=self.projector,
+                max_iterations=self.max_iterations,
+            )
+            report(f"{level}: automatic parameters", 1, 1)
         result.seconds = time.perf_counter() - start
         return result
 
@@ -305,6 +324,8 @@ class Yuan2020PhantomStudy(Study):
             "r_Au": float(result.ratios["Au_Ma"]),
             **poisson_summary(result, table),
         }
+        if result.auto:
+            summary.update(auto_summary(result.auto))
         return summary
 
     def _settings(self, results: dict[str, LevelResult]) -> dict[str, Any]:
@@ -324,6 +345,7 @@ class Yuan2020PhantomStudy(Study):
                 "r_squared": result.ratios.r_squared,
                 "esf_threshold": None if result.esf is None else result.esf.threshold,
                 "seconds": result.seconds,
+                **({"auto": auto_settings(result.auto)} if result.auto else {}),
             }
         return {
             "study": self.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from edstomo.data import CompositionMaps, TiltSeries, Volume
@@ -48,6 +49,7 @@ class LevelResult:
     poisson: dict[str, Snapshot] = field(default_factory=dict)
     esf: EsfFit | None = None
     seconds: float = 0.0
+    auto: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> Snapshot:
