@@ -200,7 +200,7 @@ def test_uncertainty_is_exported_beside_the_maps(tmp_path):
     composition = plain.replace(uncertainty=sigma)
     assert set(stacks(composition)) == {"Fe", "S", "Fe_sigma", "S_sigma"}
     np.testing.assert_array_equal(stacks(composition)["Fe_sigma"], stacks(plain.replace(weight_fractions=sigma))["Fe"])
-    written = export_all(tmp_path, maps={"hebt-sirt": composition}, tiff=True)
+    written = export_all(tmp_path, maps={"hebt-sirt": composition}, tiff=True, hspy=True)
     names = {p.name for p in written}
     assert {"maps_hebt-sirt_Fe_sigma.hspy", "maps_hebt-sirt_Fe_sigma.tif", "maps_hebt-sirt.h5"} <= names
     signal = hs.load(tmp_path / "hspy" / "maps_hebt-sirt_S_sigma.hspy")

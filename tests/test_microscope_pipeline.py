@@ -111,7 +111,7 @@ def test_quantify_with_uncertainty_prints_means_with_error_bars_and_writes_sigma
     """``edstomo quantify SOURCE --out DIR --uncertainty N``: automatic parameters, bootstrap, intervals, σ files."""
     files = [str(p) for p in REDUCED[::2]]
     common = ["--rebin", "16", "--solver", "sirt", "--set", "sirt.selection={max_iterations: 40}", "--no-figures"]
-    assert main(["quantify", *files, "--out", str(tmp_path), *common, "--uncertainty", "3", "--tiff"]) == 0
+    assert main(["quantify", *files, "--out", str(tmp_path), *common, "--uncertainty", "3", "--tiff", "--hspy"]) == 0
     out = capsys.readouterr().out
     assert "sirt: mean weight fractions in the particle: C " in out and " ± " in out and "wt%" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
