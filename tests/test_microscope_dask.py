@@ -172,3 +172,57 @@ def test_the_pipeline_thresholds_with_the_quantifiers_otsu_fallback(in_process):
         assert step["fallback"] == "otsu" and step["threshold"] == maps.threshold
         noted = [note for note in in_process.notes if note.startswith(f"{method}: ESF")]
         assert bool(noted) == (step["threshold_method"] == "otsu")
+
+
+def _close(a, b, rtol=1e-12):
+    """Nested summaries equal to ``rtol`` (NaN equals NaN)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b)
+        for key in a:
+            _close(a[key], b[key], rtol)
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _close(x, y, rtol)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=rtol, abs=1e-300, nan_ok=True)
+    else:
+        assert a == b
+
+
+def _steps(record):
+    """Provenance steps without the times they record (when, and how many seconds a choice took)."""
+    if isinstance(record, dict):
+        return {k: _steps(v) for k, v in record.items() if k not in ("time", "seconds")}
+    if isinstance(record, list):
+        return [_steps(v) for v in record]
+    return record
+
+
+def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tmp_path):
+    """Solved, cropped, quantified and summarised 4 slices at a time through files = all 9 slices at once in memory."""
+    assert in_process.options.chunk_slices >= SLICES  # the reference: one piece, nothing written
+    options = PipelineOptions(**OPTIONS, chunk_slices=4)
+    pieces = run_pipeline(series, options, out=tmp_path, pictures=False)
+    assert pieces.volumes.path("sirt") == tmp_path / "volume_sirt.h5"  # kept in its file, not in memory
+    assert pieces.maps.path("hebt-sirt") == tmp_path / "maps_hebt-sirt.h5"
+    _assert_same_results(pieces, in_process)
+    for method in in_process.maps:
+        np.testing.assert_array_equal(pieces.maps[method].mask, in_process.maps[method].mask)
+        assert _steps(pieces.maps[method].provenance) == _steps(in_process.maps[method].provenance)
+    assert _steps(pieces.volumes["sirt"].provenance) == _steps(in_process.volumes["sirt"].provenance)
+    _close(pieces.comparison, in_process.comparison)
+    _close(pieces.findings, in_process.findings)
+    assert pieces.findings["sirt"]["elements"]["Fe"]["rich_region"]["voxels"] > 0
+    # quantifying the saved volumes again (read a range of slices at a time) gives the same maps
+    again = pipeline.quantify_saved(
+        [tmp_path / "volume_sirt.h5", tmp_path / "volume_hebt-sirt.h5"],
+        tmp_path / "again",
+        physics="table",
+        physics_options=PHYSICS,
+        pictures=False,
+    )
+    _close(again["findings"], in_process.findings)
+    for method in in_process.maps:
+        maps = et.load(tmp_path / "again" / f"maps_{method}.h5")
+        np.testing.assert_array_equal(maps.weight_fractions, in_process.maps[method].weight_fractions)

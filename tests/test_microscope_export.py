@@ -147,7 +147,7 @@ def test_hspy_maps_and_volumes(tmp_path):
     assert hs.load(tmp_path / "volume_eds_Fe_Ka.hspy").metadata.Signal.quantity == "X_A (arbitrary)"
 
 
-def test_tiff_is_optional_and_sizes_are_reported(tmp_path):
+def test_tiff_and_hspy_stacks_are_optional_and_sizes_are_reported(tmp_path):
     pytest.importorskip("hyperspy.api")
     import tifffile
 
@@ -157,7 +157,10 @@ def test_tiff_is_optional_and_sizes_are_reported(tmp_path):
     names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in without)
     assert "tiff" not in {n.split("/")[0] for n in names}
     assert {"tilt_series_raw.h5", "tilt_series_aligned.h5", "volume_eds.h5", "maps_eds.h5"} <= set(names)
-    assert {"hspy/volume_eds_Fe_Ka.hspy", "hspy/maps_eds_S.hspy", "hspy/tilts_HAADF.hspy"} <= set(names)
+    assert "hspy/tilts_HAADF.hspy" in names and not any(n.startswith(("hspy/volume", "hspy/maps")) for n in names)
+    with_hspy = export_all(tmp_path / "c", volumes={"eds": volume}, maps={"eds": maps()}, hspy=True)
+    names = {p.relative_to(tmp_path / "c").as_posix() for p in with_hspy}
+    assert {"hspy/volume_eds_Fe_Ka.hspy", "hspy/maps_eds_S.hspy", "volume_eds.h5", "maps_eds.h5"} <= names
     with_tiff = export_all(tmp_path / "b", volumes={"eds": volume}, maps={"eds": maps()}, tiff=True)
     [fe] = [p for p in with_tiff if p.name == "maps_eds_Fe.tif"]
     with tifffile.TiffFile(fe) as tif:
@@ -197,7 +200,7 @@ def test_uncertainty_is_exported_beside_the_maps(tmp_path):
     composition = plain.replace(uncertainty=sigma)
     assert set(stacks(composition)) == {"Fe", "S", "Fe_sigma", "S_sigma"}
     np.testing.assert_array_equal(stacks(composition)["Fe_sigma"], stacks(plain.replace(weight_fractions=sigma))["Fe"])
-    written = export_all(tmp_path, maps={"hebt-sirt": composition}, tiff=True)
+    written = export_all(tmp_path, maps={"hebt-sirt": composition}, tiff=True, hspy=True)
     names = {p.name for p in written}
     assert {"maps_hebt-sirt_Fe_sigma.hspy", "maps_hebt-sirt_Fe_sigma.tif", "maps_hebt-sirt.h5"} <= names
     signal = hs.load(tmp_path / "hspy" / "maps_hebt-sirt_S_sigma.hspy")

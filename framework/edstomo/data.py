@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pint
 
-from . import io
+from . import chunked, io
 from .errors import InputError
 from .experiment import MAX_TILT_DEG
 from .lines import element_of
@@ -43,11 +43,16 @@ _SIGMA = "weight_fraction_uncertainty"
 
 
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
-    bad = ~np.isfinite(array)
-    if bad.any():
+    """NaN, infinite (and, with ``nonnegative``, negative) values are errors naming the first index.
+
+    Checked one block of the first axis at a time, so the temporaries are a block's size, not the array's.
+    """
+    blocks = array.reshape(1, *array.shape) if array.ndim == 0 else array
+    if array.dtype.kind == "f" and not all(np.isfinite(block).all() for block in blocks):
+        bad = ~np.isfinite(array)
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
-    if nonnegative and array.size and array.min() < 0:
+    if nonnegative and array.size and min(block.min() for block in blocks) < 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmin(array)), array.shape))
         raise InputError(
             f"{name}: contains negative values (minimum {array.min():g} at index {index}); counts must be >= 0"
@@ -59,6 +64,22 @@ def _as_array(data: Any) -> np.ndarray:
         return np.asarray(data)
     except (TypeError, ValueError) as error:  # ragged lists and the like
         raise InputError(f"data: not an array ({error})") from None
+
+
+def _floating(values: Any) -> np.ndarray:
+    """``values`` as a floating-point array: float32 and float64 kept as they are (no copy), anything else float64."""
+    array = np.asarray(values)
+    if array.dtype in (np.float32, np.float64):
+        return array
+    return np.asarray(array, dtype=np.float64)
+
+
+def _element_sum(fractions: np.ndarray) -> np.ndarray:
+    """Σ over the first axis, accumulated in float64, one element at a time (no whole-maps temporary)."""
+    total = np.zeros(fractions.shape[1:], dtype=np.float64)
+    for values in fractions:
+        total += values
+    return total
 
 
 def _check_pixel_size(value: Any) -> pint.Quantity:
@@ -252,6 +273,8 @@ class CompositionMaps:
     ----------
     weight_fractions : ndarray, shape (elements, nz, nx, slices)
         Dimensionless, in [0, 1]; they sum to 1 inside the particle and to 0 outside.
+        float32 and float64 are kept as given (reconstructions give float32);
+        other types are converted to float64.
     elements : list of str
         Element symbols.
     pixel_size : Quantity
@@ -279,7 +302,7 @@ class CompositionMaps:
 
     def __post_init__(self) -> None:
         try:
-            self.weight_fractions = np.asarray(self.weight_fractions, dtype=float)
+            self.weight_fractions = _floating(self.weight_fractions)
         except (TypeError, ValueError):
             raise InputError("weight_fractions: not an array of numbers") from None
         if self.weight_fractions.ndim != 4:
@@ -290,14 +313,16 @@ class CompositionMaps:
         self.elements = _check_channels("elements", self.elements, self.weight_fractions.shape[0])
         self.pixel_size = _check_pixel_size(self.pixel_size)
         _check_finite("weight_fractions", self.weight_fractions, nonnegative=True)
-        if self.weight_fractions.max(initial=0) > 1 + 1e-9:
+        tolerance = 1e-9 if self.weight_fractions.dtype == np.float64 else 1e-6
+        if self.weight_fractions.max(initial=0) > 1 + tolerance:
             raise InputError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
-        total = self.weight_fractions.sum(axis=0)
+        total = _element_sum(self.weight_fractions)
         if total.max(initial=0) > 1 + 1e-6:
             raise InputError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
+        del total
         spatial = self.weight_fractions.shape[1:]
         if self.density is not None:
-            self.density = np.asarray(self.density, dtype=float)
+            self.density = _floating(self.density)
             if self.density.shape != spatial:
                 raise InputError(f"density: shape {self.density.shape} does not match the maps' shape {spatial}")
             _check_finite("density", self.density, nonnegative=True)
@@ -431,7 +456,8 @@ def save(obj: TiltSeries | Volume | CompositionMaps, path: str | Path, *, compre
     path
         Destination ``.h5`` file; replaced if it exists.
     compression
-        h5py compression for the large arrays (e.g. ``"gzip"``), or None.
+        ``"gzip"``: the large arrays chunked along the slices and gzip-compressed in
+        threads (:mod:`edstomo.chunked`); None: uncompressed, contiguous.
     """
     writers: dict[type, Callable[[h5py.File, Any, str | None], None]] = {
         TiltSeries: _write_tilt_series,
@@ -461,8 +487,16 @@ def _strings(file: h5py.File, name: str, values: list[str]) -> None:
     file.create_dataset(name, data=np.array(values, dtype=object), dtype=io.STRING)
 
 
+def _write_array(file: h5py.File, name: str, array: np.ndarray, compression: str | None) -> None:
+    """Uncompressed as one contiguous dataset; gzip-compressed chunked along the slices, in threads."""
+    if compression is None:
+        file.create_dataset(name, data=array)
+        return
+    chunked.write_array(chunked.create_array(file, name, array.shape, array.dtype, compression), array)
+
+
 def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | None) -> None:
-    file.create_dataset("data", data=series.data, compression=compression)
+    _write_array(file, "data", series.data, compression)
     file["data"].attrs["axes"] = "channels,tilts,positions,slices"
     _strings(file, "channels", series.channels)
     file.create_dataset("angles", data=series.angles.m_as("deg"))
@@ -470,7 +504,7 @@ def _write_tilt_series(file: h5py.File, series: TiltSeries, compression: str | N
 
 
 def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> None:
-    file.create_dataset("data", data=volume.data, compression=compression)
+    _write_array(file, "data", volume.data, compression)
     file["data"].attrs["axes"] = "channels,nz,nx,slices"
     _strings(file, "channels", volume.channels)
     file.attrs["quantity"] = volume.quantity
@@ -480,14 +514,14 @@ def _write_volume(file: h5py.File, volume: Volume, compression: str | None) -> N
 
 
 def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str | None) -> None:
-    file.create_dataset("weight_fractions", data=maps.weight_fractions, compression=compression)
+    _write_array(file, "weight_fractions", maps.weight_fractions, compression)
     file["weight_fractions"].attrs["axes"] = "elements,nz,nx,slices"
     _strings(file, "elements", maps.elements)
     if maps.density is not None:
-        file.create_dataset("density", data=maps.density, compression=compression)
+        _write_array(file, "density", maps.density, compression)
         file["density"].attrs["units"] = "g/cm**3"
     if maps.mask is not None:
-        file.create_dataset("mask", data=maps.mask, compression=compression)
+        _write_array(file, "mask", maps.mask, compression)
     if maps.threshold is not None:
         file.attrs["threshold"] = float(maps.threshold)
     if maps.uncertainty is not None:
@@ -495,8 +529,12 @@ def _write_composition(file: h5py.File, maps: CompositionMaps, compression: str 
         file[_SIGMA].attrs["axes"] = "elements,nz,nx,slices"
 
 
-def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+def load(path: str | Path, *, slices: tuple[int, int] | None = None) -> TiltSeries | Volume | CompositionMaps:
     """Load an object saved by :func:`save`; errors name the file and what is wrong with it.
+
+    ``slices=(start, stop)`` reads only that range of slices (the last axis) of
+    the large arrays (``(0, 0)``: none, the object's header); compressed arrays
+    written by :func:`save` are decompressed in threads (:func:`edstomo.chunked.read_array`).
 
     Raises
     ------
@@ -506,13 +544,21 @@ def load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
         The file is damaged, not an edstomo file, or its stored experiment
         disagrees with its data (see :func:`differences`).
     """
-    obj = _load(path)
+    obj = _load(path, slices)
     check_agrees(obj, f"path: {str(path)!r}")
     return obj
 
 
-def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
+def _load(path: str | Path, slices: tuple[int, int] | None) -> TiltSeries | Volume | CompositionMaps:
     from .experiment import Experiment
+
+    def read(dataset: h5py.Dataset) -> np.ndarray:
+        start, stop = (0, dataset.shape[-1]) if slices is None else slices
+        if not 0 <= start <= stop <= dataset.shape[-1]:
+            raise InputError(f"slices: {slices} is not a range of the {dataset.shape[-1]} slices of {str(path)!r}")
+        if start == stop:
+            return np.zeros((*dataset.shape[:-1], 0), dtype=dataset.dtype)
+        return chunked.read_array(dataset, start, stop)
 
     with io.open_file(path) as file, io.reading(path):
         experiment = Experiment.from_json(io.text_of(file["experiment"])) if "experiment" in file else None
@@ -522,14 +568,14 @@ def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
         common = {"pixel_size": pixel_size, "experiment": experiment, "provenance": steps}
         if kind == "TiltSeries":
             return TiltSeries(
-                data=file["data"][()],
+                data=read(file["data"]),
                 channels=io.strings_of(file["channels"]),
                 angles=ureg.Quantity(file["angles"][()], file["angles"].attrs["units"]),
                 **common,
             )
         if kind == "Volume":
             return Volume(
-                data=file["data"][()],
+                data=read(file["data"]),
                 channels=io.strings_of(file["channels"]),
                 quantity=str(file.attrs["quantity"]),
                 unit=str(file.attrs["unit"]),
@@ -538,10 +584,10 @@ def _load(path: str | Path) -> TiltSeries | Volume | CompositionMaps:
             )
         if kind == "CompositionMaps":
             return CompositionMaps(
-                weight_fractions=file["weight_fractions"][()],
+                weight_fractions=read(file["weight_fractions"]),
                 elements=io.strings_of(file["elements"]),
-                density=file["density"][()] if "density" in file else None,
-                mask=file["mask"][()] if "mask" in file else None,
+                density=read(file["density"]) if "density" in file else None,
+                mask=read(file["mask"]) if "mask" in file else None,
                 threshold=float(file.attrs["threshold"]) if "threshold" in file.attrs else None,
                 uncertainty=file[_SIGMA][()] if _SIGMA in file else None,
                 **common,

@@ -168,11 +168,12 @@ def normalise_tilts(series: TiltSeries, channels: Sequence[str] | None = None) -
     """
     series = _check_series(series)
     names = _resolve_channels(series, channels, list(series.channels))
-    data = np.array(series.data, dtype=np.float64)
+    dtype = series.data.dtype if series.data.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    data = np.array(series.data, dtype=dtype)  # float32 stays float32; totals and scales in float64
     factors: dict[str, list[float]] = {}
     for name in names:
         index = series.channels.index(name)
-        totals = data[index].sum(axis=(1, 2))
+        totals = data[index].sum(axis=(1, 2), dtype=np.float64)
         empty = np.flatnonzero(totals <= 0)
         if empty.size:
             angles = series.angles.m_as("deg")[empty].tolist()

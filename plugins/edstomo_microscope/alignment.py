@@ -300,7 +300,8 @@ def apply_alignment(series: TiltSeries, alignment: Alignment, *, crop: bool = Tr
         raise ValueError(f"order: {order!r} must be 0 (nearest) or 1 (linear) to keep counts non-negative")
     scale = _matching(alignment, series)
     base = alignment.shifts * scale + np.array([-alignment.axis_shift * scale, 0.0])
-    data = np.empty_like(series.data, dtype=np.float64)
+    dtype = series.data.dtype if series.data.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    data = np.empty_like(series.data, dtype=dtype)  # each image is shifted in float64, then stored
     coverage = np.ones(series.data.shape[2:], dtype=bool)
     ones = np.ones(series.data.shape[2:])
     for t in range(series.n_tilts):

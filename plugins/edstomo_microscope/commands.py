@@ -102,6 +102,11 @@ def _microscope_arguments(p: argparse.ArgumentParser) -> None:
         help="also save the figures as SVG or PDF (repeatable; default: 150-dpi PNG only)",
     )
     p.add_argument("--tiff", action="store_true", help="also write float32 TIFF stacks of volumes and maps (tiff/)")
+    p.add_argument(
+        "--hspy",
+        action="store_true",
+        help="also write volumes and maps as HyperSpy/etspy stacks (hspy/; the tilt series always are)",
+    )
     add_distributed_arguments(p, optional=True)
     safety.add_arguments(p, output="folder")
 
@@ -246,7 +251,8 @@ def add_reconstruct(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -
         description="Load a tilt series (a folder, a stacked file or one file per tilt), make background-"
         "subtracted line maps, align, and reconstruct one volume per solver (--solver, repeatable; default the "
         "default EDS-only and bimodal solvers); writes the tilt series, alignment.json, volume_<solver>.h5 "
-        "(hspy/*.hspy for HyperSpy and etspy, tiff/ with --tiff), figures and summary.json to --out. With "
+        "(hspy/ for HyperSpy and etspy: the tilt series, and the volumes with --hspy; tiff/ with --tiff), figures "
+        "and summary.json to --out. With "
         "--scheduler, --chunk-slices or --workers the reconstructions run in slice chunks on a Dask cluster "
         "(same results).",
     )
@@ -273,6 +279,7 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
             pictures=not args.no_figures,
             progress=ProgressPrinter(),
             dask=_dask_options(args),  # type: ignore[arg-type]
+            hspy=args.hspy,
         )
         _print_run(result, args.out)
         _extras(args)
@@ -287,7 +294,7 @@ def add_quantify(sub: argparse._SubParsersAction, argv: Sequence[str] = ()) -> N
         description="With microscope files (a folder, a stacked file or one file per tilt): the whole pipeline, "
         "from line maps to weight fractions for every solver (each volume quantified by the quantifier that "
         "accepts its maps). With volume_*.h5 files written by 'edstomo reconstruct' (or their folder): only "
-        "the quantification. Writes HDF5, .hspy and TIFF maps, figures and a summary to --out.",
+        "the quantification. Writes HDF5 maps (.hspy with --hspy, TIFF with --tiff), figures and a summary to --out.",
     )
     p.add_argument("source", nargs="+", help="microscope files or their folder, or volume_*.h5 files or their folder")
     _microscope_arguments(p)
@@ -387,6 +394,7 @@ def _quantify(args: argparse.Namespace) -> None:
             threshold=threshold,
             pictures=not args.no_figures,
             progress=ProgressPrinter(),
+            hspy=args.hspy,
         )
         print(f"quantified {len(saved)} volume(s); results in {args.out}")
         _print_notes(summary)
@@ -399,6 +407,7 @@ def _quantify(args: argparse.Namespace) -> None:
             pictures=not args.no_figures,
             progress=ProgressPrinter(),
             dask=dask,  # type: ignore[arg-type]
+            hspy=args.hspy,
         )
         _print_run(result, args.out)
         summary = result.summary()

@@ -23,7 +23,9 @@ Which file to open with what
     pixels, ``[:, 0]`` across and ``[:, 1]`` along the tilt axis: the shifts
     that were applied), ``tiltaxis`` (deg), ``xshift``, ``yshift`` (pixels)
     and ``cropped``;
-  - ``volume_<method>_<channel>.hspy`` and ``maps_<method>_<element>.hspy``: an
+  - ``volume_<method>_<channel>.hspy`` and ``maps_<method>_<element>.hspy``
+    (only when asked for, ``hspy=True``: they repeat the ``.h5`` files' values
+    and writing them took most of the export's time): an
     etspy ``RecStack`` (``signal_type`` ``"RecStack"``), shaped and oriented as
     etspy's own reconstruction of ``tilts_*.hspy``: navigation ``x`` (the
     slices, along the tilt axis), each image ``z`` (rows, along the beam at
@@ -62,6 +64,7 @@ __all__ = [
     "export_all",
     "export_maps",
     "format_size",
+    "hspy_from_folder",
     "hyperspy_metadata",
     "output_size",
     "quantity_of",
@@ -331,18 +334,39 @@ def save_tiff(obj: Saved, folder: str | Path, prefix: str) -> list[Path]:
     return written
 
 
-def export_maps(maps: Mapping[str, CompositionMaps], out: str | Path, *, tiff: bool = False) -> list[Path]:
-    """Write weight-fraction maps per method: ``maps_<method>.h5``, ``hspy/maps_<method>_<element>.hspy``
-    (and ``tiff/maps_<method>_<element>.tif`` with ``tiff=True``)."""
+def _stored_at(products: Mapping[str, Any], name: str, path: Path) -> bool:
+    """Whether ``products[name]`` is already the file ``path`` (written piece by piece by the pipeline)."""
+    where = getattr(products, "path", None)
+    stored = where(name) if callable(where) else None
+    return stored is not None and Path(stored).resolve() == path.resolve()
+
+
+def _write_products(products: Mapping[str, Saved], out: Path, prefix: str, *, hspy: bool, tiff: bool) -> list[Path]:
+    """``<prefix>_<method>.h5`` per method (unless already there), and the .hspy/.tif stacks when asked."""
+    written: list[Path] = []
+    for method in products:
+        path = out / f"{prefix}_{method}.h5"
+        if not _stored_at(products, method, path):
+            save_hdf5(products[method], path)
+        written.append(path)
+        if hspy or tiff:
+            obj = products[method]  # loaded whole for these formats (one channel or element at a time in a file)
+            if hspy:
+                written += save_hspy(obj, out / "hspy", f"{prefix}_{method}")
+            if tiff:
+                written += save_tiff(obj, out / "tiff", f"{prefix}_{method}")
+            del obj
+    return written
+
+
+def export_maps(
+    maps: Mapping[str, CompositionMaps], out: str | Path, *, tiff: bool = False, hspy: bool = False
+) -> list[Path]:
+    """Write weight-fraction maps per method: ``maps_<method>.h5`` and, when asked,
+    ``hspy/maps_<method>_<element>.hspy`` (``hspy=True``) and ``tiff/maps_<method>_<element>.tif`` (``tiff=True``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for method, result in maps.items():
-        written.append(save_hdf5(result, out / f"maps_{method}.h5"))
-        written += save_hspy(result, out / "hspy", f"maps_{method}")
-        if tiff:
-            written += save_tiff(result, out / "tiff", f"maps_{method}")
-    return written
+    return _write_products(maps, out, "maps", hspy=hspy, tiff=tiff)
 
 
 def export_all(
@@ -353,6 +377,7 @@ def export_all(
     volumes: Mapping[str, Volume] | None = None,
     maps: Mapping[str, CompositionMaps] | None = None,
     tiff: bool = False,
+    hspy: bool = False,
 ) -> list[Path]:
     """Write the results of a reconstruction into ``out``; returns the paths written.
 
@@ -366,11 +391,15 @@ def export_all(
         The series the solvers saw (aligned, normalised): ``tilt_series_aligned.h5``
         and ``hspy/tilts_<channel>.hspy`` (etspy ``TomoStack``).
     volumes : {method: Volume}, optional
-        ``volume_<method>.h5`` and ``hspy/volume_<method>_<channel>.hspy``.
+        ``volume_<method>.h5`` (and ``hspy/volume_<method>_<channel>.hspy`` with ``hspy=True``).
+        Entries that a :class:`~edstomo_microscope.slicewise.Products` keeps in that very file are not rewritten.
     maps : {method: CompositionMaps}, optional
         See :func:`export_maps`.
     tiff : bool
         Also write float32 TIFF stacks of the volumes and maps into ``tiff/``.
+    hspy : bool
+        Also write the volumes and maps as HyperSpy/etspy stacks into ``hspy/``
+        (the tilt series always are: they are small and what etspy reconstructs).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -380,25 +409,30 @@ def export_all(
     if series is not None:
         written.append(save_hdf5(series, out / "tilt_series_aligned.h5"))
         written += save_hspy(series, out / "hspy", "tilts")
-    for method, volume in (volumes or {}).items():
-        written.append(save_hdf5(volume, out / f"volume_{method}.h5"))
-        written += save_hspy(volume, out / "hspy", f"volume_{method}")
-        if tiff:
-            written += save_tiff(volume, out / "tiff", f"volume_{method}")
-    written += export_maps(maps or {}, out, tiff=tiff)
+    written += _write_products(volumes or {}, out, "volume", hspy=hspy, tiff=tiff)
+    written += export_maps(maps or {}, out, tiff=tiff, hspy=hspy)
     return written
+
+
+def hspy_from_folder(out: str | Path) -> list[Path]:
+    """HyperSpy/etspy stacks (``hspy/``) of every ``volume_<method>.h5`` and ``maps_<method>.h5`` in a result folder."""
+    return _from_folder(Path(out), "hspy", save_hspy)
 
 
 def tiff_from_folder(out: str | Path) -> list[Path]:
     """TIFF stacks (``tiff/``) of every ``volume_<method>.h5`` and ``maps_<method>.h5`` in a result folder."""
+    return _from_folder(Path(out), "tiff", save_tiff)
+
+
+def _from_folder(out: Path, folder: str, writer: Any) -> list[Path]:
     from edstomo.data import load
 
-    out = Path(out)
     written: list[Path] = []
     for path in sorted(out.glob("volume_*.h5")) + sorted(out.glob("maps_*.h5")):
         content = load(path)
         if isinstance(content, (Volume, CompositionMaps)):
-            written += save_tiff(content, out / "tiff", path.stem)
+            written += writer(content, out / folder, path.stem)
+        del content
     return written
 
 

@@ -36,6 +36,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -630,31 +631,42 @@ def load_tilt_series(
 
         top = max(parse_line(line).energy_kev for line in lines)
         cutoff_at_kV = float(math.ceil(top + 1.5))
-    tilts: list[TiltImages] = []
     unreadable: list[UnreadableFileError] = []
     read = partial(reader.call, read_tilt_file) if isolate else read_tilt_file
-    for done, path in enumerate(files, start=1):
+    settings = {
+        "rebin": rebin,
+        "crop": crop,
+        "cutoff_at_kV": cutoff_at_kV,
+        "haadf_title": haadf_title,
+        "background": background,
+        "integration_width": integration_width,
+        "background_windows": background_windows,
+        "elements": elements,
+        "smooth": smooth,
+        "intensities": intensities,
+    }
+
+    def one(path: Path) -> list[TiltImages] | UnreadableFileError:
         try:
-            tilts.extend(
-                read(
-                    path,
-                    lines,
-                    rebin=rebin,
-                    crop=crop,
-                    cutoff_at_kV=cutoff_at_kV,
-                    haadf_title=haadf_title,
-                    background=background,
-                    integration_width=integration_width,
-                    background_windows=background_windows,
-                    elements=elements,
-                    smooth=smooth,
-                    intensities=intensities,
-                )
-            )
+            return read(path, lines, **settings)
         except UnreadableFileError as error:
-            unreadable.append(error)
-        if progress is not None:
-            progress("load", done, len(files))
+            return error
+
+    read_files: dict[Path, list[TiltImages] | UnreadableFileError] = {}
+    # with reader processes the files are read at the same time, one per reader (the results are the same)
+    with ThreadPoolExecutor(max_workers=reader.readers() if isolate else 1) as pool:
+        futures = {pool.submit(one, path): path for path in files}
+        for done, future in enumerate(as_completed(futures), start=1):
+            read_files[futures[future]] = future.result()
+            if progress is not None:
+                progress("load", done, len(files))
+    tilts: list[TiltImages] = []
+    for path in files:  # in file order, as read one after the other
+        found = read_files.pop(path)
+        if isinstance(found, UnreadableFileError):
+            unreadable.append(found)
+        else:
+            tilts.extend(found)
     if unreadable:
         if len(files) == 1:
             raise unreadable[0]
@@ -745,7 +757,7 @@ def load_tilt_series(
         return image.T if tilt_axis == "vertical" else image
 
     channels = ([HAADF] if with_haadf else []) + list(lines)
-    data = np.empty((len(channels), len(tilts), positions, slices), dtype=np.float64)
+    data = np.empty((len(channels), len(tilts), positions, slices), dtype=np.float32)  # float32 end to end
     for t, item in enumerate(tilts):
         for c, channel in enumerate(channels):
             data[c, t] = oriented(item.haadf if channel == HAADF else item.maps[channel])

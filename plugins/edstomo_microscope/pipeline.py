@@ -26,9 +26,11 @@ each stage is a function of a :class:`PipelineState` that adds its products:
    fitted freely (``"fit"``: non-negative least squares, eq. 15, as the paper
    did).  Solvers that need counts (``"counts"`` in their ``requires``, e.g. ``poisson-tv``) get
    ``counts="scaled"``: the line maps here are background-subtracted, smoothed and
-   normalised, so they are proportional to counts but not counts.  With
-   ``dask=DaskOptions(...)`` the solves run in slice chunks on a
-   Dask cluster instead of in this process (same results, see :class:`DaskOptions`);
+   normalised, so they are proportional to counts but not counts.  The solves run
+   ``options.chunk_slices`` slices at a time (:mod:`.slicewise`), or with
+   ``dask=DaskOptions(...)`` in slice chunks on a Dask cluster (same results, see
+   :class:`DaskOptions`); with an output folder the volumes go to their files as
+   they are made, not into memory;
 6. ``quantify`` — weight fractions by the quantifier that accepts each volume's
    map factor (``Volume.factor``, declared by the solver): ESF threshold, with
    the quantifiers' ``fallback="otsu"`` (when the volume curve has no plateau,
@@ -52,28 +54,42 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from edstomo import provenance
 from edstomo.data import HAADF, CompositionMaps, TiltSeries, Volume, load
-from edstomo.distributed import DEFAULT_CHUNK_SLICES, solve_file
+from edstomo.distributed import DEFAULT_CHUNK_SLICES
 from edstomo.errors import InputError
 from edstomo.factors import PhysicsFactors
 from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
+from edstomo.stored import Stored, pieces
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
+from . import reader, statistics
 from .alignment import Alignment, apply_alignment, estimate_tilt_axis, haadf_eds_shifts, series_shifts
 from .errorbars import smoothing_dispersion
 from .loading import DEFAULT_LINES, INTENSITY_METHODS, load_tilt_series
 from .quiet import collected_notes
+from .slicewise import DEFAULT_CHUNK_SLICES as SLICES_IN_PROCESS
+from .slicewise import (
+    DaskRunner,
+    Products,
+    Runner,
+    crop_volume,
+    dask_runner,
+    pad_positions,
+    quantify_in_slices,
+    solve_in_slices,
+    solve_on_dask,
+)
 
 if TYPE_CHECKING:
     from edstomo.absorption import CorrectionResult
@@ -141,6 +157,9 @@ class PipelineOptions:
     HAADF-scale reconstructions differ by orders of magnitude. ``uncertainty`` (bootstrap
     replicas for per-voxel error bars and intervals of the particle means, 0: none, else >= 2)
     and ``seed`` (of the bootstrap), see :mod:`edstomo_microscope.errorbars`.
+    Memory: ``chunk_slices``, the slices solved and quantified together in this process
+    (the results do not depend on it; with an output folder, volumes and maps go to their
+    files piece by piece instead of being held in memory, see :mod:`.slicewise`).
 
     Every option is checked when the options are made, before any file is read: the
     solvers' options by making the solvers.
@@ -173,6 +192,7 @@ class PipelineOptions:
     uncertainty: int = 0
     seed: int = 0
     absorption: Mapping[str, Any] | None = None
+    chunk_slices: int = SLICES_IN_PROCESS
 
     def __post_init__(self) -> None:
         self.lines = list(self.lines)
@@ -191,6 +211,10 @@ class PipelineOptions:
             raise ValueError(f"rebin: {self.rebin!r} must be an integer >= 1")
         if not (isinstance(self.pad, (int, float)) and 0 <= self.pad <= 2):
             raise ValueError(f"pad: {self.pad!r} must be a fraction of the positions in [0, 2]")
+        if isinstance(self.chunk_slices, bool) or not isinstance(self.chunk_slices, (int, np.integer)):
+            raise ValueError(f"chunk_slices: {self.chunk_slices!r} must be a positive integer (slices)")
+        if self.chunk_slices < 1:
+            raise ValueError(f"chunk_slices: {self.chunk_slices!r} must be a positive integer (slices)")
         if isinstance(self.uncertainty, bool) or not isinstance(self.uncertainty, (int, np.integer)):
             raise ValueError(f"uncertainty: {self.uncertainty!r} must be an integer number of bootstrap replicas")
         if self.uncertainty == 1 or self.uncertainty < 0:
@@ -341,13 +365,16 @@ def thresholds_for(threshold: Any, methods: Sequence[str]) -> dict[str, float | 
 
 @dataclass(frozen=True)
 class DaskOptions:
-    """Run the reconstructions in slice chunks on a Dask cluster (:func:`edstomo.distributed.solve_file`).
+    """Run the reconstructions and the quantification in slice chunks on a Dask cluster.
 
     The pipeline then writes the padded, preprocessed tilt series the solvers
-    see to ``tilt_series_padded.h5`` in the output folder, solves it chunk by
+    see to ``tilt_series_padded.h5`` in the output folder; each task solves a
     chunk with the same solvers and the response ratios fitted once to the
-    whole series, and reads the volumes back: the results equal those of the
-    in-process run.  The output folder must be visible to every worker.
+    whole series and returns it cropped to the field of view, and the pieces go
+    into ``volume_<solver>.h5`` as they arrive (:func:`.slicewise.solve_on_dask`);
+    the quantification's pieces are tasks too (:func:`.slicewise.quantify_in_slices`).
+    The results equal those of the in-process run. The output folder must be
+    visible to every worker. One cluster serves the whole run.
 
     Attributes
     ----------
@@ -456,33 +483,11 @@ def normalise(series: TiltSeries, mode: str, notes: list[str] | None = None) -> 
         return series
     if mode == "equal":
         return normalise_tilts(series, channels)
-    cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None]
+    dtype = series.data.dtype if series.data.dtype.kind == "f" else np.dtype(np.float64)
+    cosines = np.cos(series.angles.m_as("rad"))[None, :, None, None].astype(dtype)
     equal = normalise_tilts(series.replace(data=series.data * cosines), channels)
     record = provenance.step("normalise_slab", None, note="totals made proportional to 1/cos(tilt)")
     return equal.with_step(record, data=equal.data / cosines)
-
-
-def pad_positions(series: TiltSeries, width: int) -> TiltSeries:
-    """The series with ``width`` positions added on each side, repeating the edge values."""
-    if width == 0:
-        return series
-    data = np.pad(series.data, ((0, 0), (0, 0), (width, width), (0, 0)), mode="edge")
-    experiment = series.experiment
-    if experiment is not None:
-        scan = experiment.scan.model_copy(update={"positions": data.shape[2]})
-        experiment = experiment.model_copy(update={"scan": scan})
-    record = provenance.step("pad_positions", None, width=width, mode="edge")
-    return series.with_step(record, data=data, experiment=experiment)
-
-
-def crop_volume(volume: Volume, width: int, experiment: Any = None) -> Volume:
-    """The central part of a volume reconstructed from sinograms padded by ``width`` on each side."""
-    if width == 0:
-        return volume
-    n = volume.data.shape[2] - 2 * width
-    data = np.ascontiguousarray(volume.data[:, width : width + n, width : width + n, :])
-    record = provenance.step("crop_to_field", None, width=width, kept="nz and nx [width, width + positions)")
-    return volume.replace(data=data, experiment=experiment, provenance=[*volume.provenance, record])
 
 
 def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[str] | None = None) -> ResponseRatios:
@@ -512,12 +517,16 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
 
 
 def quantify_volumes(
-    volumes: Mapping[str, Volume],
+    volumes: Mapping[str, Any],
     factors: PhysicsFactors,
     threshold: float | str | Mapping[str, float | str] = "esf",
     notes: list[str] | None = None,
     alerts: list[str] | None = None,
-) -> dict[str, CompositionMaps]:
+    *,
+    out: Path | None = None,
+    chunk_slices: int = SLICES_IN_PROCESS,
+    runner: Runner | None = None,
+) -> Products:
     """Weight fractions of each volume, by the quantifier that accepts its map factor (``Volume.factor``).
 
     ``threshold`` is read by :func:`thresholds_for` (one per method). With
@@ -526,17 +535,31 @@ def quantify_volumes(
     maps' provenance records it, and a note is added to ``notes``. A given
     threshold that leaves no voxel is an error; one whose particle differs from
     the automatic threshold's by more than 10× is added to ``alerts`` (to ``notes`` when no ``alerts``).
+
+    The volumes (in memory, or :class:`Products` whose entries may be files) are
+    quantified ``chunk_slices`` slices at a time (:func:`.slicewise.quantify_in_slices`);
+    with ``out`` the maps are written to ``out/maps_<method>.h5`` as they are made
+    and kept there, else returned in memory. ``runner``: the pieces on Dask (volumes in files).
     """
     chosen_thresholds = thresholds_for(threshold, list(volumes))
-    result = {}
+    result = Products()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
-        for name, volume in volumes.items():
-            quantifier = plugins.quantifier_for(volume.factor)
-            maps = quantifier(factors, threshold=chosen_thresholds[name], fallback="otsu").quantify(volume)
-            chosen = maps.provenance[-1]["parameters"]
+        for name in volumes:
+            source = volumes.source(name) if isinstance(volumes, Products) else pieces(volumes[name])
+            header = source.header()
+            quantifier = plugins.quantifier_for(header.factor)
+            maps = quantify_in_slices(
+                quantifier(factors, threshold=chosen_thresholds[name], fallback="otsu"),
+                source,
+                chunk_slices=chunk_slices,
+                path=None if out is None else out / f"maps_{name}.h5",
+                runner=runner,
+            )
+            maps_header = maps.header() if isinstance(maps, Stored) else maps
+            chosen = maps_header.provenance[-1]["parameters"]
             if notes is not None and chosen["threshold_method"] == "otsu":
-                notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps.threshold:.4g})")
+                notes.append(f"{name}: {chosen['threshold_note']} (threshold {maps_header.threshold:.4g})")
             if "mask_warning" in chosen:
                 target = alerts if alerts is not None else notes
                 if target is not None:
@@ -545,82 +568,22 @@ def quantify_volumes(
     return result
 
 
-def _rich(values: np.ndarray, mask: np.ndarray, quantile: float) -> np.ndarray:
-    inside = values[mask]
-    if inside.size == 0 or not inside.max() > 0:
-        return np.zeros_like(mask)
-    return mask & (values >= np.quantile(inside, quantile))
-
-
-def compare_maps(a: CompositionMaps, b: CompositionMaps, quantile: float = 0.9) -> dict[str, dict[str, float]]:
-    """Agreement of two quantifications, per element, inside both particle masks.
+def compare_maps(a: Any, b: Any, quantile: float = 0.9) -> dict[str, dict[str, float]]:
+    """Agreement of two quantifications, per element, inside both particle masks (see :func:`.statistics.compare`).
 
     Returns ``{element: {"pearson": r, "dice_rich": d, "mean_a": ..., "mean_b": ...}}``
     where ``r`` is the Pearson correlation of the weight fractions and ``d`` the
     Dice coefficient of the element-rich regions (fraction ≥ the ``quantile`` of
     the element's fractions inside the mask). NaN when undefined (no voxel, or
-    a constant map).
+    a constant map). ``a`` and ``b`` are CompositionMaps or their files, read a range of slices at a time.
     """
-    mask = a.particle_mask & b.particle_mask
-    result = {}
-    for element in a.elements:
-        if element not in b.elements:
-            continue
-        x, y = a.fraction(element), b.fraction(element)
-        xs, ys = x[mask], y[mask]
-        pearson = float(np.corrcoef(xs, ys)[0, 1]) if xs.size > 1 and xs.std() > 0 and ys.std() > 0 else float("nan")
-        rich_a, rich_b = _rich(x, mask, quantile), _rich(y, mask, quantile)
-        size = rich_a.sum() + rich_b.sum()
-        dice = float(2 * (rich_a & rich_b).sum() / size) if size else float("nan")
-        result[element] = {
-            "pearson": pearson,
-            "dice_rich": dice,
-            "mean_a": float(xs.mean()) if xs.size else float("nan"),
-            "mean_b": float(ys.mean()) if ys.size else float("nan"),
-        }
-    return result
+    return statistics.compare(a, b, quantile)
 
 
-def _findings(maps: CompositionMaps, quantile: float = 0.9) -> dict[str, Any]:
+def _findings(maps: Any, quantile: float = 0.9) -> dict[str, Any]:
     """Where each element is: mean and largest fraction in the particle, the share of the particle
     where it dominates, its rich region (fractions in the top decile), and which elements go together."""
-    mask = maps.particle_mask
-    pixel = float(maps.pixel_size.m_as("nm"))
-    out: dict[str, Any] = {"particle_voxels": int(mask.sum()), "pixel_size_nm": pixel, "elements": {}}
-    total = max(int(mask.sum()), 1)
-    for element in maps.elements:
-        values = maps.fraction(element)
-        rich = _rich(values, mask, quantile)
-        entry: dict[str, Any] = {
-            "mean_weight_fraction": float(values[mask].mean()) if mask.any() else 0.0,
-            "max_weight_fraction": float(values[mask].max()) if mask.any() else 0.0,
-            "dominant_fraction_of_particle": float(
-                (maps.weight_fractions.argmax(axis=0) == maps.elements.index(element))[mask].sum() / total
-            ),
-        }
-        if rich.any():
-            centre = np.argwhere(rich).mean(axis=0)
-            entry["rich_region"] = {
-                "voxels": int(rich.sum()),
-                "mean_weight_fraction": float(values[rich].mean()),
-                "centre_nz_nx_slice": [round(float(c), 1) for c in centre],
-            }
-        out["elements"][element] = entry
-    out["correlations"] = _correlations(maps)
-    return out
-
-
-def _correlations(maps: CompositionMaps) -> dict[str, float]:
-    """Pearson correlation of every pair of elements' weight fractions inside the particle (which go together)."""
-    mask = maps.particle_mask
-    values = maps.weight_fractions[:, mask]
-    pairs = {}
-    for i, first in enumerate(maps.elements):
-        for j in range(i + 1, len(maps.elements)):
-            a, b = values[i], values[j]
-            defined = a.size > 1 and a.std() > 0 and b.std() > 0
-            pairs[f"{first}-{maps.elements[j]}"] = float(np.corrcoef(a, b)[0, 1]) if defined else float("nan")
-    return pairs
+    return statistics.findings(maps, quantile)
 
 
 @contextmanager
@@ -680,8 +643,8 @@ class PipelineState:
     factors: PhysicsFactors | None = None
     ratios: ResponseRatios | None = None
     ratio_fits: dict[str, dict[str, Any]] = field(default_factory=dict)
-    volumes: dict[str, Volume] = field(default_factory=dict)
-    maps: dict[str, CompositionMaps] = field(default_factory=dict)
+    volumes: Products = field(default_factory=Products)
+    maps: Products = field(default_factory=Products)
     comparison: dict[str, dict[str, float]] = field(default_factory=dict)
     findings: dict[str, Any] = field(default_factory=dict)
     solvers: dict[str, Solver] = field(default_factory=dict)
@@ -692,6 +655,8 @@ class PipelineState:
     alerts: list[str] = field(default_factory=list)
     absorption: dict[str, Any] = field(default_factory=dict)
     corrections: dict[str, CorrectionResult] = field(default_factory=dict)
+    runner: DaskRunner | None = None
+    closing: ExitStack = field(default_factory=ExitStack)
 
 
 def load_stage(state: PipelineState) -> None:
@@ -717,6 +682,7 @@ def load_stage(state: PipelineState) -> None:
             progress=state.progress,
             **dict(options.load_options),
         )
+        reader.close()  # the reader processes (HyperSpy each) are not needed again: their memory goes back
     state.notes.extend(_load_parameters(state.raw).get("values", {}).get("notes", []))
 
 
@@ -802,41 +768,70 @@ def reconstruct_stage(state: PipelineState) -> None:
             with _timed(state.timings, f"choose-{cls.name}", state.progress):
                 solver = solver.prepare(padded)  # automatic options chosen once, on the whole (padded) series
         with _timed(state.timings, stage, state.progress, report=False):
-            volume = _solve(solver, padded, stage, state, source)
+            state.volumes[cls.name] = _solve(solver, padded, stage, state, source, width)
         state.solvers[cls.name] = solver
-        state.volumes[cls.name] = crop_volume(volume, width, series.experiment)
     if state.ratios is None:
         state.ratios = ResponseRatios({}, float("nan"), float("nan"), {})
 
 
-def _solve(solver: Solver, padded: TiltSeries, stage: str, state: PipelineState, source: Path | None) -> Volume:
-    """``solver.solve(padded)``: in this process, or chunk by chunk on Dask from the file ``source``.
+def _solve(
+    solver: Solver, padded: TiltSeries, stage: str, state: PipelineState, source: Path | None, width: int
+) -> Volume | Stored:
+    """``crop_volume(solver.solve(padded), width)``: in this process ``options.chunk_slices`` slices at a time
+    (into ``volume_<solver>.h5`` when there is an output folder), or chunk by chunk on Dask from the file ``source``.
 
-    On Dask the volume is written beside the tilt-series file, read back and
-    removed (the pipeline exports the cropped volume).
+    On Dask each task solves a piece of the padded series and returns it cropped; the
+    pieces go into ``volume_<solver>.h5`` as they arrive (:func:`.slicewise.solve_on_dask`).
     """
+    target = None if state.out is None else state.out / f"volume_{solver.name}.h5"
     if state.dask is None:
-        return solver.solve(padded, progress=_solver_progress(stage, state.progress))
-    path = source.parent / f"volume_{solver.name}_padded.h5"
-    solve_file(
+        if target is not None:
+            state.out.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        return solve_in_slices(
+            solver,
+            padded,
+            width,
+            state.series.experiment,
+            chunk_slices=state.options.chunk_slices,
+            progress=_solver_progress(stage, state.progress),
+            path=target,
+        )
+    where = state.dask.scheduler or f"LocalCluster(workers={state.dask.workers}, processes={state.dask.processes})"
+    return solve_on_dask(
         solver,
-        source,
-        path,
+        source,  # type: ignore[arg-type]
+        width,
+        state.series.experiment,
+        target,  # type: ignore[arg-type]
+        _runner(state),  # type: ignore[arg-type]
         chunk_slices=state.dask.chunk_slices,
-        scheduler=state.dask.scheduler,
-        workers=state.dask.workers,
-        processes=state.dask.processes,
-        progress=_solver_progress(stage, state.progress) or False,
+        progress=_solver_progress(stage, state.progress),
+        where=where,
     )
-    try:
-        return cast(Volume, load(path))
-    finally:
-        path.unlink(missing_ok=True)
+
+
+def _runner(state: PipelineState) -> DaskRunner | None:
+    """The Dask runner of the run (started on first use, closed when the run ends), or None: in this process."""
+    if state.dask is None:
+        return None
+    if state.runner is None:
+        dask = state.dask
+        state.runner = state.closing.enter_context(dask_runner(dask.scheduler, dask.workers, dask.processes))
+    return state.runner
 
 
 def quantify_stage(state: PipelineState) -> None:
     """``maps``: weight fractions of every volume."""
-    state.maps = quantify_volumes(state.volumes, state.factors, state.options.threshold, state.notes, state.alerts)
+    state.maps = quantify_volumes(
+        state.volumes,
+        state.factors,
+        state.options.threshold,
+        state.notes,
+        state.alerts,
+        out=state.out,
+        chunk_slices=state.options.chunk_slices if state.dask is None else state.dask.chunk_slices,
+        runner=_runner(state),
+    )
 
 
 def absorption_stage(state: PipelineState) -> None:
@@ -908,10 +903,11 @@ def uncertainty_stage(state: PipelineState) -> None:
 
 def compare_stage(state: PipelineState) -> None:
     """``comparison`` of the first two methods and ``findings`` for each."""
-    names = list(state.maps)
+    maps = state.maps if isinstance(state.maps, Products) else Products(state.maps)
+    names = list(maps)
     if len(names) >= 2:
-        state.comparison = compare_maps(state.maps[names[0]], state.maps[names[1]])
-    state.findings = {name: _findings(maps) for name, maps in state.maps.items()}
+        state.comparison = compare_maps(maps.source(names[0]), maps.source(names[1]))
+    state.findings = {name: _findings(maps.source(name)) for name in names}
 
 
 #: The pipeline's stages, in order: (name, function, reports its own progress).
@@ -937,6 +933,7 @@ def run_pipeline(
     pictures: bool = True,
     progress: Progress | None = None,
     dask: DaskOptions | None = None,
+    hspy: bool = False,
 ) -> PipelineResult:
     """Run the stages of :data:`STAGES` on microscope files (see the module docstring).
 
@@ -952,6 +949,8 @@ def run_pipeline(
     out : folder, optional
         Where to write the results (see :func:`edstomo_microscope.export.export_all`),
         ``alignment.json``, figures and ``summary.json``; nothing is written when None.
+        With a folder the volumes and maps are written there as they are made and
+        not held in memory: ``result.volumes`` and ``result.maps`` load one when it is looked up.
     quantify : bool
         Run ``quantify`` and ``compare``; False stops after the reconstructions.
     pictures : bool
@@ -961,6 +960,8 @@ def run_pipeline(
     dask : DaskOptions, optional
         Reconstruct in slice chunks on a Dask cluster (needs ``out``, which
         then also receives ``tilt_series_padded.h5``); default: in this process.
+    hspy : bool
+        Also write the volumes and maps as HyperSpy/etspy stacks (``hspy/``).
 
     Returns
     -------
@@ -973,11 +974,12 @@ def run_pipeline(
         raise ValueError("out: solving on a Dask cluster needs an output folder for the tilt series and volumes")
     state = PipelineState(source, options, progress, dask, None if out is None else Path(out))
     last = "compare" if quantify else "reconstruct"
-    for name, stage, own_progress in STAGES:
-        with _timed(state.timings, name, progress, report=not own_progress):
-            stage(state)
-        if name == last:
-            break
+    with state.closing:  # a Dask cluster started for the run ends with it
+        for name, stage, own_progress in STAGES:
+            with _timed(state.timings, name, progress, report=not own_progress):
+                stage(state)
+            if name == last:
+                break
     result = PipelineResult(
         options,
         state.raw,
@@ -998,16 +1000,18 @@ def run_pipeline(
         warnings=state.alerts,
     )
     if out is not None:
-        _write(result, Path(out), pictures, progress)
+        _write(result, Path(out), pictures, progress, hspy)
     return result
 
 
-def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress | None) -> None:
+def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress | None, hspy: bool = False) -> None:
     from .export import export_all, format_size, output_size
 
     out.mkdir(parents=True, exist_ok=True)
     with _timed(result.timings, "export", progress):
-        written = export_all(out, raw=result.raw, series=result.series, volumes=result.volumes, maps=result.maps)
+        written = export_all(
+            out, raw=result.raw, series=result.series, volumes=result.volumes, maps=result.maps, hspy=hspy
+        )
         result.files.extend(str(p) for p in written)
         result.alignment.save(out / "alignment.json")
         result.files.append(str(out / "alignment.json"))
@@ -1044,13 +1048,14 @@ def quantify_saved(
     threshold: float | str | Mapping[str, float | str] = "esf",
     pictures: bool = True,
     progress: Progress | None = None,
+    hspy: bool = False,
 ) -> dict[str, Any]:
     """Quantify volumes saved by the pipeline (``volume_<solver>.h5``) and write the maps.
 
     Each volume is quantified by the quantifier that accepts its map factor
     (``Volume.factor``); the physics is computed for each volume's stored
     experiment; ``threshold`` as for :func:`thresholds_for`. Writes
-    ``maps_<solver>.h5``/``.hspy``/``.tif``, orthoslice and composite figures
+    ``maps_<solver>.h5`` (and ``hspy/`` stacks with ``hspy=True``), orthoslice and composite figures
     and ``quantify_summary.json`` (strict JSON: undefined values are null, with
     a note) into ``out``; returns that summary.
     """
@@ -1060,11 +1065,11 @@ def quantify_saved(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     notes: list[str] = []
-    volumes: dict[str, Volume] = {}
+    volumes = Products()
     factors: dict[str, PhysicsFactors] = {}
     with _timed(timings, "load", progress):
         for path in paths:
-            volume = load(path)
+            volume = load(path, slices=(0, 0))  # the header: the volume is read a range of slices at a time
             if not isinstance(volume, Volume):
                 raise ValueError(f"{path}: holds a {type(volume).__name__}, not a reconstructed Volume")
             if volume.experiment is None:
@@ -1074,24 +1079,26 @@ def quantify_saved(
             method = method_of(volume)
             if method in volumes:
                 raise ValueError(f"{path}: a second volume of {method}; give one volume per solver")
-            volumes[method] = volume
+            volumes[method] = Stored(path)
     chosen = thresholds_for(threshold, list(volumes))
     alerts: list[str] = []
     with _timed(timings, "physics", progress), collected_notes(notes) as model_notes:
         model = plugins.physics(physics) if physics else plugins.default("physics")
-        for method, volume in volumes.items():
-            factors[method] = model(**dict(physics_options or {})).compute(volume.experiment)
+        for method in volumes:
+            factors[method] = model(**dict(physics_options or {})).compute(volumes.header(method).experiment)
     for method in factors if model_notes else ():
         factors[method].provenance.append(provenance.step("model_notes", model.name, notes=model_notes))
     with _timed(timings, "quantify", progress):
-        maps = {}
-        for method, volume in volumes.items():
-            maps.update(quantify_volumes({method: volume}, factors[method], chosen[method], notes, alerts))
+        maps = Products()
+        for method in volumes:
+            one = Products({method: volumes.source(method)})
+            found = quantify_volumes(one, factors[method], chosen[method], notes, alerts, out=out)
+            maps[method] = found.source(method)
     names = list(maps)
-    comparison = compare_maps(maps[names[0]], maps[names[1]]) if len(names) >= 2 else {}
+    comparison = compare_maps(maps.source(names[0]), maps.source(names[1])) if len(names) >= 2 else {}
     files: list[str] = []
     with _timed(timings, "export", progress):
-        files += [str(p) for p in export_maps(maps, out)]
+        files += [str(p) for p in export_maps(maps, out, hspy=hspy)]
     if pictures:
         from .pictures import pipeline_figures
 
@@ -1102,9 +1109,9 @@ def quantify_saved(
         {
             "inputs": [str(p) for p in paths],
             "physics": {method: f.to_dict() for method, f in factors.items()},
-            "thresholds": {method: m.threshold for method, m in maps.items()},
+            "thresholds": {method: maps.source(method).threshold for method in maps},
             "comparison": {"methods": names[:2], "per_element": comparison},
-            "findings": {method: _findings(m) for method, m in maps.items()},
+            "findings": {method: _findings(maps.source(method)) for method in maps},
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
             "warnings": alerts,

@@ -17,10 +17,12 @@ terminal is this process's to handle), talking over a pipe:
   ``"FILE: cannot be read (the file reader crashed with SIGSEGV; the file is
   probably truncated or damaged)"``, and the next call starts a new reader process.
 
-One reader process is kept for the life of this process (starting one and
-importing HyperSpy in it takes a few seconds, once); it ends with this
-process (at exit, by :func:`close`, or when its pipe closes after a crash or
-``kill -9`` of this process).
+Up to :data:`MAX_READERS` reader processes (one per core) are kept for the life
+of this process (starting one and importing HyperSpy in it takes a few
+seconds, once), so that several files can be read at the same time from
+threads (:func:`readers` says how many); they end with this process (at exit,
+by :func:`close`, or when their pipe closes after a crash or ``kill -9`` of
+this process).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import IO, Any
 
 from edstomo.errors import EdstomoError, InputError
 
-__all__ = ["ReaderWarning", "UnreadableFileError", "call", "cannot_read", "close"]
+__all__ = ["MAX_READERS", "ReaderWarning", "UnreadableFileError", "call", "cannot_read", "close", "readers"]
 
 
 class UnreadableFileError(InputError):
@@ -123,8 +125,34 @@ def _serve() -> None:
 
 
 # ----- this process's side -------------------------------------------------------------
-_LOCK = threading.Lock()
-_PROCESS: subprocess.Popen[bytes] | None = None
+class _Reader:
+    """One reader process (started on first use) and the lock of whoever is using it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+#: Reader processes: as many as there are cores, at most :data:`MAX_READERS`; :func:`call` uses a free one.
+MAX_READERS = 2
+_READERS = [_Reader() for _ in range(max(1, min(MAX_READERS, os.cpu_count() or 1)))]
+_FREE = threading.Semaphore(len(_READERS))
+
+
+def readers() -> int:
+    """How many files :func:`call` can read at the same time (one reader process each)."""
+    return len(_READERS)
 
 
 def _start() -> subprocess.Popen[bytes]:
@@ -141,17 +169,10 @@ def _start() -> subprocess.Popen[bytes]:
 
 
 def close() -> None:
-    """Stop the reader process (a later :func:`call` starts a new one)."""
-    global _PROCESS
-    process, _PROCESS = _PROCESS, None
-    if process is None:
-        return
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            stream.close()
+    """Stop the reader processes (a later :func:`call` starts new ones); their memory is given back."""
+    for reader in _READERS:
+        with reader.lock:
+            reader.stop()
 
 
 atexit.register(close)
@@ -184,22 +205,25 @@ def call(func: Callable[..., Any], path: str | Path, *args: Any, **kwargs: Any) 
     EdstomoError
         As raised by ``func``.
     """
-    global _PROCESS
-    with _LOCK:
-        if _PROCESS is None or _PROCESS.poll() is not None:
-            close()
-            _PROCESS = _start()
-        process = _PROCESS
+    with _FREE:
+        reader = next(r for r in _READERS if r.lock.acquire(blocking=False))
         try:
-            _send(process.stdin, (func, (path, *args), kwargs))  # type: ignore[arg-type]
-            status, value, caught = _receive(process.stdout)  # type: ignore[arg-type]
-        except (EOFError, BrokenPipeError):
-            reason = _exit_reason(process)
-            close()
-            raise cannot_read(path, f"{reason}; the file is probably truncated or damaged") from None
-        except BaseException:  # Ctrl-C while waiting: the reader is mid-answer, so start afresh next time
-            close()
-            raise
+            if reader.process is None or reader.process.poll() is not None:
+                reader.stop()
+                reader.process = _start()
+            process = reader.process
+            try:
+                _send(process.stdin, (func, (path, *args), kwargs))  # type: ignore[arg-type]
+                status, value, caught = _receive(process.stdout)  # type: ignore[arg-type]
+            except (EOFError, BrokenPipeError):
+                reason = _exit_reason(process)
+                reader.stop()
+                raise cannot_read(path, f"{reason}; the file is probably truncated or damaged") from None
+            except BaseException:  # Ctrl-C while waiting: the reader is mid-answer, so start afresh next time
+                reader.stop()
+                raise
+        finally:
+            reader.lock.release()
     for message in caught:
         warnings.warn(f"{path}: {message}", ReaderWarning, stacklevel=2)
     if status == "error":

@@ -71,8 +71,8 @@ class RatioQuantifier(Quantifier):
         """The per-line factors g_A (b·mol/g), in the order of ``lines``."""
 
     def summed(self, maps: Volume) -> np.ndarray:
-        """The summed map S = Σ_A max(X_A, 0) / g_A, shape (nz, nx, slices)."""
-        return self._normalised(maps).sum(axis=0)
+        """The summed map S = Σ_A max(X_A, 0) / g_A, shape (nz, nx, slices), accumulated in float64."""
+        return _channel_sum(self._normalised(maps))
 
     def esf(self, maps: Volume) -> EsfFit:
         """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
@@ -80,15 +80,41 @@ class RatioQuantifier(Quantifier):
 
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
-        summed = normalised.sum(axis=0)
+        summed = _channel_sum(normalised)
+        decision = self.decide(summed)
+        mask = summed > decision["threshold"]
+        return CompositionMaps(
+            weight_fractions=self.fractions(normalised, summed, decision["threshold"]),
+            elements=[element_of(line) for line in maps.channels],
+            pixel_size=maps.pixel_size,
+            mask=mask,
+            threshold=decision["threshold"],
+            experiment=maps.experiment,
+            provenance=[*maps.provenance, self.record(maps.channels, decision)],
+        )
+
+    def decide(self, summed: np.ndarray) -> dict[str, object]:
+        """The particle threshold of a whole summed map S and how it was chosen.
+
+        Returns ``{"threshold", "threshold_method", "threshold_note", "mask_voxels"}``
+        and, for a given threshold, the comparison with the automatic one
+        (``automatic_threshold``, ``automatic_mask_voxels``, ``mask_warning``).
+        The maps of a volume may then be quantified in any pieces
+        (:meth:`fractions`): every other step is per voxel.
+
+        Raises
+        ------
+        InputError
+            A given threshold that leaves no voxel in the particle.
+        """
         checks: dict[str, object] = {}
         if self.options.threshold == "esf":
             fit = esf_threshold(summed, self.options.trials, fallback=self.options.fallback)
             threshold, method, note = fit.threshold, fit.method, fit.note
         else:
             threshold, method, note = float(self.options.threshold), "given", ""
-        mask = summed > threshold
-        if not mask.any():
+        voxels = int(np.count_nonzero(summed > threshold))
+        if not voxels:
             top = float(summed.max(initial=0.0))
             raise InputError(
                 f"threshold: {threshold:g} leaves no voxel in the particle: the summed map "
@@ -96,30 +122,42 @@ class RatioQuantifier(Quantifier):
                 "give a threshold below that, or 'esf'"
             )
         if method == "given":
-            checks = self._compare_with_automatic(summed, int(mask.sum()))
+            checks = self._compare_with_automatic(summed, voxels)
+        return {
+            "threshold": threshold,
+            "threshold_method": method,
+            "threshold_note": note,
+            "mask_voxels": voxels,
+            **checks,
+        }
+
+    def fractions(self, normalised: np.ndarray, summed: np.ndarray, threshold: float) -> np.ndarray:
+        """C_A = (X_A/g_A) / S inside the particle (S > threshold), 0 outside, computed in place in ``normalised``.
+
+        ``normalised`` (channels, ...) is :meth:`normalised` of any piece of a
+        volume and ``summed`` the same piece of S; the result keeps the maps' type.
+        """
+        mask = summed > threshold
         safe = np.where(mask, summed, 1.0)
-        fractions = np.where(mask[None], normalised / safe[None], 0.0)
-        record = provenance.step(
+        outside = ~mask
+        for values in normalised:
+            np.divide(values, safe, out=values, casting="same_kind")
+            values[outside] = 0.0
+        return normalised
+
+    def record(self, channels: list[str], decision: dict[str, object]) -> dict[str, object]:
+        """The provenance step ``quantify`` of maps of ``channels`` quantified with ``decision`` (:meth:`decide`)."""
+        return provenance.step(
             "quantify",
             self.name,
-            threshold_method=method,
-            threshold_note=note,
-            threshold=threshold,
+            threshold_method=decision["threshold_method"],
+            threshold_note=decision["threshold_note"],
+            threshold=decision["threshold"],
             trials=self.options.trials,
             fallback=self.options.fallback,
-            factors=dict(zip(maps.channels, self.factor_values(maps.channels).tolist())),
+            factors=dict(zip(channels, self.factor_values(channels).tolist())),
             factor_unit="b*mol/g",
-            mask_voxels=int(mask.sum()),
-            **checks,
-        )
-        return CompositionMaps(
-            weight_fractions=fractions,
-            elements=[element_of(line) for line in maps.channels],
-            pixel_size=maps.pixel_size,
-            mask=mask,
-            threshold=threshold,
-            experiment=maps.experiment,
-            provenance=[*maps.provenance, record],
+            **{k: v for k, v in decision.items() if k not in ("threshold", "threshold_method", "threshold_note")},
         )
 
     def _compare_with_automatic(self, summed: np.ndarray, voxels: int) -> dict[str, object]:
@@ -153,5 +191,22 @@ class RatioQuantifier(Quantifier):
         missing = [line for line in maps.channels if line not in self.factors.parameters]
         if missing:
             raise ValueError(f"maps: lines {missing} have no physics factors; the factors cover {self.factors.lines}")
-        factors = self.factor_values(maps.channels)
-        return np.clip(maps.data, 0.0, None) / factors[:, None, None, None]
+        return self.normalised(maps.data, maps.channels)
+
+    def normalised(self, data: np.ndarray, channels: list[str]) -> np.ndarray:
+        """max(X_A, 0) / g_A of maps ``data`` (channels, ...) of ``channels``: a new array of the maps' float type."""
+        dtype = data.dtype if data.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        factors = self.factor_values(channels)
+        result = np.empty(data.shape, dtype=dtype)
+        for k, values in enumerate(data):
+            np.clip(values, 0.0, None, out=result[k], casting="unsafe")
+            result[k] /= dtype.type(factors[k])
+        return result
+
+
+def _channel_sum(normalised: np.ndarray) -> np.ndarray:
+    """Σ over the channels (first axis), accumulated in float64 channel by channel."""
+    total = np.zeros(normalised.shape[1:], dtype=np.float64)
+    for values in normalised:
+        total += values
+    return total
