@@ -208,6 +208,8 @@ def test_options_are_described_with_types_bounds_defaults_and_units():
     assert rows["outer_radius"].type == "quantity in nm" and rows["outer_radius"].default == "'55 nm'"
     assert rows["supersample"].type == "int (>= 1)"
     assert rows["dimension"].type == "2 | 3"
+    sart = {row.name: row for row in describe(et.plugins.solver("sart").Options)}
+    assert sart["subsets"].type == "int (>= 1) | None"  # the bound is the number's, not None's
 
 
 @pytest.mark.parametrize(

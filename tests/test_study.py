@@ -163,7 +163,7 @@ def test_cli_runs_the_study(tmp_path, capsys):
     ("argv", "match"),
     [
         (["--set", "levels=[paper, high]"], "'levels' = ['paper', 'high']: at levels[1]: Input should be 'paper' or"),
-        (["--set", "max_iterations=100"], "option 'max_iterations' = 100: expected int | None (>= 200)"),
+        (["--set", "max_iterations=100"], "option 'max_iterations' = 100: expected int (>= 200) | None"),
         (["--set", "low_dose_divisor=0.5"], "option 'low_dose_divisor' = 0.5: expected float (> 1)"),
         (["--set", "solid_angle=0.7"], "option 'solid_angle' = 0.7: solid_angle: 0.7 has no unit"),
         (["--set", "levles=[low]"], "option 'levles' = ['low']: not an option of study 'yuan2020-phantom'"),

@@ -125,8 +125,9 @@ def describe(model: type[PluginOptions]) -> list[OptionInfo]:
         if unit is not None:
             kind = kind.replace("Quantity", f"quantity in {unit}")
         bounds = _bounds(field.metadata)
-        if bounds:
-            kind = f"{kind} ({bounds})"
+        if bounds:  # bounds of an optional number belong to the number: "int (>= 1) | None"
+            number, optional, _ = kind.partition(" | None")
+            kind = f"{number} ({bounds}){' | None' if optional else ''}"
         if field.default is PydanticUndefined and field.default_factory is None:
             default = "required"
         else:
