@@ -389,3 +389,21 @@ def test_regularization_auto_passes_the_conformance_suite_chunked_on_the_same_ch
 def test_regularization_auto_where_it_cannot_be_chosen_is_refused(name, options, match):
     with pytest.raises(OptionError, match=match):
         plugins.solver(name)(**options)
+
+
+class _HeavyTV(plugins.solver("poisson-tv")):
+    """poisson-tv tried only at far too strong TV weights: the least of them must win, at the grid's edge."""
+
+    name = "heavy-tv"
+    auto_options = {"regularization": (64.0, 128.0, 256.0)}  # noqa: RUF012 - a test class
+
+
+def test_a_choice_at_the_edge_of_a_scale_grid_is_flagged():
+    series = solver_test_series().select(["Ag_La", "Au_Ma"])
+    with pytest.warns(UserWarning, match=r"regularization = 64.0 chosen at the edge of the candidates"):
+        prepared = _HeavyTV(regularization="auto", counts="scaled", iterations=20).prepare(series)
+    assert prepared.options.regularization == 64.0
+    assert prepared.auto_choice.at_edge == ["regularization"]
+    assert prepared.auto_choice.record()["at_edge"] == ["regularization"]
+    hebt = plugins.solver("hebt-sirt")(alpha="auto", iterations=5).prepare(solver_test_series())
+    assert hebt.auto_choice.at_edge == []  # α's grid ends at a bound of α, not a scale: never flagged

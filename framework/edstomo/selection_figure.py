@@ -77,7 +77,10 @@ def _over_settings(ax: Any, result: SelectionResult) -> None:
     )
     ax.plot([x[index]], [mean[index]], "ko", ms=7, mfc="none", label="chosen")
     if numeric:
+        from matplotlib.ticker import NullLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())  # only the values tried are labelled
         ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.set_xlabel(names[0])
     else:
