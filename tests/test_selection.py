@@ -400,7 +400,8 @@ class _HeavyTV(plugins.solver("poisson-tv")):
 
 def test_a_choice_at_the_edge_of_a_scale_grid_is_flagged():
     series = solver_test_series().select(["Ag_La", "Au_Ma"])
-    with pytest.warns(UserWarning, match=r"regularization = 64.0 chosen at the edge of the candidates"):
+    edge = r"'heavy-tv': regularization = 64.0 at the edge of its candidates \[64.0, 128.0, 256.0\]: .*lower beyond"
+    with pytest.warns(UserWarning, match=edge):
         prepared = _HeavyTV(regularization="auto", counts="scaled", iterations=20).prepare(series)
     assert prepared.options.regularization == 64.0
     assert prepared.auto_choice.at_edge == ["regularization"]

@@ -382,12 +382,11 @@ def select(
         chosen["iterations"] = best.chosen(options.tolerance)
     edge = _at_edge(best.settings, grid_names, grids)
     if edge:
+        where = "; ".join(
+            f"{n} = {best.settings[n]!r} at the edge of its candidates {list(grids[grid_names.index(n)])}" for n in edge
+        )
         warnings.warn(
-            f"{solver.label()}: {', '.join(f'{n} = {best.settings[n]!r}' for n in edge)} chosen at the edge of "
-            f"the candidates {[list(grids[grid_names.index(n)]) for n in edge]}: the held-out deviance may be lower "
-            "beyond it",
-            UserWarning,
-            stacklevel=2,
+            f"{solver.label()}: {where}: the held-out deviance may be lower beyond it", UserWarning, stacklevel=2
         )
     return SelectionResult(
         requested=requested,
