@@ -465,7 +465,8 @@ def test_dose_sweep_study_writes_metrics_summary_and_figure(tmp_path) -> None:
 
 def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities() -> None:
     """The pipeline gives solvers that require counts counts='scaled' (its maps are normalised), fused its
-    ratios, and quantifies both with the quantifier of their factor: no solver is named in the pipeline."""
+    ratios, chooses their TV multiplier from the data (their automatic option), and quantifies both with the
+    quantifier of their factor: no solver is named in the pipeline."""
     from edstomo_microscope.pipeline import PipelineOptions, run_pipeline
 
     options = PipelineOptions(
@@ -480,6 +481,9 @@ def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities(
     for name in ("poisson-tv", "fused"):
         step = next(s for s in result.volumes[name].provenance if s.get("action") == "reconstruct")
         assert step["parameters"]["counts"] == "scaled"
+        chosen = step["parameters"]["selection"]["chosen"]
+        assert set(chosen) == {"regularization"} and step["parameters"]["regularization"] == chosen["regularization"]
+        assert chosen["regularization"] in (0.25, 0.5, 1.0, 2.0, 4.0) and step["parameters"]["iterations"] == 20
         assert result.volumes[name].factor == "f_A"
         assert result.maps[name].provenance[-1]["plugin"] == "eds"
     assert (

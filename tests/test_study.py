@@ -59,13 +59,25 @@ def test_automatic_parameters_are_within_2_percent_of_the_oracle(quick_study, le
     """Issue 12: quantified Ag SSIM with parameters chosen from the data ≥ 0.98 × the best of the sweep."""
     _, summary, out, _ = quick_study
     ratios, chosen = summary[level]["auto_over_oracle"], summary[level]["auto_parameters"]
-    assert set(ratios) == {"sirt", "hebt-sirt"}
+    assert set(ratios) == {"sirt", "hebt-sirt", "poisson-tv", "fused"}
     assert all(0.98 <= value <= 1.02 for value in ratios.values()), ratios
     assert 1 <= chosen["sirt"]["iterations"] <= 200 and chosen["hebt-sirt"]["alpha"] in (0.0, 0.5, 0.8, 0.9, 0.95)
-    recorded = json.loads((out / "settings.json").read_text())["levels"][level]["auto"]["hebt-sirt"]
+    assert {chosen["poisson-tv"]["regularization"], chosen["fused"]["regularization"]} <= {0.25, 0.5, 1.0, 2.0, 4.0}
+    settings = json.loads((out / "settings.json").read_text())["levels"][level]["auto"]
+    recorded = settings["hebt-sirt"]
     assert recorded["chosen"] == chosen["hebt-sirt"] and recorded["selection"]["curves"]
     assert recorded["ssim_quantified_Ag"] / recorded["oracle_ssim_quantified_Ag"] == pytest.approx(ratios["hebt-sirt"])
-    assert (out / level / "selection_hebt-sirt.png").is_file()
+    # the Poisson solvers' oracle is the best multiplier of the TV rule of their sweep (chosen with the truth)
+    table = ResultsTable.from_csv(out / "metrics.csv")
+    for name in ("poisson-tv", "fused"):
+        rows = table.where(level=level, method=name, maps="quantified", element="Ag")
+        assert sorted(row["regularization"] for row in rows) == [0.25, 0.5, 1.0, 2.0, 4.0]
+        best = max(rows, key=lambda row: row["ssim_structure"])
+        assert settings[name]["oracle_ssim_quantified_Ag"] == pytest.approx(best["ssim_structure"])
+        assert settings[name]["oracle_setting"]["regularization"] == best["regularization"]
+        assert len(settings[name]["selection"]["curves"]) == 5
+    for name in ratios:
+        assert (out / level / f"selection_{name}.png").is_file()
 
 
 def test_poisson_solvers_beat_the_paper_methods_with_correct_fractions(quick_study):
@@ -108,7 +120,7 @@ def test_metrics_table_has_every_row(quick_study):
     table = ResultsTable.from_csv(out / "metrics.csv")
     eds_rows = study.max_iterations * 2 * 2  # n x elements x {raw, quantified}
     hebt_rows = len(study.alphas) * len(study.hebt_iterations) * 2 * 2
-    poisson_rows = 2 * 2 * 2  # poisson-tv and fused x elements x {raw, quantified}
+    poisson_rows = 2 * 5 * 2 * 2  # poisson-tv and fused x multipliers of the TV rule x elements x {raw, quantified}
     assert len(table) == 2 * (eds_rows + hebt_rows + poisson_rows)
     raw = table.where(maps="raw")
     assert all(math.isclose(row["mse"], row["mse_scaled"], rel_tol=1e-6) for row in raw)

@@ -9,6 +9,7 @@ from edstomo.errors import InputError
 from edstomo.preprocessing import gaussian_filter
 from edstomo.registry import plugins
 from edstomo.study import interior
+from edstomo.testing import solver_test_series
 from edstomo.uncertainty import bootstrap, format_fraction, region_means
 
 
@@ -234,3 +235,25 @@ def test_region_means_are_compositions_of_the_voxels_each_replica_segments(small
     estimate = _bootstrap(small_phantom, seed=2)  # on the phantom: Ag and Au error bars of the particle agree
     particle = estimate.region_means({"particle": estimate.maps.particle_mask})["particle"]
     assert particle["Ag"].error == pytest.approx(particle["Au"].error, rel=1e-5)
+
+
+def test_replica_groups_count_the_solver_s_work_arrays():
+    """A PDHG solver holds 4 sinogram- and 4 volume-sized work arrays (2-D TV) where SIRT holds 3 and none: its
+    replicas go in smaller groups, each column costing data + work sinograms + estimate, copy, work volumes +
+    the column's volume cut from the batch (float32 solver arrays, float64 data)."""
+    from edstomo.uncertainty import BATCH_BYTES, group_size
+
+    series = solver_test_series(slices=2).select(["Ag_La", "Au_Ma"])
+    channels, tilts, positions, slices = 2, series.n_tilts, series.n_positions, series.n_slices
+    sinogram, volume = channels * tilts * positions * slices, channels * positions**2 * slices
+
+    def column(work_sinograms: int, work_volumes: int) -> int:
+        return 8 * sinogram + 4 * (work_sinograms * sinogram + (3 + work_volumes) * volume)
+
+    sirt, pdhg = plugins.solver("sirt")(), plugins.solver("poisson-tv")()
+    assert pdhg.work_arrays() == (4.0, 4.0) and sirt.work_arrays() == (3.0, 0.0)
+    many = 10**9
+    assert group_size(sirt, series, channels, many, 0) == BATCH_BYTES // column(3, 0)
+    assert group_size(pdhg, series, channels, many, 0) == BATCH_BYTES // column(4, 4)
+    assert group_size(pdhg, series, channels, many, 0) < group_size(sirt, series, channels, many, 0)
+    assert group_size(pdhg, series, channels, 3, 0) == 3  # never more columns than asked

@@ -290,8 +290,10 @@ class ReconstructionSolver(Solver):
 
     def whole(self, name: str, value: Any, fraction: float) -> Any:
         """The value of an automatic option for the whole data, given ``value`` chosen on a ``fraction`` of
-        the counts.  Default: the same value (iteration counts, dimensionless weights); a weight that
-        scales with the counts (e.g. a regulariser of a Poisson likelihood) returns ``value / fraction``.
+        the counts.  Default: the same value (iteration counts, dimensionless weights, the absolute TV
+        weight of ``KL(y, Wx) + λ TV(x)`` with x in counts, whose objective and minimiser scale with the
+        counts at the same λ, and a multiplier of a rule that follows the counts); a weight on a data
+        term normalised by the counts returns ``value / fraction``.
         """
         return value
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -253,6 +254,7 @@ class SelectionResult:
     seconds: float
     iterations_run: int = 0
     settings: dict[str, Any] = field(default_factory=dict)  # the SelectionOptions used
+    at_edge: list[str] = field(default_factory=list)  # grid options chosen at their smallest or largest candidate
 
     def record(self) -> dict[str, Any]:
         """A JSON-compatible record: the method, the choice and every curve."""
@@ -269,6 +271,7 @@ class SelectionResult:
                 "seconds": round(self.seconds, 3),
                 "iterations_run": self.iterations_run,
                 "settings": self.settings,
+                "at_edge": self.at_edge,
                 "curves": [{"settings": c.settings, "iterations": c.iterations, "score": c.score} for c in self.curves],
             }
         )
@@ -377,6 +380,14 @@ def select(
     chosen = {name: solver.whole(name, value, options.fraction) for name, value in best.settings.items()}
     if path:
         chosen["iterations"] = best.chosen(options.tolerance)
+    edge = _at_edge(best.settings, grid_names, grids)
+    if edge:
+        where = "; ".join(
+            f"{n} = {best.settings[n]!r} at the edge of its candidates {list(grids[grid_names.index(n)])}" for n in edge
+        )
+        warnings.warn(
+            f"{solver.label()}: {where}: the held-out deviance may be lower beyond it", UserWarning, stacklevel=2
+        )
     return SelectionResult(
         requested=requested,
         chosen=chosen,
@@ -388,7 +399,22 @@ def select(
         seconds=time.perf_counter() - start,
         iterations_run=run,
         settings=dict(options),
+        at_edge=edge,
     )
+
+
+def _at_edge(settings: dict[str, Any], names: list[str], grids: list[tuple[Any, ...]]) -> list[str]:
+    """The options on a scale grid (more than two positive candidates evenly spaced in log, e.g. a weight
+    tried at factors of 2) whose chosen value is the grid's smallest or largest: the deviance may be lower
+    beyond it.  Other grids (α in [0, 1)) may end at a bound of the option and are not checked."""
+    edge = []
+    for name, grid in zip(names, grids):
+        if len(grid) < 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in grid):
+            continue
+        steps = np.diff(np.log(sorted(grid)))
+        if np.allclose(steps, steps[0], rtol=1e-6) and settings[name] in (min(grid), max(grid)):
+            edge.append(name)
+    return edge
 
 
 def _scored(

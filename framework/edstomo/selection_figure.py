@@ -1,4 +1,5 @@
-"""The figure of an automatic choice: held-out deviance against the iteration count, one curve per setting."""
+"""The figure of an automatic choice: held-out deviance against the iteration count, one curve per setting
+(or, when the iteration count is not chosen, against the settings tried)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from .selection import SelectionResult
 
 def selection_figure(result: SelectionResult, path: str | Path, title: str = "") -> Path:
     """Plot every curve of ``result`` (mean held-out deviance per datum vs n, log n) and mark the choice.
+
+    When n is not chosen (each setting scored at one n, e.g. a TV weight), the
+    deviance is drawn against the setting instead: against the value of a single
+    numeric option (log axis), or one point per setting, with each split's score.
 
     Parameters
     ----------
@@ -25,18 +30,11 @@ def selection_figure(result: SelectionResult, path: str | Path, title: str = "")
 
     figure = Figure(figsize=(6.0, 4.0), dpi=figures.DPI, layout="constrained")
     ax: Any = figure.subplots()
-    chosen_settings = {k: v for k, v in result.chosen.items() if k != "iterations"}
-    for curve in result.curves:
-        label = ", ".join(f"{k} = {v:g}" for k, v in curve.settings.items()) or "deviance"
-        ax.plot(curve.iterations, curve.score, lw=1.2, label=label)
-    n = result.chosen.get("iterations")
-    if n is not None:
-        best = next(c for c in result.curves if all(c.settings.get(k) == v for k, v in chosen_settings.items()))
-        if n in best.iterations:
-            ax.plot([n], [best.score[best.iterations.index(n)]], "ko", ms=5, label=f"chosen n = {n}")
-    ax.set_xscale("log")
+    if "iterations" in result.chosen:
+        _along_iterations(ax, result)
+    else:
+        _over_settings(ax, result)
     ax.set_yscale("log")
-    ax.set_xlabel("iterations n")
     ax.set_ylabel("held-out Poisson deviance per datum")
     ax.legend(fontsize=7)
     chosen = ", ".join(f"{k} = {v}" for k, v in result.chosen.items())
@@ -47,3 +45,44 @@ def selection_figure(result: SelectionResult, path: str | Path, title: str = "")
         f"chosen: {chosen}" + ("" if result.exact_counts else "; data rounded to counts (approximate thinning)"),
     )
     return figures.save(figure, path)
+
+
+def _along_iterations(ax: Any, result: SelectionResult) -> None:
+    """One curve per setting against n (log), the chosen n marked on the chosen setting's curve."""
+    chosen_settings = {k: v for k, v in result.chosen.items() if k != "iterations"}
+    for curve in result.curves:
+        label = ", ".join(f"{k} = {v:g}" for k, v in curve.settings.items()) or "deviance"
+        ax.plot(curve.iterations, curve.score, lw=1.2, label=label)
+    n = result.chosen["iterations"]
+    best = next(c for c in result.curves if all(c.settings.get(k) == v for k, v in chosen_settings.items()))
+    if n in best.iterations:
+        ax.plot([n], [best.score[best.iterations.index(n)]], "ko", ms=5, label=f"chosen n = {n}")
+    ax.set_xscale("log")
+    ax.set_xlabel("iterations n")
+
+
+def _over_settings(ax: Any, result: SelectionResult) -> None:
+    """The last score of each setting (mean and per split) against the setting; the chosen one marked."""
+    names = list(result.curves[0].settings)
+    values = [curve.settings[name] for curve in result.curves for name in names]
+    numeric = len(names) == 1 and all(isinstance(v, (int, float)) and v > 0 for v in values)
+    x = values if numeric else list(range(len(result.curves)))
+    mean = [curve.score[-1] for curve in result.curves]
+    splits = [[split[-1] for split in curve.per_split] for curve in result.curves]
+    for k in range(len(splits[0])):
+        ax.plot(x, [s[k] for s in splits], ".", color="0.6", ms=4, label="each split" if k == 0 else None)
+    ax.plot(x, mean, "-o", lw=1.2, ms=4, label="mean over the splits")
+    index = next(
+        i for i, curve in enumerate(result.curves) if all(result.chosen.get(k) == v for k, v in curve.settings.items())
+    )
+    ax.plot([x[index]], [mean[index]], "ko", ms=7, mfc="none", label="chosen")
+    if numeric:
+        from matplotlib.ticker import NullLocator
+
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())  # only the values tried are labelled
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.set_xlabel(names[0])
+    else:
+        ax.set_xticks(x, [", ".join(f"{k} = {v}" for k, v in c.settings.items()) for c in result.curves], fontsize=7)
+        ax.set_xlabel("setting")

@@ -186,11 +186,19 @@ class FusedSolver(PoissonSolverBase):
             raise InputError(f"data: the {HAADF} channel holds NaN or infinite values")
 
     def prepare(self, data: TiltSeries) -> FusedSolver:
-        solver = super().prepare(data)
-        if solver.options.ratios is not None:
+        """The ratios and count levels fitted on the whole series, then the automatic options chosen."""
+        solver = self
+        if self.options.ratios is None:
+            solver = self.with_options(ratios=self._fitted(data, self.channels_for(data)))  # type: ignore[assignment]
+        return PoissonSolverBase.prepare(solver, data)  # type: ignore[return-value]
+
+    def thinned(self, fraction: float) -> FusedSolver:
+        """Given ratios (HAADF per EDS count) and count levels are those of the whole counts; a fit part holds
+        ``fraction`` of the EDS counts, so its ratios are ``r_A / fraction`` (the HAADF is not thinned)."""
+        solver = super().thinned(fraction)
+        if solver.options.ratios is None:
             return solver  # type: ignore[return-value]
-        channels = list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
-        return solver.with_options(ratios=self._fitted(data, channels))  # type: ignore[return-value]
+        return solver.with_options(ratios={c: r / fraction for c, r in solver.options.ratios.items()})  # type: ignore[return-value]
 
     def _fitted(self, data: TiltSeries, channels: list[str]) -> dict[str, float]:
         fit = response_ratios(gaussian_filter(data.select([HAADF, *channels]), RATIO_FILTER_SIGMA), channels)

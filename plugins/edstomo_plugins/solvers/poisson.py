@@ -27,6 +27,15 @@ Default rules (all from the data, none from a ground truth):
 * **steps** from the operator norms (power method) and a primal–dual balance
   ``τ ∝ balance × s`` per batch column, ``s = Σ b / Σ W1`` the mean map value
   over the field of view that reproduces the column's counts.
+
+``regularization="auto"`` chooses the multiplier of the TV rule from the data
+(:mod:`edstomo.selection`: Poisson thinning, held-out deviance) among
+:data:`REGULARIZATION_CANDIDATES`; a fit part holding a fraction p of the
+counts is solved with p × the count levels, so the rule λ₀ follows its counts,
+and the multiplier chosen there is used unchanged on the whole data
+(docs/selection.md).  The iteration count is
+not chosen from the data: PDHG converges to the minimiser, and an early-stopped
+iterate would regularise through the step sizes, not through λ.
 """
 
 from __future__ import annotations
@@ -34,13 +43,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from edstomo.algorithms import PDHG, Algorithm, ProxTerm, TotalVariationTerm, dual_steps
 from edstomo.algorithms.proximal import kl_dual_prox
 from edstomo.data import TiltSeries
-from edstomo.engine import MAX_ITERATIONS, IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import MAX_ITERATIONS, Auto, Iterations, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from edstomo.operators import Gradient
 from pydantic import Field, PositiveFloat
@@ -48,6 +57,7 @@ from pydantic import Field, PositiveFloat
 __all__ = [
     "LAMBDA_EXPONENT",
     "LAMBDA_SCALE",
+    "REGULARIZATION_CANDIDATES",
     "PoissonOptions",
     "PoissonTVSolver",
     "check_counts",
@@ -60,6 +70,10 @@ __all__ = [
 LAMBDA_SCALE = 5.4
 #: The exponent of b̄ in that rule (the fitted −0.197, rounded).
 LAMBDA_EXPONENT = -0.2
+#: The multipliers of the TV rule tried by ``regularization="auto"``: factors of 2 around the calibrated rule,
+#: from a quarter to four times λ₀ (the calibration's best λ was within 20 % of the rules at every dose, and the
+#: quality is flat within a factor 2 of the best: docs/poisson-tv.md; the measured choice: docs/selection.md).
+REGULARIZATION_CANDIDATES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: Safety factor ρ < 1 of the PDHG step condition.
 SAFETY = 0.99
 #: Smallest balance scale s (counts per pixel) of a column, so that an empty column gets finite steps.
@@ -69,9 +83,12 @@ MIN_SCALE = 1e-8
 class PoissonOptions(IterativeOptions):
     """Options of the Poisson-likelihood solvers (``poisson-tv``, ``fused``)."""
 
-    iterations: int = Field(300, ge=0, description=f"PDHG iterations (above {MAX_ITERATIONS}: --allow-large)")
-    regularization: float = Field(
-        1.0, ge=0, allow_inf_nan=False, description="TV weight λ as a multiple of the default rule λ₀ (0: no TV)"
+    iterations: Iterations = Field(
+        300, description=f"PDHG iterations (above {MAX_ITERATIONS}: --allow-large); not chosen from the data"
+    )
+    regularization: Annotated[float, Field(ge=0, allow_inf_nan=False)] | Auto = Field(
+        1.0,
+        description="TV weight λ as a multiple of the default rule λ₀ (0: no TV), or 'auto' (chosen from the data)",
     )
     tv: Literal["2d", "3d"] = Field("2d", description="total variation per slice ('2d') or across slices ('3d')")
     coupling: Literal["joint", "separate"] = Field(
@@ -140,9 +157,9 @@ class PoissonSolverBase(ReconstructionSolver):
     requires = frozenset({"lines", "counts"})
     produces = "f_A"
     fits_from_data: tuple[str, ...] = ("levels",)
-    #: Nothing is chosen from the data yet (no ``"auto"``): the pipeline keeps the fixed iterations and
-    #: the default TV rule (``iterations``/``regularization="auto"`` need ``prepare`` to choose them first).
-    auto_options: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    #: ``regularization="auto"``: the multiplier of the TV rule, from the held-out deviance (PDHG converges,
+    #: so the iteration count is not chosen: ``iterations="auto"`` is refused with the options that can be).
+    auto_options: ClassVar[Mapping[str, tuple[Any, ...]]] = {"regularization": REGULARIZATION_CANDIDATES}
     Options = PoissonOptions
     #: The default TV weight rule λ₀ = lambda_scale · b̄^lambda_exponent of this solver.
     lambda_scale: float = LAMBDA_SCALE
@@ -176,10 +193,18 @@ class PoissonSolverBase(ReconstructionSolver):
                 raise InputError(f"levels: given for {list(levels)}, but not for the reconstructed lines {missing}")
 
     def prepare(self, data: TiltSeries) -> PoissonSolverBase:
-        channels = list(self.options.channels) if self.options.channels is not None else self.default_channels(data)
-        if self.options.levels is not None:
+        """The count levels fitted on the whole series, then the automatic options chosen (the fit parts get
+        ``fraction`` × the levels, :meth:`thinned`, so that they are solved as batch columns of one solve)."""
+        solver = self
+        if self.options.levels is None:
+            solver = self.with_options(levels=count_levels(data, self.channels_for(data)))  # type: ignore[assignment]
+        return ReconstructionSolver.prepare(solver, data)  # type: ignore[return-value]
+
+    def thinned(self, fraction: float) -> PoissonSolverBase:
+        """Given count levels are those of the whole counts; a fit part holds ``fraction`` of them."""
+        if self.options.levels is None:
             return self
-        return self.with_options(levels=count_levels(data, channels))  # type: ignore[return-value]
+        return self.with_options(levels={c: v * fraction for c, v in self.options.levels.items()})  # type: ignore[return-value]
 
     def record(self) -> dict[str, Any]:
         return dict(self._record)

@@ -13,7 +13,10 @@ divided by ``low_dose_divisor``) the study
 4. reconstructs the HAADF sinogram alone (SIRT, 50 iterations; Figure 7);
 5. beyond the paper, runs ``poisson-tv`` (the raw EDS counts) and ``fused`` (raw counts, the
    HAADF and the ratios of step 1) with their default rules, and records the same metrics
-   (:mod:`edstomo_plugins.studies.yuan2020_poisson`).
+   (:mod:`edstomo_plugins.studies.yuan2020_poisson`); with ``auto`` also at every multiplier of
+   their TV rule that ``regularization="auto"`` tries (the oracle of ``auto_over_oracle``);
+6. with ``auto`` (the default), runs every method once more with its options chosen from the
+   data (:mod:`edstomo_plugins.studies.yuan2020_auto`).
 
 Metrics compare each map with the phantom's weight fractions (the paper's
 Figure 1). Raw maps, which are on no absolute scale, are first multiplied by
@@ -76,7 +79,7 @@ QUICK_ALPHAS: tuple[float, ...] = (0.0, 0.5, 0.8, 0.9)
 QUICK_HEBT_ITERATIONS: tuple[int, ...] = (50, 100, 200)
 QUICK_MAX_ITERATIONS = 200
 COLUMNS = (
-    "level", "method", "alpha", "n", "element", "maps",
+    "level", "method", "alpha", "regularization", "n", "element", "maps",
     "ssim_structure", "mse_scaled", "mse", "ssim", "psnr", "scale", "threshold", "mask_dice",
 )  # fmt: skip
 SUMMARY_KEYS = (
@@ -281,6 +284,7 @@ class Yuan2020PhantomStudy(Study):
                 truth,
                 factors,
                 table,
+                ratios=ratios,
                 sigma=self.sigma,
                 projector=self.projector,
                 max_iterations=self.max_iterations,
@@ -384,8 +388,16 @@ class _Recorder:
             "psnr": plugins.metric("psnr")(data_range=1.0),
         }
 
-    def record(self, method: str, alpha: float | None, n: int, maps: Volume, quantifier: Any) -> Snapshot:
-        keys = {"level": self.level, "method": method, "alpha": alpha, "n": n}
+    def record(
+        self,
+        method: str,
+        alpha: float | None,
+        n: int,
+        maps: Volume,
+        quantifier: Any,
+        regularization: float | None = None,
+    ) -> Snapshot:
+        keys = {"level": self.level, "method": method, "alpha": alpha, "regularization": regularization, "n": n}
         for line in maps.channels:
             element = element_of(line)
             reference = self.truth.fraction(element)

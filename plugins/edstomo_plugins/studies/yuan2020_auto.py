@@ -2,12 +2,15 @@
 
 For each method of :data:`AUTO_METHODS` the solver's options listed there are
 set to ``"auto"`` and chosen on the simulated counts (Poisson thinning and the
-held-out deviance, :mod:`edstomo.selection`; the sinogram filter applied to
-every fit part, the response ratios fitted to each); the filtered series is
-then reconstructed with the chosen values and quantified.
-``auto_over_oracle`` is the quantified Ag SSIM-structure of that result
-divided by the best over the study's sweep of the same method (the oracle,
-which knows the truth).
+held-out deviance, :mod:`edstomo.selection`).  The SIRT family sees the data as
+in its sweep: the sinogram filter applied to every fit part, the response
+ratios (HEBT) fitted to each; the Poisson-likelihood solvers see the raw counts,
+``fused`` with the study's response ratios as in its sweep.  The series is then
+reconstructed with the chosen values and quantified.  ``auto_over_oracle`` is
+the quantified Ag SSIM-structure of that result divided by the best over the
+study's sweep of the same method (the oracle, which knows the truth): n and α
+for the SIRT family, the multiplier of the TV rule for ``poisson-tv`` and
+``fused`` (:mod:`.yuan2020_poisson`).
 
 A new solver joins the comparison with one entry in :data:`AUTO_METHODS`
 (and its sweep rows in ``metrics.csv`` under the method name given there).
@@ -21,15 +24,29 @@ from typing import Any
 
 from edstomo.data import TiltSeries
 from edstomo.factors import PhysicsFactors
-from edstomo.preprocessing import gaussian_filter
+from edstomo.preprocessing import ResponseRatios, gaussian_filter
 from edstomo.registry import plugins
 from edstomo.selection import SelectionResult, choose
 from edstomo.study import ResultsTable
 
-#: solver → (its method name in metrics.csv, its quantifier, the options chosen automatically).
-AUTO_METHODS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "sirt": ("eds-sirt", "eds", ("iterations",)),
-    "hebt-sirt": ("hebt-sirt", "hebt", ("iterations", "alpha")),
+
+@dataclass(frozen=True)
+class AutoMethod:
+    """How one solver is compared: its rows in metrics.csv, its quantifier, what it chooses, what it sees."""
+
+    method: str  # its method name in metrics.csv
+    quantifier: str
+    automatic: tuple[str, ...]  # the options set to "auto"
+    filtered: bool = True  # the sinogram filter applied (SIRT family); False: the raw counts
+    ratios: bool = False  # given the study's response ratios (as in its sweep)
+
+
+#: solver → how it is compared.
+AUTO_METHODS: dict[str, AutoMethod] = {
+    "sirt": AutoMethod("eds-sirt", "eds", ("iterations",)),
+    "hebt-sirt": AutoMethod("hebt-sirt", "hebt", ("iterations", "alpha")),
+    "poisson-tv": AutoMethod("poisson-tv", "eds", ("regularization",), filtered=False),
+    "fused": AutoMethod("fused", "eds", ("regularization",), filtered=False, ratios=True),
 }
 #: The element whose quantified map is compared.
 ELEMENT = "Ag"
@@ -59,30 +76,41 @@ def run_auto(
     factors: PhysicsFactors,
     table: ResultsTable,
     *,
+    ratios: ResponseRatios,
     sigma: float,
     projector: str,
     max_iterations: int,
 ) -> dict[str, AutoResult]:
     """Every method of :data:`AUTO_METHODS` with automatic parameters on ``series`` (counts), against its oracle
-    (the selection tries n up to ``max_iterations``, the sweep's largest n)."""
+    (the selection tries n up to ``max_iterations``, the sweep's largest n; ``ratios``: the study's, for the
+    methods that are given them)."""
     metric = plugins.metric("ssim-structure")()
     results = {}
-    for name, (method, quantifier, automatic) in AUTO_METHODS.items():
+    for name, spec in AUTO_METHODS.items():
         cls = plugins.solver(name)
         data = series if "haadf" in cls.requires else series.select(series.lines)
+        given = {"ratios": ratios.ratios} if spec.ratios else {}
         solver = cls(
-            projector=projector, selection={"max_iterations": max_iterations}, **dict.fromkeys(automatic, "auto")
+            projector=projector,
+            selection={"max_iterations": max_iterations},
+            **given,
+            **dict.fromkeys(spec.automatic, "auto"),
         )
-        prepared = choose(solver, data, preprocess=lambda s: gaussian_filter(s, sigma))
-        maps = plugins.quantifier(quantifier)(factors).quantify(prepared.solve(gaussian_filter(data, sigma)))
-        best = table.best("ssim_structure", level=level, method=method, maps="quantified", element=ELEMENT)
+        if spec.filtered:
+            prepared = choose(solver, data, preprocess=lambda s: gaussian_filter(s, sigma))
+            volume = prepared.solve(gaussian_filter(data, sigma))
+        else:
+            prepared = solver.prepare(data)  # count levels (and ratios) of the whole series, then the choice
+            volume = prepared.solve(data)
+        maps = plugins.quantifier(spec.quantifier)(factors).quantify(volume)
+        best = table.best("ssim_structure", level=level, method=spec.method, maps="quantified", element=ELEMENT)
         results[name] = AutoResult(
             solver=name,
             chosen=dict(prepared.auto_choice.chosen),
             selection=prepared.auto_choice,
             ssim=float(metric(maps.fraction(ELEMENT), truth.fraction(ELEMENT))),
             oracle=float(best["ssim_structure"]),
-            oracle_setting={"alpha": best["alpha"], "n": best["n"]},
+            oracle_setting={key: best[key] for key in ("alpha", "regularization", "n") if best[key] is not None},
         )
     return results
 
