@@ -7,7 +7,8 @@ byte, or — when the signal came after its final rename — a complete new one;
 temporary is left; after ``kill -9`` the next run of the same output leaves none. The run's
 child processes (Dask workers, the fork server, the file reader) end with it.
 
-The random points are drawn from a seeded generator (``EDSTOMO_FAULT_SEED``, printed on failure)
+The random points are drawn from a seeded generator (``EDSTOMO_FAULT_SEED``, printed on failure;
+``EDSTOMO_FAULT=long`` sends five signals of each kind instead of two)
 between 5 % and 95 % of the time the uninterrupted run took on this machine, one in each of
 as many equal parts of that span (so that start-up, computation and writing are all hit). (Temporaries a
 ``kill -9`` left may still be there after a Ctrl-C that came before the next run reached its
@@ -31,6 +32,9 @@ import pytest
 from conftest import edstomo_command
 
 SEED = int(os.environ.get("EDSTOMO_FAULT_SEED", "20261203"))
+#: Signals of each kind per command: two in the normal test command (one in each half of the run),
+#: ``EDSTOMO_FAULT=long`` for five (start-up, computation and writing each hit more than once).
+SIGNALS = 5 if os.environ.get("EDSTOMO_FAULT", "").lower() == "long" else 2
 
 
 def digests(folder: Path, names: list[str]) -> dict[str, str]:
@@ -154,14 +158,14 @@ def test_simulate_survives_kill_9_and_ctrl_c(tmp_path):
     base = yuan2020_phantom_experiment()
     experiment = base.model_copy(update={"scan": base.scan.model_copy(update={"slices": 120})})
     experiment.save(tmp_path / "exp.yaml")
-    inject(["simulate", "exp.yaml", "--out", "S.h5"], tmp_path, ["S.h5"], complete_h5, "simulate", 3, 3)
+    inject(["simulate", "exp.yaml", "--out", "S.h5"], tmp_path, ["S.h5"], complete_h5, "simulate", SIGNALS, SIGNALS)
 
 
 def test_solve_on_dask_survives_kill_9_and_ctrl_c(small_series_file, tmp_path):
     pytest.importorskip("distributed")
     (tmp_path / "S.h5").write_bytes(small_series_file.read_bytes())
     argv = ["solve", "S.h5", "--out", "V.h5", "--set", "iterations=300", "--chunk-slices", "1", "--no-progress"]
-    inject(argv, tmp_path, ["V.h5", "S.h5"], complete_h5, "solve", 3, 3)
+    inject(argv, tmp_path, ["V.h5", "S.h5"], complete_h5, "solve", SIGNALS, SIGNALS)
 
 
 def write_tilts(folder: Path) -> None:
@@ -190,4 +194,4 @@ def test_reconstruct_survives_kill_9_and_ctrl_c(tmp_path):
     argv += ["--series", "none", "--axis", "none", "--intensities", "window", "--no-figures"]
     names = ["volume_sirt.h5", "tilt_series_raw.h5", "tilt_series_aligned.h5", "alignment.json", "summary.json"]
     inputs = ["tilts/-30.hspy", "tilts/0.hspy", "tilts/30.hspy"]
-    inject(argv, tmp_path, [f"run/{n}" for n in names] + inputs, complete_any, "reconstruct", 2, 2)
+    inject(argv, tmp_path, [f"run/{n}" for n in names] + inputs, complete_any, "reconstruct", SIGNALS, SIGNALS)

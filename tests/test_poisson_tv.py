@@ -493,14 +493,18 @@ def test_real_data_pipeline_runs_the_poisson_solvers_through_their_capabilities(
     assert any("counts='scaled'" in note for note in result.notes)
 
 
-def test_dose_sweep_reports_sirt_with_automatic_iterations_against_its_oracle(tmp_path) -> None:
-    """Issue 12 in the dose sweep: SIRT with n chosen from the counts, beside the fixed n and SIRT's oracle."""
+def test_dose_sweep_reports_methods_with_automatic_parameters_against_the_oracle(tmp_path) -> None:
+    """Issue 12 in the dose sweep: SIRT with n and poisson-tv with its TV multiplier chosen from the counts,
+    beside the fixed settings, against SIRT's truth-chosen best."""
     from edstomo.study import ResultsTable
 
-    study = plugins.study("dose-sweep")(divisors=[1], seeds=1, methods=["sirt", "sirt-auto"], figures=False)
+    methods = ["sirt", "sirt-auto", "poisson-tv-auto"]
+    study = plugins.study("dose-sweep")(divisors=[1], seeds=1, methods=methods, figures=False)
     summary = study.run(tmp_path)
     table = ResultsTable.from_csv(tmp_path / "metrics.csv")
-    assert sorted(row["method"] for row in table.rows) == ["sirt", "sirt-auto"]
-    assert summary["auto_over_oracle"]["sirt-auto"] >= 0.98
-    chosen = json.loads((tmp_path / "settings.json").read_text())["automatic"]["1/0/sirt-auto"]["iterations"]
-    assert 1 <= chosen <= 500 and chosen != 50  # chosen, not the fixed count
+    assert sorted(row["method"] for row in table.rows) == sorted(methods)
+    assert set(summary["auto_over_oracle"]) == {"sirt-auto", "poisson-tv-auto"}
+    assert min(summary["auto_over_oracle"].values()) >= 0.98
+    chosen = json.loads((tmp_path / "settings.json").read_text())["automatic"]
+    assert 1 <= chosen["1/0/sirt-auto"]["iterations"] <= 500 and chosen["1/0/sirt-auto"]["iterations"] != 50
+    assert chosen["1/0/poisson-tv-auto"]["regularization"] in (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -17,7 +17,9 @@ parameters chosen without the ground truth:
 * on request (``methods``), ``sirt-auto`` and ``hebt-sirt-auto``: the same filter, the
   iterations (and HEBT's α) chosen from the counts by Poisson thinning and the
   held-out deviance (:mod:`edstomo.selection`; the real-data pipeline's default),
-  HEBT's ratios fitted to the filtered series.
+  HEBT's ratios fitted to the filtered series; ``poisson-tv-auto`` and ``fused-auto``:
+  raw counts, the multiplier of the TV rule chosen the same way (``fused`` with
+  the same fitted ratios as its fixed row).
 
 Every volume is quantified by the quantifier its factor names (ESF threshold,
 Otsu's when the volume curve has no plateau).  Metrics per seed: quantified
@@ -28,7 +30,7 @@ eroded core and shell (wt%), and the Dice overlap of the particle mask.
 quantified Ag SSIM is at least SIRT's at divisor 1.  As a stricter reference
 it also gives ``dose_reduction_vs_oracle``: the same against SIRT at divisor 1
 with its best n (chosen with the truth, over n = 1 … ``oracle_iterations``), and,
-with ``sirt-auto``, ``auto_over_oracle``: its mean quantified Ag SSIM at divisor 1
+with automatic rows, ``auto_over_oracle``: each one's mean quantified Ag SSIM at divisor 1
 divided by that reference.
 
 Files: ``metrics.csv`` (one row per divisor, seed, method), ``summary.json``,
@@ -67,10 +69,13 @@ __all__ = ["DIVISORS", "METHODS", "DoseSweepStudy", "dose_reduction"]
 DIVISORS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 #: The methods compared by default.
 METHODS: tuple[str, ...] = ("sirt", "hebt-sirt", "poisson-tv", "fused")
-#: Methods run on request: the SIRT-type methods with their options chosen from the data (solver, options).
-AUTO_METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "sirt-auto": ("sirt", ("iterations",)),
-    "hebt-sirt-auto": ("hebt-sirt", ("iterations", "alpha")),
+#: Methods run on request, with options chosen from the data: method → (solver, options set to "auto",
+#: whether the solver sees the filtered series as in its fixed-parameter row; else the raw counts).
+AUTO_METHODS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "sirt-auto": ("sirt", ("iterations",), True),
+    "hebt-sirt-auto": ("hebt-sirt", ("iterations", "alpha"), True),
+    "poisson-tv-auto": ("poisson-tv", ("regularization",), False),
+    "fused-auto": ("fused", ("regularization",), False),
 }
 #: Fixed parameters of the SIRT-type methods (the pipeline's fixed counts), and the paper's filter.
 SIRT_ITERATIONS, HEBT_ITERATIONS, HEBT_ALPHA, FILTER_SIGMA = 50, 100, 0.8, 0.8
@@ -114,7 +119,7 @@ class DoseSweepStudy(Study):
         divisors: list[float] = Field(list(DIVISORS), min_length=1, description="EDS dose divisors (>= 1)")
         seeds: int = Field(3, ge=1, le=100, description="noise seeds per divisor")
         methods: list[Literal[(*METHODS, *AUTO_METHODS)]] = Field(  # type: ignore[valid-type]
-            list(METHODS), min_length=1, description="methods to run (also: sirt-auto, hebt-sirt-auto)"
+            list(METHODS), min_length=1, description=f"methods to run (also: {', '.join(AUTO_METHODS)})"
         )
         haadf_noise: bool = Field(True, description="Poisson noise on the HAADF too")
         oracle_iterations: int = Field(200, ge=0, le=2000, description="n range of SIRT's truth-chosen reference")
@@ -215,7 +220,7 @@ class DoseSweepStudy(Study):
         for method in options.methods:
             if method in AUTO_METHODS:
                 begin = time.perf_counter()
-                volume, chosen = self._automatic(method, series.select(lines), series, filtered)
+                volume, chosen = self._automatic(method, series, filtered, ratios)
                 seconds[method] += time.perf_counter() - begin
                 self.chosen[f"{divisor:g}/{seed}/{method}"] = chosen
                 table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
@@ -235,16 +240,21 @@ class DoseSweepStudy(Study):
             table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
 
     @staticmethod
-    def _automatic(method: str, lines: TiltSeries, series: TiltSeries, filtered: TiltSeries) -> tuple[Volume, dict]:
-        """The volume of ``method`` with its options chosen on the counts (the filter applied to every fit part)."""
-        name, automatic = AUTO_METHODS[method]
+    def _automatic(
+        method: str, series: TiltSeries, filtered: TiltSeries, ratios: dict[str, float]
+    ) -> tuple[Volume, dict]:
+        """The volume of ``method`` with its options chosen on the counts (the filter applied to every fit part of
+        a method that sees filtered data; ``fused`` given the fitted ``ratios`` as in its fixed row)."""
+        name, automatic, sees_filtered = AUTO_METHODS[method]
         cls = plugins.solver(name)
-        counts = series if "haadf" in cls.requires else lines
-        prepared = choose(
-            cls(**dict.fromkeys(automatic, "auto")), counts, preprocess=lambda s: gaussian_filter(s, FILTER_SIGMA)
-        )
-        data = filtered if "haadf" in cls.requires else filtered.select(list(lines.channels))
-        return prepared.solve(data), dict(prepared.auto_choice.chosen)
+        keep = (lambda s: s) if "haadf" in cls.requires else (lambda s: s.select(list(LINES)))
+        given = {"ratios": ratios} if name == "fused" else {}
+        solver = cls(**given, **dict.fromkeys(automatic, "auto"))
+        if sees_filtered:
+            prepared = choose(solver, keep(series), preprocess=lambda s: gaussian_filter(s, FILTER_SIGMA))
+            return prepared.solve(keep(filtered)), dict(prepared.auto_choice.chosen)
+        prepared = solver.prepare(keep(series))  # count levels (and ratios) of the whole series, then the choice
+        return prepared.solve(keep(series)), dict(prepared.auto_choice.chosen)
 
     # ----- summary -------------------------------------------------------------------------------------------
     def summarise(self, table: ResultsTable, oracle: list[float]) -> dict[str, Any]:
@@ -285,9 +295,10 @@ class DoseSweepStudy(Study):
                     )
                     for method in statistics
                 }
-                if "sirt-auto" in statistics:
+                automatic = [method for method in statistics if method in AUTO_METHODS]
+                if automatic:
                     summary["auto_over_oracle"] = {
-                        "sirt-auto": statistics["sirt-auto"]["1"]["ssim_quant_Ag"]["mean"] / best
+                        method: statistics[method]["1"]["ssim_quant_Ag"]["mean"] / best for method in automatic
                     }
         return summary
 

@@ -17,6 +17,7 @@ PANELS = (
 #: Line style of each method.
 STYLES = {
     "sirt": "o-", "hebt-sirt": "s-", "poisson-tv": "^-", "fused": "D-", "sirt-auto": "o--", "hebt-sirt-auto": "s--",
+    "poisson-tv-auto": "^--", "fused-auto": "D--",
 }  # fmt: skip
 
 
