@@ -342,10 +342,11 @@ def test_regularization_auto_is_recorded_and_used_unchanged_on_the_whole_data():
     selection = parameters["selection"]
     chosen = selection["chosen"]["regularization"]
     assert parameters["regularization"] == chosen and selection["requested"] == ["regularization"]
-    assert [c["settings"]["regularization"] for c in selection["curves"]] == list(REGULARIZATION_CANDIDATES)
+    tried = [c["settings"]["regularization"] for c in selection["curves"]]
+    assert set(REGULARIZATION_CANDIDATES) <= set(tried) and tried == sorted(tried)  # the grid, perhaps extended
     assert all(c["iterations"] == [30] for c in selection["curves"])  # scored once, at the solver's n
     scores = [c["score"][-1] for c in selection["curves"]]
-    assert chosen == REGULARIZATION_CANDIDATES[int(np.argmin(scores))]
+    assert chosen == tried[int(np.argmin(scores))]
     levels = count_levels(series, ["Ag_La", "Au_Ma"])
     assert parameters["levels_used"] == pytest.approx(levels)
     assert parameters["lambda_used"] == pytest.approx(chosen * default_lambda(list(levels.values())))
@@ -398,13 +399,26 @@ class _HeavyTV(plugins.solver("poisson-tv")):
     auto_options = {"regularization": (64.0, 128.0, 256.0)}  # noqa: RUF012 - a test class
 
 
-def test_a_choice_at_the_edge_of_a_scale_grid_is_flagged():
+def test_a_choice_at_the_edge_of_a_scale_grid_is_followed_then_flagged():
     series = solver_test_series().select(["Ag_La", "Au_Ma"])
     edge = r"'heavy-tv': regularization = 64.0 at the edge of its candidates \[64.0, 128.0, 256.0\]: .*lower beyond"
     with pytest.warns(UserWarning, match=edge):
-        prepared = _HeavyTV(regularization="auto", counts="scaled", iterations=20).prepare(series)
+        fixed = _HeavyTV(regularization="auto", counts="scaled", iterations=20, selection={"extend": 0})
+        prepared = fixed.prepare(series)
     assert prepared.options.regularization == 64.0
     assert prepared.auto_choice.at_edge == ["regularization"]
     assert prepared.auto_choice.record()["at_edge"] == ["regularization"]
+    followed = _HeavyTV(regularization="auto", counts="scaled", iterations=20, selection={"extend": 2})
+    with pytest.warns(UserWarning, match=r"at the edge of its candidates \[16.0, 32.0, 64.0, 128.0, 256.0\]"):
+        choice = followed.prepare(series).auto_choice  # the weights are far too strong: the least still wins
+    assert [c.settings["regularization"] for c in choice.curves] == [16.0, 32.0, 64.0, 128.0, 256.0]
+    assert choice.chosen == {"regularization": 16.0}
+    scores = [c.score[-1] for c in choice.curves]
+    assert scores == sorted(scores)  # deviance rising with the TV weight, as the edge promised
+    far = _HeavyTV(regularization="auto", counts="scaled", iterations=20, selection={"extend": 12})
+    choice = far.prepare(series).auto_choice
+    tried = [c.settings["regularization"] for c in choice.curves]
+    assert choice.at_edge == [] and min(tried) < choice.chosen["regularization"] < 64.0
+    assert len(tried) < 3 + 12  # it stopped once a value inside the grid won
     hebt = plugins.solver("hebt-sirt")(alpha="auto", iterations=5).prepare(solver_test_series())
     assert hebt.auto_choice.at_edge == []  # α's grid ends at a bound of α, not a scale: never flagged

@@ -104,6 +104,9 @@ class SelectionOptions(PluginOptions):
     tolerance: float = Field(
         0.005, ge=0, lt=1, description="n: the first within this share of the deviance's fall from n=1 to its minimum"
     )
+    extend: int = Field(
+        3, ge=0, le=20, description="steps a scale grid is extended by when its edge value wins (one option only)"
+    )
 
 
 def _check_fraction(fraction: Any) -> float:
@@ -363,9 +366,8 @@ def select(
     held = np.moveaxis(np.concatenate(helds, axis=-1), 0, 2)  # (tilts, positions, channels, columns)
     iterations = options.max_iterations if path else getattr(solver.options, "iterations", None)
     points = checkpoints(options.max_iterations) if path else [iterations]
-    curves, run = [], 0
-    for values in itertools.product(*grids):
-        settings = dict(zip(grid_names, values))
+
+    def scored_curve(settings: dict[str, Any]) -> Curve:
         fixed = {**settings, **({"iterations": iterations} if "iterations" in fields else {})}
         candidate = solver.with_options(**fixed).thinned(options.fraction)
         scored, per_split = _scored(candidate, fits, held, options, points)
@@ -374,9 +376,21 @@ def select(
                 f"iterations: {solver.label()} ran {iterations!r} iterations, none scored; "
                 "automatic options need an iterative run of at least 1 iteration"
             )
-        run += scored[-1]
-        curves.append(Curve(settings, scored, per_split.mean(axis=0).tolist(), per_split.tolist()))
+        return Curve(settings, scored, per_split.mean(axis=0).tolist(), per_split.tolist())
+
+    curves = [scored_curve(dict(zip(grid_names, values))) for values in itertools.product(*grids)]
     best = min(curves, key=lambda curve: curve.best[1])
+    for _ in range(options.extend if len(grid_names) == 1 else 0):  # a lone scale grid follows a winning edge
+        if not _at_edge(best.settings, grid_names, grids):
+            break
+        grid = sorted(grids[0])
+        step = grid[1] / grid[0]
+        value = grid[0] / step if best.settings[grid_names[0]] == grid[0] else grid[-1] * step
+        grids[0] = (*grid, value) if value > grid[-1] else (value, *grid)
+        curves.append(scored_curve({grid_names[0]: value}))
+        curves.sort(key=lambda curve: curve.settings[grid_names[0]])
+        best = min(curves, key=lambda curve: curve.best[1])
+    run = sum(curve.iterations[-1] for curve in curves)
     chosen = {name: solver.whole(name, value, options.fraction) for name, value in best.settings.items()}
     if path:
         chosen["iterations"] = best.chosen(options.tolerance)
