@@ -105,13 +105,14 @@ def fe_ni() -> None:
             ]
             for label, data, options, selection in cases:
                 name = label.split()[0]
-                sweep = [quality(plugins.solver(name)(regularization=m, **options).solve(data)) for m in GRID]
                 solver = plugins.solver(name)(regularization="auto", selection=selection, **options)
                 chosen = solver.prepare(data).options.regularization
-                ratio = sweep[GRID.index(chosen)] / max(sweep)
+                tried = sorted({*GRID, chosen})  # the grid, and the choice if it followed an edge beyond it
+                sweep = [quality(plugins.solver(name)(regularization=m, **options).solve(data)) for m in tried]
+                ratio = sweep[tried.index(chosen)] / max(sweep)
                 print(
-                    f"seed {seed} {dwell:5s} {label:20s} {np.round(sweep, 4).tolist()} chosen {chosen:g} "
-                    f"auto/oracle {ratio:.3f}",
+                    f"seed {seed} {dwell:5s} {label:20s} {dict(zip(tried, np.round(sweep, 4).tolist()))} "
+                    f"chosen {chosen:g} auto/oracle {ratio:.3f}",
                     flush=True,
                 )
 
