@@ -580,12 +580,6 @@ def compare_maps(a: Any, b: Any, quantile: float = 0.9) -> dict[str, dict[str, f
     return statistics.compare(a, b, quantile)
 
 
-def _findings(maps: Any, quantile: float = 0.9) -> dict[str, Any]:
-    """Where each element is: mean and largest fraction in the particle, the share of the particle
-    where it dominates, its rich region (fractions in the top decile), and which elements go together."""
-    return statistics.findings(maps, quantile)
-
-
 @contextmanager
 def _timed(timings: dict[str, float], stage: str, progress: Progress | None, *, report: bool = True) -> Any:
     """Time a stage; report it as one step unless the stage reports its own progress."""
@@ -904,10 +898,7 @@ def uncertainty_stage(state: PipelineState) -> None:
 def compare_stage(state: PipelineState) -> None:
     """``comparison`` of the first two methods and ``findings`` for each."""
     maps = state.maps if isinstance(state.maps, Products) else Products(state.maps)
-    names = list(maps)
-    if len(names) >= 2:
-        state.comparison = compare_maps(maps.source(names[0]), maps.source(names[1]))
-    state.findings = {name: _findings(maps.source(name)) for name in names}
+    state.comparison, state.findings = statistics.summarise({name: maps.source(name) for name in maps})
 
 
 #: The pipeline's stages, in order: (name, function, reports its own progress).
@@ -1095,7 +1086,7 @@ def quantify_saved(
             found = quantify_volumes(one, factors[method], chosen[method], notes, alerts, out=out)
             maps[method] = found.source(method)
     names = list(maps)
-    comparison = compare_maps(maps.source(names[0]), maps.source(names[1])) if len(names) >= 2 else {}
+    comparison, found = statistics.summarise({method: maps.source(method) for method in maps})
     files: list[str] = []
     with _timed(timings, "export", progress):
         files += [str(p) for p in export_maps(maps, out, hspy=hspy)]
@@ -1111,7 +1102,7 @@ def quantify_saved(
             "physics": {method: f.to_dict() for method, f in factors.items()},
             "thresholds": {method: maps.source(method).threshold for method in maps},
             "comparison": {"methods": names[:2], "per_element": comparison},
-            "findings": {method: _findings(maps.source(method)) for method in maps},
+            "findings": found,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
             "warnings": alerts,
