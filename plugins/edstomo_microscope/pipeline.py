@@ -500,20 +500,31 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
         raise ValueError(f"series: response ratios need a {HAADF!r} channel; channels are {series.channels}")
     names = list(lines) if lines is not None else series.lines
     weights = factors.z_array(names) / factors.f_array(names)
-    target = np.asarray(series.channel(HAADF), dtype=np.float64).ravel()
-    model = sum(w * np.asarray(series.channel(n), dtype=np.float64).ravel() for w, n in zip(weights, names))
-    norm = float(model @ model)
+
+    def tilt(t: int) -> tuple[np.ndarray, np.ndarray]:  # float64 values of one tilt: HAADF, and Σ_A w_A I_A
+        model = sum(w * np.asarray(series.channel(n)[t], dtype=np.float64).ravel() for w, n in zip(weights, names))
+        return np.asarray(series.channel(HAADF)[t], dtype=np.float64).ravel(), model
+
+    sums = np.zeros(4)  # Σ model², Σ target·model, Σ target, count: one tilt at a time
+    for t in range(series.n_tilts):
+        target, model = tilt(t)
+        sums += [model @ model, target @ model, target.sum(), target.size]
+    norm = float(sums[0])
     if norm <= 0:
         raise ValueError("series: the EDS lines hold no signal; response ratios are undefined")
-    constant = float(target @ model) / norm
+    constant = float(sums[1]) / norm
     if not constant > 0:
         raise ValueError(f"series: the HAADF signal does not grow with the EDS signal (c = {constant:g})")
-    residual = target - constant * model
-    total = float(np.sum((target - target.mean()) ** 2))
-    r_squared = 1.0 - float(residual @ residual) / total if total > 0 else float("nan")
+    mean, ss_res, total = sums[2] / sums[3], 0.0, 0.0
+    for t in range(series.n_tilts):
+        target, model = tilt(t)
+        residual = target - constant * model
+        ss_res += float(residual @ residual)
+        total += float(np.sum((target - mean) ** 2))
+    r_squared = 1.0 - ss_res / total if total > 0 else float("nan")
     ratios = {n: float(constant * w) for n, w in zip(names, weights)}
     record = provenance.step("response_ratios", None, model="r_A = c z_A / f_A", constant=constant, ratios=ratios)
-    return ResponseRatios(ratios, r_squared, float(np.linalg.norm(residual)), record)
+    return ResponseRatios(ratios, r_squared, float(np.sqrt(ss_res)), record)
 
 
 def quantify_volumes(
