@@ -443,7 +443,7 @@ class PipelineResult:
                 "alignment": self.alignment.to_dict(),
                 "physics": self.factors.to_dict(),
                 "response_ratios": self.ratio_fits,
-                "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
+                "thresholds": {name: _header(self.maps, name).threshold for name in self.maps},
                 "comparison": {"methods": list(self.maps)[:2], "per_element": self.comparison},
                 "findings": self.findings,
                 "automatic": {
@@ -458,6 +458,11 @@ class PipelineResult:
                 "files": self.files,
             }
         )
+
+
+def _header(items: Mapping[str, Any], name: str) -> Any:
+    """An entry of volumes or maps without its slices (a file's is read without its arrays)."""
+    return (items.source(name) if isinstance(items, Products) else pieces(items[name])).header()
 
 
 def _load_parameters(series: TiltSeries) -> dict[str, Any]:
