@@ -263,7 +263,7 @@ def response_ratios(series: TiltSeries, lines: Sequence[str] | None = None) -> R
         raise ValueError(f"lines: {HAADF!r} cannot be fitted against itself; give EDS lines only")
     if not names:
         raise ValueError(f"lines: the tilt series has no EDS line; its channels are {series.channels}")
-    gram, moment, target_sum, size = _normal_equations(series, names)
+    gram, moment, target_sum, target_squares, size = _normal_equations(series, names)
     empty = [n for n, diagonal in zip(names, np.diag(gram)) if diagonal == 0]
     if empty:
         raise ValueError(f"series: line(s) {empty} have no signal; their response ratios are undefined")
@@ -271,6 +271,8 @@ def response_ratios(series: TiltSeries, lines: Sequence[str] | None = None) -> R
     kept = values > values.max() * 1e-13  # collinear lines: their directions left out (as a QR would)
     root = np.sqrt(values[kept])
     ratios, _ = scipy.optimize.nnls(root[:, None] * vectors[:, kept].T, (vectors[:, kept].T @ moment) / root)
+    # a line whose share of the HAADF is at the normal equations' rounding level (‖r_A I_A‖ ≤ 10⁻¹² ‖I_H‖) is 0
+    ratios[ratios * np.sqrt(np.diag(gram)) <= 1e-12 * np.sqrt(target_squares)] = 0.0
     ss_res, total = _residual_sums(series, names, ratios, target_sum / size)
     if total == 0.0:
         raise ValueError("series: the HAADF signal is constant; R² of the response-ratio fit is undefined")
@@ -287,17 +289,18 @@ def _tilt_columns(series: TiltSeries, names: list[str], tilt: int) -> tuple[np.n
     return target, design
 
 
-def _normal_equations(series: TiltSeries, names: list[str]) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """``DᵀD``, ``Dᵀt``, ``Σ t`` and the number of measurements, added up tilt by tilt (one tilt in float64
-    at a time, not the whole series)."""
-    gram, moment, total, size = np.zeros((len(names), len(names))), np.zeros(len(names)), 0.0, 0
+def _normal_equations(series: TiltSeries, names: list[str]) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+    """``DᵀD``, ``Dᵀt``, ``Σ t``, ``Σ t²`` and the number of measurements, added up tilt by tilt (one tilt in
+    float64 at a time, not the whole series)."""
+    gram, moment, total, squares, size = np.zeros((len(names), len(names))), np.zeros(len(names)), 0.0, 0.0, 0
     for tilt in range(series.n_tilts):
         target, design = _tilt_columns(series, names, tilt)
         gram += design.T @ design
         moment += design.T @ target
         total += float(target.sum())
+        squares += float(target @ target)
         size += target.size
-    return gram, moment, total, size
+    return gram, moment, total, squares, size
 
 
 def _residual_sums(series: TiltSeries, names: list[str], ratios: np.ndarray, mean: float) -> tuple[float, float]:
