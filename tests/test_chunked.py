@@ -111,6 +111,25 @@ def test_findings_and_comparison_in_pieces_match_the_definitions(tmp_path, chunk
     assert statistics.compare(a, a)["Fe"]["pearson"] == pytest.approx(1.0)
 
 
+def test_summarise_gives_comparison_and_findings_exactly_reading_each_file_half_as_often(tmp_path, monkeypatch):
+    from edstomo.stored import Stored
+
+    a, b = _maps(1), _maps(2)
+    save(a, tmp_path / "a.h5", compression="gzip")
+    save(b, tmp_path / "b.h5", compression="gzip")
+    reads = []
+    read = Stored.read
+    monkeypatch.setattr(Stored, "read", lambda self, start, stop: reads.append(start) or read(self, start, stop))
+    files = {"one": tmp_path / "a.h5", "two": tmp_path / "b.h5"}
+    comparison, found = statistics.summarise(files, chunk_slices=8)
+    together = len(reads)
+    expected = statistics.compare(*files.values(), chunk_slices=8)
+    findings = {name: statistics.findings(path, chunk_slices=8) for name, path in files.items()}
+    assert comparison == expected and found == findings  # the same values, bit for bit
+    assert 2 * together == len(reads) - together
+    assert statistics.summarise({"one": a}) == ({}, {"one": statistics.findings(a)})
+
+
 def test_constant_maps_have_no_correlation_and_empty_maps_no_rich_region():
     flat = CompositionMaps(np.full((2, 4, 4, 3), 0.5, dtype=np.float32), ["Fe", "S"], "1 nm")
     assert np.isnan(statistics.compare(flat, flat)["Fe"]["pearson"])

@@ -298,3 +298,30 @@ def test_a_finished_solve_leaves_no_reference_cycle_holding_its_arrays():
     finally:
         if enabled:
             gc.enable()
+
+
+def test_predictions_during_a_run_reuse_the_kept_projection(monkeypatch):
+    """A callback's prediction is the projection the iteration kept (same bits as W x), with no second product."""
+    import edstomo as et
+    from edstomo.operators import ParallelBeamProjector, projector_for
+    from edstomo.testing import RATIOS, solver_test_series
+
+    series = solver_test_series(tilts=9)
+    projector = projector_for(series.angles.m_as("rad"), (12, 12), "strip", "float32")
+    forward = ParallelBeamProjector.forward
+    calls = []
+    monkeypatch.setattr(ParallelBeamProjector, "forward", lambda self, x: calls.append(1) or forward(self, x))
+    for name, options in (("sirt", {}), ("hebt-sirt", {"alpha": 0.8, "ratios": dict(RATIOS)})):
+        products, predicted, expected = [], [], []
+
+        def check(state, products=products, predicted=predicted, expected=expected):
+            algorithm, before = state.algorithm, len(calls)
+            predicted.append(np.array(algorithm.predict(algorithm.x)))
+            products.append(len(calls) - before)
+            expected.append(forward(projector, algorithm.x))
+
+        et.plugins.solver(name)(iterations=4, **options).solve(series, callbacks=[check])
+        scale = np.ones(2) if name == "sirt" else 1 / np.array(list(RATIOS.values()))
+        for got, want in zip(predicted, expected):
+            np.testing.assert_array_equal(got, want * scale.astype(np.float32)[None, None, :, None])
+        assert products == [0, 0, 0, 1]  # the last iteration keeps no projection: its prediction is computed

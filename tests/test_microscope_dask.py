@@ -199,11 +199,16 @@ def _steps(record):
     return record
 
 
-def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tmp_path):
+def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tmp_path, monkeypatch):
     """Solved, cropped, quantified and summarised 4 slices at a time through files = all 9 slices at once in memory."""
+    from edstomo.stored import Stored
+
     assert in_process.options.chunk_slices >= SLICES  # the reference: one piece, nothing written
     options = PipelineOptions(**OPTIONS, chunk_slices=4)
     pieces = run_pipeline(series, options, out=tmp_path, pictures=False)
+    with monkeypatch.context() as patch:  # the summary reads the maps' thresholds, not the maps
+        patch.setattr(Stored, "load", lambda self: pytest.fail(f"{self.path} was loaded whole"))
+        assert pieces.summary()["thresholds"] == {m: in_process.maps[m].threshold for m in in_process.maps}
     assert pieces.volumes.path("sirt") == tmp_path / "volume_sirt.h5"  # kept in its file, not in memory
     assert pieces.maps.path("hebt-sirt") == tmp_path / "maps_hebt-sirt.h5"
     _assert_same_results(pieces, in_process)

@@ -178,6 +178,20 @@ def test_rebinning_sums_counts_and_scales_pixels(tmp_path):
     assert binned.experiment.eds.dwell_time.m_as("s") == pytest.approx(4 * full.experiment.eds.dwell_time.m_as("s"))
 
 
+def test_rebinned_8_bit_counts_are_summed_exactly_in_a_small_type():
+    """The largest 8-bit counts rebinned 4 × 4 need 12 bits: the sum is NumPy's (uint64) in uint16."""
+    import hyperspy.api as hs
+    from edstomo_microscope.loading import _reduce, _sum_type
+
+    data = np.random.default_rng(0).integers(200, 256, size=(9, 8, 5), dtype=np.uint8)
+    data[0, 0] = 255
+    reduced = _reduce(hs.signals.Signal1D(data), None, 4, spectral=True)
+    assert reduced.data.dtype == np.uint16 and reduced.data.shape == (2, 2, 5)
+    expected = data[:8].reshape(2, 4, 2, 4, 5).sum(axis=(1, 3))  # 9 rows: the last is dropped
+    np.testing.assert_array_equal(reduced.data, expected)
+    assert _sum_type(np.uint8, 257 * 257) == np.uint32 and _sum_type(np.float32, 4) is None
+
+
 def test_stacked_file_takes_angles_from_tomography_metadata(tmp_path):
     import hyperspy.api as hs
 

@@ -219,3 +219,13 @@ def test_ratio_lookup_names_known_lines():
     fit = ResponseRatios({"Ag_La": 2.0}, 0.9, 1.0, {})
     with pytest.raises(KeyError, match="Ag_La"):
         fit["Au_Ma"]
+
+
+def test_a_repeated_line_shares_its_ratio_and_the_fit_stays_exact():
+    """Collinear lines make the normal equations singular; the fit still reproduces the HAADF exactly."""
+    eds = np.random.default_rng(1).random((2, 5, 7, 3))
+    eds = np.concatenate([eds, eds[:1]])  # the third line repeats the first
+    series = make_series(np.concatenate([(2.0 * eds[0] + 3.0 * eds[1])[None], eds]), ["HAADF", *LINES, "Cu_Ka"])
+    fit = response_ratios(series)
+    assert fit[LINES[0]] + fit["Cu_Ka"] == pytest.approx(2.0, rel=1e-9) and fit[LINES[1]] == pytest.approx(3.0)
+    assert fit.r_squared == pytest.approx(1.0, abs=1e-12)

@@ -114,3 +114,30 @@ def test_a_single_population_has_no_plateau():
     rng = np.random.default_rng(5)
     with pytest.raises(ValueError, match="plateau"):
         esf_threshold(rng.uniform(0, 1, 5000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=1, max_size=400),
+    block=st.integers(1, 40),
+    pick=st.integers(0, 10**6),
+)
+def test_blockwise_statistics_equal_numpy_on_the_whole(values, block, pick):
+    """Medians, spreads and V(t) taken a block at a time (narrowing rounds forced by tiny blocks) are numpy's."""
+    import edstomo.threshold as threshold
+
+    values = np.asarray(values, dtype=float)
+    split = float(values[pick % values.size])
+    saved, threshold._BLOCK = threshold._BLOCK, block
+    try:
+        for lower in (True, False):
+            part = values[values <= split] if lower else values[values > split]
+            size, median, spread = threshold._part_statistics(values, split, lower)
+            assert size == part.size
+            if part.size:
+                assert median == np.median(part)
+                assert spread == pytest.approx(part.std(), rel=1e-9, abs=1e-9)
+        trials = np.array([split, values.min() - 1.0, *values[:3], values.max()])
+        np.testing.assert_array_equal(volume_curve(values, trials), [(values > t).sum() for t in trials])
+    finally:
+        threshold._BLOCK = saved

@@ -39,7 +39,7 @@ import types
 import typing
 import weakref
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -160,6 +160,13 @@ class Problem:
     data: Any
     initial: Any
     nonnegative: bool
+    kept: Callable[[Any], Any] | None = None
+
+    def project(self, x: Any) -> Any:
+        """``W x``: the projection the running algorithm kept of ``x`` when it has one (the same values), else
+        computed (``projector.forward``)."""
+        kept = self.kept(x) if self.kept is not None else None
+        return kept if kept is not None else self.projector.forward(x)
 
     def sinograms(self, channels: list[str]) -> Any:
         """Sinograms of any channels of the series (e.g. the HAADF), shape ``(tilts, positions, k, slices)``."""
@@ -253,7 +260,7 @@ class ReconstructionSolver(Solver):
         """
         if self.produces != "f_A" and HAADF not in problem.channels:
             raise NotImplementedError(f"{self.label()} does not predict its data from {self.produces} maps")
-        return problem.projector.forward(x)
+        return problem.project(x)
 
     def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
         """The mean data of every channel the solver uses, predicted by the estimate ``x``: ``{channel:
@@ -424,6 +431,7 @@ class ReconstructionSolver(Solver):
         algorithm.labels = list(channels)
         algorithm.view = lambda x: xp.permute_dims(x, (2, 0, 1, 3))
         owner = weakref.ref(algorithm)  # no reference cycle: the arrays go when the solve returns, not at a GC pass
+        problem.kept = lambda x: getattr(owner(), "projection", lambda _: None)(x)
         algorithm.to_volume = lambda x: self._volume(x, data, channels, owner(), device)
         algorithm.predict = lambda x: self.predict(problem, x)
         algorithm.simulate = lambda x: self.simulate(problem, x)

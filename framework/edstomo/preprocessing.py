@@ -230,9 +230,10 @@ def response_ratios(series: TiltSeries, lines: Sequence[str] | None = None) -> R
     """Estimate the response ratios r_A of eq. 15 by non-negative least squares.
 
     Solves ``min_{r ≥ 0} ‖I_H − Σ_A r_A I_A‖₂`` over every tilt, position and
-    slice (``scipy.optimize.nnls``).  The tall system is first reduced by a QR
-    decomposition of the k EDS columns, which leaves the minimiser unchanged
-    and keeps the cost linear in the number of measurements.
+    slice (``scipy.optimize.nnls``).  The tall system is first reduced to its
+    k × k normal equations, added up one tilt at a time in float64, and a
+    square root of them, which leaves the minimiser unchanged and keeps the memory
+    to one tilt (the residual is summed in a second pass over the tilts).
 
     Parameters
     ----------
@@ -262,19 +263,52 @@ def response_ratios(series: TiltSeries, lines: Sequence[str] | None = None) -> R
         raise ValueError(f"lines: {HAADF!r} cannot be fitted against itself; give EDS lines only")
     if not names:
         raise ValueError(f"lines: the tilt series has no EDS line; its channels are {series.channels}")
-    target = np.asarray(series.channel(HAADF), dtype=np.float64).ravel()
-    design = np.stack([np.asarray(series.channel(n), dtype=np.float64).ravel() for n in names], axis=1)
-    empty = [n for n, column in zip(names, design.T) if not column.any()]
+    gram, moment, target_sum, target_squares, size = _normal_equations(series, names)
+    empty = [n for n, diagonal in zip(names, np.diag(gram)) if diagonal == 0]
     if empty:
         raise ValueError(f"series: line(s) {empty} have no signal; their response ratios are undefined")
-    total = float(np.sum((target - target.mean()) ** 2))
+    values, vectors = np.linalg.eigh(gram)  # DᵀD = V Λ Vᵀ; ‖t − D r‖² = ‖Λ½ Vᵀ r − Λ^-½ Vᵀ Dᵀ t‖² + const
+    kept = values > values.max() * 1e-13  # collinear lines: their directions left out (as a QR would)
+    root = np.sqrt(values[kept])
+    ratios, _ = scipy.optimize.nnls(root[:, None] * vectors[:, kept].T, (vectors[:, kept].T @ moment) / root)
+    # a line whose share of the HAADF is at the normal equations' rounding level (‖r_A I_A‖ ≤ 10⁻¹² ‖I_H‖) is 0
+    ratios[ratios * np.sqrt(np.diag(gram)) <= 1e-12 * np.sqrt(target_squares)] = 0.0
+    ss_res, total = _residual_sums(series, names, ratios, target_sum / size)
     if total == 0.0:
         raise ValueError("series: the HAADF signal is constant; R² of the response-ratio fit is undefined")
-    q, r = np.linalg.qr(design)
-    ratios, _ = scipy.optimize.nnls(r, q.T @ target)
-    residual = target - design @ ratios
-    ss_res = float(residual @ residual)
     fitted = {n: float(v) for n, v in zip(names, ratios)}
     r_squared = 1.0 - ss_res / total
     record = provenance.step("response_ratios", None, lines=names, ratios=fitted, r_squared=r_squared)
     return ResponseRatios(fitted, r_squared, float(np.sqrt(ss_res)), record)
+
+
+def _tilt_columns(series: TiltSeries, names: list[str], tilt: int) -> tuple[np.ndarray, np.ndarray]:
+    """The HAADF values of one tilt and the lines' values as columns, in float64."""
+    target = np.asarray(series.channel(HAADF)[tilt], dtype=np.float64).ravel()
+    design = np.stack([np.asarray(series.channel(n)[tilt], dtype=np.float64).ravel() for n in names], axis=1)
+    return target, design
+
+
+def _normal_equations(series: TiltSeries, names: list[str]) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+    """``DᵀD``, ``Dᵀt``, ``Σ t``, ``Σ t²`` and the number of measurements, added up tilt by tilt (one tilt in
+    float64 at a time, not the whole series)."""
+    gram, moment, total, squares, size = np.zeros((len(names), len(names))), np.zeros(len(names)), 0.0, 0.0, 0
+    for tilt in range(series.n_tilts):
+        target, design = _tilt_columns(series, names, tilt)
+        gram += design.T @ design
+        moment += design.T @ target
+        total += float(target.sum())
+        squares += float(target @ target)
+        size += target.size
+    return gram, moment, total, squares, size
+
+
+def _residual_sums(series: TiltSeries, names: list[str], ratios: np.ndarray, mean: float) -> tuple[float, float]:
+    """``‖t − D r‖²`` and ``‖t − mean‖²``, tilt by tilt."""
+    ss_res = total = 0.0
+    for tilt in range(series.n_tilts):
+        target, design = _tilt_columns(series, names, tilt)
+        residual = target - design @ ratios
+        ss_res += float(residual @ residual)
+        total += float(np.sum((target - mean) ** 2))
+    return ss_res, total

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -98,10 +99,22 @@ def trial_thresholds(summed: ArrayLike, count: int = 200) -> np.ndarray:
 
 
 def volume_curve(summed: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
-    """V(t): the number of voxels with ``S > t`` for each threshold ``t`` (a voxel count)."""
-    values = np.sort(_finite_values(summed))
+    """V(t): the number of voxels with ``S > t`` for each threshold ``t`` (a voxel count).
+
+    Counted a block of voxels at a time (no sorted copy of S): each value is placed
+    among the sorted thresholds, and V(t_j) counts the values above t_j.
+    """
+    values = _finite_values(summed)
     thresholds = np.asarray(thresholds, dtype=float)
-    return (values.size - np.searchsorted(values, thresholds, side="right")).astype(float)
+    order = np.argsort(thresholds, kind="stable")
+    ranked = thresholds[order]
+    above = np.zeros(ranked.size + 1, dtype=np.int64)  # values with exactly i thresholds below them
+    for block in _blocks(values):
+        above += np.bincount(np.searchsorted(ranked, block, side="left"), minlength=ranked.size + 1)
+    counts = np.cumsum(above[::-1])[::-1][1:]  # values with more than j thresholds below: S > t_j
+    curve = np.empty(ranked.size)
+    curve[order] = counts
+    return curve
 
 
 @dataclass(frozen=True)
@@ -247,6 +260,79 @@ def _finite_values(summed: ArrayLike) -> np.ndarray:
     return values
 
 
+#: Values handled at a time by the statistics of S (bounds their temporaries: 8 MB of float64).
+_BLOCK = 2**20
+
+
+def _blocks(values: np.ndarray) -> list[np.ndarray]:
+    """Consecutive views of at most :data:`_BLOCK` values."""
+    return [values[start : start + _BLOCK] for start in range(0, values.size, _BLOCK)]
+
+
+def _part_statistics(values: np.ndarray, split: float, lower: bool) -> tuple[int, float, float]:
+    """Count, median and standard deviation of the values ``<= split`` (``lower``) or ``> split``, a block at a time.
+
+    The same numbers as ``np.median`` and ``np.std`` of the part (the standard deviation to
+    the rounding of a blockwise sum) without a copy of it: the median's order statistics are
+    found by narrowing a histogram of the part until the values of the bin that holds them are few.
+    """
+
+    def part(block: np.ndarray) -> np.ndarray:
+        return block[block <= split] if lower else block[block > split]
+
+    size, total = 0, 0.0
+    low, high = np.inf, -np.inf
+    for block in _blocks(values):
+        chosen = part(block)
+        if chosen.size:
+            size += chosen.size
+            total += float(chosen.sum())
+            low, high = min(low, float(chosen.min())), max(high, float(chosen.max()))
+    if size == 0:
+        return 0, float("nan"), float("nan")
+    mean = total / size
+    squares = sum(float(np.sum((part(block) - mean) ** 2)) for block in _blocks(values))
+    middle = [(size - 1) // 2, size // 2]  # ranks of the median's order statistics (equal for an odd count)
+    median = 0.5 * sum(_order_statistic(values, part, rank, low, high) for rank in middle)
+    return size, median, float(np.sqrt(squares / size))
+
+
+def _order_statistic(values: np.ndarray, part: Any, rank: int, low: float, high: float) -> float:
+    """The value of rank ``rank`` (0-based) among ``part(block)`` of all blocks, which lie in ``[low, high]``.
+
+    Each round counts the candidates in 4096 bins of ``[low, high]``, keeps the bin that holds
+    the rank, and narrows ``[low, high]`` to that bin's smallest and largest value (the bins
+    are monotone in the value, so no other value lies between them); once the bin holds at
+    most :data:`_BLOCK` values they are gathered and the one of that rank is picked.
+    """
+    bins = 4096
+
+    def candidates() -> Any:
+        for block in _blocks(values):
+            chosen = part(block)
+            chosen = chosen[(chosen >= low) & (chosen <= high)]
+            yield chosen, np.minimum(((chosen - low) / width).astype(np.int64), bins - 1)
+
+    while high > low:
+        width = (high - low) / bins
+        counts = np.zeros(bins, dtype=np.int64)
+        for _, index in candidates():
+            counts += np.bincount(index, minlength=bins)
+        ends = np.cumsum(counts)
+        target = int(np.searchsorted(ends, rank, side="right"))
+        rank -= int(ends[target] - counts[target])
+        if counts[target] <= _BLOCK:
+            inside = np.concatenate([chosen[index == target] for chosen, index in candidates()])
+            return float(np.partition(inside, rank)[rank])
+        smallest, largest = np.inf, -np.inf
+        for chosen, index in candidates():
+            kept = chosen[index == target]
+            if kept.size:
+                smallest, largest = min(smallest, float(kept.min())), max(largest, float(kept.max()))
+        low, high = smallest, largest
+    return low
+
+
 def _q(u: np.ndarray) -> np.ndarray:
     return 0.5 * erfc(u / _SQRT2)
 
@@ -269,8 +355,9 @@ def _fit(
     total = float(values.size)
     split = _otsu(values)
     start = []
-    for part in (values[values <= split], values[values > split]):
-        start += [part.size / total, (np.median(part) - lo) / span, max(part.std(), 1e-3 * span) / span]
+    for lower in (True, False):  # the values at or below Otsu's split, then those above it
+        size, median, spread = _part_statistics(values, split, lower)
+        start += [size / total, (median - lo) / span, max(spread, 1e-3 * span) / span]
     t = (grid - lo) / span
     v = volumes / total
 

@@ -116,7 +116,7 @@ def _sparse_counts(counts: np.ndarray) -> scipy.sparse.csr_matrix:
     """A (pixels, channels) count array as a float32 CSR matrix (built from its non-zeros in one pass)."""
     pixels, channels = counts.shape
     flat = np.ascontiguousarray(counts).ravel()
-    where = np.flatnonzero(flat)
+    where = np.flatnonzero(flat != 0)  # on a boolean array: twice as fast as on the counts themselves
     indptr = np.zeros(pixels + 1, dtype=np.int64)
     np.cumsum(np.bincount(where // channels, minlength=pixels), out=indptr[1:])
     return scipy.sparse.csr_matrix(

@@ -443,7 +443,7 @@ class PipelineResult:
                 "alignment": self.alignment.to_dict(),
                 "physics": self.factors.to_dict(),
                 "response_ratios": self.ratio_fits,
-                "thresholds": {name: maps.threshold for name, maps in self.maps.items()},
+                "thresholds": {name: _header(self.maps, name).threshold for name in self.maps},
                 "comparison": {"methods": list(self.maps)[:2], "per_element": self.comparison},
                 "findings": self.findings,
                 "automatic": {
@@ -458,6 +458,11 @@ class PipelineResult:
                 "files": self.files,
             }
         )
+
+
+def _header(items: Mapping[str, Any], name: str) -> Any:
+    """An entry of volumes or maps without its slices (a file's is read without its arrays)."""
+    return (items.source(name) if isinstance(items, Products) else pieces(items[name])).header()
 
 
 def _load_parameters(series: TiltSeries) -> dict[str, Any]:
@@ -500,20 +505,31 @@ def physics_ratios(series: TiltSeries, factors: PhysicsFactors, lines: Sequence[
         raise ValueError(f"series: response ratios need a {HAADF!r} channel; channels are {series.channels}")
     names = list(lines) if lines is not None else series.lines
     weights = factors.z_array(names) / factors.f_array(names)
-    target = np.asarray(series.channel(HAADF), dtype=np.float64).ravel()
-    model = sum(w * np.asarray(series.channel(n), dtype=np.float64).ravel() for w, n in zip(weights, names))
-    norm = float(model @ model)
+
+    def tilt(t: int) -> tuple[np.ndarray, np.ndarray]:  # float64 values of one tilt: HAADF, and Σ_A w_A I_A
+        model = sum(w * np.asarray(series.channel(n)[t], dtype=np.float64).ravel() for w, n in zip(weights, names))
+        return np.asarray(series.channel(HAADF)[t], dtype=np.float64).ravel(), model
+
+    sums = np.zeros(4)  # Σ model², Σ target·model, Σ target, count: one tilt at a time
+    for t in range(series.n_tilts):
+        target, model = tilt(t)
+        sums += [model @ model, target @ model, target.sum(), target.size]
+    norm = float(sums[0])
     if norm <= 0:
         raise ValueError("series: the EDS lines hold no signal; response ratios are undefined")
-    constant = float(target @ model) / norm
+    constant = float(sums[1]) / norm
     if not constant > 0:
         raise ValueError(f"series: the HAADF signal does not grow with the EDS signal (c = {constant:g})")
-    residual = target - constant * model
-    total = float(np.sum((target - target.mean()) ** 2))
-    r_squared = 1.0 - float(residual @ residual) / total if total > 0 else float("nan")
+    mean, ss_res, total = sums[2] / sums[3], 0.0, 0.0
+    for t in range(series.n_tilts):
+        target, model = tilt(t)
+        residual = target - constant * model
+        ss_res += float(residual @ residual)
+        total += float(np.sum((target - mean) ** 2))
+    r_squared = 1.0 - ss_res / total if total > 0 else float("nan")
     ratios = {n: float(constant * w) for n, w in zip(names, weights)}
     record = provenance.step("response_ratios", None, model="r_A = c z_A / f_A", constant=constant, ratios=ratios)
-    return ResponseRatios(ratios, r_squared, float(np.linalg.norm(residual)), record)
+    return ResponseRatios(ratios, r_squared, float(np.sqrt(ss_res)), record)
 
 
 def quantify_volumes(
@@ -578,12 +594,6 @@ def compare_maps(a: Any, b: Any, quantile: float = 0.9) -> dict[str, dict[str, f
     a constant map). ``a`` and ``b`` are CompositionMaps or their files, read a range of slices at a time.
     """
     return statistics.compare(a, b, quantile)
-
-
-def _findings(maps: Any, quantile: float = 0.9) -> dict[str, Any]:
-    """Where each element is: mean and largest fraction in the particle, the share of the particle
-    where it dominates, its rich region (fractions in the top decile), and which elements go together."""
-    return statistics.findings(maps, quantile)
 
 
 @contextmanager
@@ -904,10 +914,7 @@ def uncertainty_stage(state: PipelineState) -> None:
 def compare_stage(state: PipelineState) -> None:
     """``comparison`` of the first two methods and ``findings`` for each."""
     maps = state.maps if isinstance(state.maps, Products) else Products(state.maps)
-    names = list(maps)
-    if len(names) >= 2:
-        state.comparison = compare_maps(maps.source(names[0]), maps.source(names[1]))
-    state.findings = {name: _findings(maps.source(name)) for name in names}
+    state.comparison, state.findings = statistics.summarise({name: maps.source(name) for name in maps})
 
 
 #: The pipeline's stages, in order: (name, function, reports its own progress).
@@ -1095,7 +1102,7 @@ def quantify_saved(
             found = quantify_volumes(one, factors[method], chosen[method], notes, alerts, out=out)
             maps[method] = found.source(method)
     names = list(maps)
-    comparison = compare_maps(maps.source(names[0]), maps.source(names[1])) if len(names) >= 2 else {}
+    comparison, found = statistics.summarise({method: maps.source(method) for method in maps})
     files: list[str] = []
     with _timed(timings, "export", progress):
         files += [str(p) for p in export_maps(maps, out, hspy=hspy)]
@@ -1111,7 +1118,7 @@ def quantify_saved(
             "physics": {method: f.to_dict() for method, f in factors.items()},
             "thresholds": {method: maps.source(method).threshold for method in maps},
             "comparison": {"methods": names[:2], "per_element": comparison},
-            "findings": {method: _findings(maps.source(method)) for method in maps},
+            "findings": found,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "notes": notes,
             "warnings": alerts,

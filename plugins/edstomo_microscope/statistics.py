@@ -20,14 +20,14 @@ correlations are then undefined (NaN).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from edstomo.stored import InMemory, Stored, pieces
 
-__all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "compare", "findings"]
+__all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "compare", "findings", "summarise"]
 
 #: Slices read at a time (a multiple of the files' HDF5 chunk of 8 slices).
 DEFAULT_CHUNK_SLICES = 32
@@ -110,9 +110,78 @@ class _Rich:
             return
         self.voxels += count
         self.total += float(values[rich].sum(dtype=np.float64))
-        where = np.nonzero(rich)
-        self.position += [float(w.sum(dtype=np.float64)) for w in where]
+        for axis in range(3):  # Σ of the voxels' indices along each axis, from the counts per index (exact)
+            others = tuple(a for a in range(3) if a != axis)
+            self.position[axis] += float(np.count_nonzero(rich, axis=others) @ np.arange(rich.shape[axis]))
         self.position[2] += start * count
+
+
+class _Findings:
+    """The accumulators of :func:`findings` for one method's maps, fed piece by piece in two passes."""
+
+    def __init__(self, elements: list[str], quantile: float) -> None:
+        k = len(elements)
+        self.elements, self.quantile = elements, quantile
+        self.moments = Moments(k)
+        self.sums = np.zeros(k)
+        self.largest = np.full(k, -np.inf)
+        self.lowest = np.full(k, np.inf)
+        self.dominant = np.zeros(k, dtype=np.int64)
+        self.inside: list[list[np.ndarray]] = [[] for _ in elements]
+        self.cuts: list[float | None] = []
+        self.rich = [_Rich() for _ in elements]
+
+    def first(self, values: np.ndarray, mask: np.ndarray) -> None:
+        """Pass 1: sums, extremes, co-moments, dominant elements and the particle's values of a piece."""
+        chosen = values[:, mask]
+        if chosen.shape[1]:
+            self.moments.add(chosen)
+            self.sums += chosen.sum(axis=1, dtype=np.float64)
+            self.largest = np.maximum(self.largest, chosen.max(axis=1))
+            self.lowest = np.minimum(self.lowest, chosen.min(axis=1))
+            self.dominant += np.bincount(chosen.argmax(axis=0), minlength=len(self.elements))
+            for i in range(len(self.elements)):
+                self.inside[i].append(chosen[i].copy())
+
+    def decide(self) -> bool:
+        """The rich regions' cuts from the gathered values; whether a second pass is needed."""
+        self.cuts = [_quantile(parts, self.quantile) for parts in self.inside]
+        self.inside = []
+        return any(cut is not None for cut in self.cuts)
+
+    def second(self, values: np.ndarray, mask: np.ndarray, start: int) -> None:
+        """Pass 2: the rich regions of a piece."""
+        for i, cut in enumerate(self.cuts):
+            if cut is not None:
+                self.rich[i].add(mask & (values[i] >= cut), values[i], start)
+
+    def result(self, pixel_nm: float) -> dict[str, Any]:
+        count = self.moments.count
+        result: dict[str, Any] = {"particle_voxels": int(count), "pixel_size_nm": pixel_nm, "elements": {}}
+        total = max(count, 1)
+        for i, element in enumerate(self.elements):
+            entry: dict[str, Any] = {
+                "mean_weight_fraction": float(self.sums[i] / count) if count else 0.0,
+                "max_weight_fraction": float(self.largest[i]) if count else 0.0,
+                "dominant_fraction_of_particle": float(self.dominant[i] / total),
+            }
+            rich = self.rich[i]
+            if rich.voxels:
+                entry["rich_region"] = {
+                    "voxels": rich.voxels,
+                    "mean_weight_fraction": rich.total / rich.voxels,
+                    "centre_nz_nx_slice": [round(float(c), 1) for c in rich.position / rich.voxels],
+                }
+            result["elements"][element] = entry
+        k, lowest, largest = len(self.elements), self.lowest, self.largest
+        result["correlations"] = {
+            f"{self.elements[i]}-{self.elements[j]}": self.moments.correlation(i, j)
+            if lowest[i] < largest[i] and lowest[j] < largest[j]
+            else float("nan")
+            for i in range(k)
+            for j in range(i + 1, k)
+        }
+        return result
 
 
 def findings(maps: Any, quantile: float = 0.9, chunk_slices: int = DEFAULT_CHUNK_SLICES) -> dict[str, Any]:
@@ -137,66 +206,51 @@ def findings(maps: Any, quantile: float = 0.9, chunk_slices: int = DEFAULT_CHUNK
         in (nz, nx, slice) indices); ``correlations``: the Pearson correlation
         of every pair of elements' fractions inside the particle.
     """
-    source = pieces(maps)
-    elements = list(source.names)
-    k = len(elements)
-    moments = Moments(k)
-    sums = np.zeros(k)
-    largest = np.full(k, -np.inf)
-    lowest = np.full(k, np.inf)
-    dominant = np.zeros(k, dtype=np.int64)
-    inside: list[list[np.ndarray]] = [[] for _ in elements]
-    ranges = _ranges(source.n_slices, chunk_slices)
-    for start, stop in ranges:
-        values = source.read(start, stop)
-        mask = _particle(source, start, stop, values)
-        chosen = values[:, mask]
-        if chosen.shape[1]:
-            moments.add(chosen)
-            sums += chosen.sum(axis=1, dtype=np.float64)
-            largest = np.maximum(largest, chosen.max(axis=1))
-            lowest = np.minimum(lowest, chosen.min(axis=1))
-            dominant += np.bincount(values.argmax(axis=0)[mask], minlength=k)
-            for i in range(k):
-                inside[i].append(chosen[i].copy())
-    count = moments.count
-    cuts = [_quantile(parts, quantile) for parts in inside]
-    del inside
-    rich = [_Rich() for _ in elements]
-    if any(cut is not None for cut in cuts):
+    return summarise({"maps": maps}, quantile, chunk_slices)[1]["maps"]
+
+
+def summarise(
+    maps: Mapping[str, Any], quantile: float = 0.9, chunk_slices: int = DEFAULT_CHUNK_SLICES
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """:func:`compare` of the first two methods' maps and :func:`findings` of each, reading every file twice.
+
+    Each piece of each method's maps is read once per pass and fed to both
+    summaries (the same values as calling them one by one, which reads the
+    files four times as often).
+
+    Returns
+    -------
+    comparison : dict
+        As :func:`compare` (empty with fewer than two methods).
+    findings : dict
+        ``{method: findings}``.
+    """
+    sources = {name: pieces(item) for name, item in maps.items()}
+    names = list(sources)
+    found = {name: _Findings(list(source.names), quantile) for name, source in sources.items()}
+    pair = _Comparison(sources[names[0]], sources[names[1]], quantile) if len(names) >= 2 else None
+    ranges = _ranges(sources[names[0]].n_slices, chunk_slices) if names else []
+    for second in (False, True):
         for start, stop in ranges:
-            values = source.read(start, stop)
-            mask = _particle(source, start, stop, values)
-            for i, cut in enumerate(cuts):
-                if cut is not None:
-                    rich[i].add(mask & (values[i] >= cut), values[i], start)
-    result: dict[str, Any] = {
-        "particle_voxels": int(count),
-        "pixel_size_nm": _pixel_nm(source),
-        "elements": {},
-    }
-    total = max(count, 1)
-    for i, element in enumerate(elements):
-        entry: dict[str, Any] = {
-            "mean_weight_fraction": float(sums[i] / count) if count else 0.0,
-            "max_weight_fraction": float(largest[i]) if count else 0.0,
-            "dominant_fraction_of_particle": float(dominant[i] / total),
-        }
-        if rich[i].voxels:
-            entry["rich_region"] = {
-                "voxels": rich[i].voxels,
-                "mean_weight_fraction": rich[i].total / rich[i].voxels,
-                "centre_nz_nx_slice": [round(float(c), 1) for c in rich[i].position / rich[i].voxels],
-            }
-        result["elements"][element] = entry
-    result["correlations"] = {
-        f"{elements[i]}-{elements[j]}": moments.correlation(i, j)
-        if lowest[i] < largest[i] and lowest[j] < largest[j]
-        else float("nan")
-        for i in range(k)
-        for j in range(i + 1, k)
-    }
-    return result
+            read = {}
+            for name, source in sources.items():
+                values = source.read(start, stop)
+                read[name] = values, _particle(source, start, stop, values)
+                if second:
+                    found[name].second(*read[name], start)
+                else:
+                    found[name].first(*read[name])
+            if pair is not None:
+                (x, mask_a), (y, mask_b) = read[names[0]], read[names[1]]
+                (pair.second if second else pair.first)(x, y, mask_a & mask_b)
+        if not second:
+            more = [summary.decide() for summary in found.values()]
+            if pair is not None:
+                more.append(pair.decide())
+            if not any(more):
+                break
+    comparison = pair.result() if pair is not None else {}
+    return comparison, {name: found[name].result(_pixel_nm(sources[name])) for name in names}
 
 
 def _pixel_nm(source: Stored | InMemory) -> float:
@@ -209,10 +263,66 @@ def _pixel_nm(source: Stored | InMemory) -> float:
         return float(ureg.Quantity(file.attrs["pixel_size"]).m_as("nm"))
 
 
-def _pairs(a: Stored | InMemory, b: Stored | InMemory, chunk_slices: int) -> Iterator[tuple[int, Any, Any, Any]]:
-    for start, stop in _ranges(a.n_slices, chunk_slices):
-        x, y = a.read(start, stop), b.read(start, stop)
-        yield start, x, y, _particle(a, start, stop, x) & _particle(b, start, stop, y)
+class _Comparison:
+    """The accumulators of :func:`compare` for two methods' maps, fed piece by piece in two passes."""
+
+    def __init__(self, first: Stored | InMemory, second: Stored | InMemory, quantile: float) -> None:
+        if first.shape[1:] != second.shape[1:]:
+            raise ValueError(
+                f"b: maps of shape {second.shape[1:]} cannot be compared with maps of shape {first.shape[1:]}"
+            )
+        self.quantile = quantile
+        self.common = [e for e in first.names if e in second.names]
+        self.rows = [(first.names.index(e), second.names.index(e)) for e in self.common]
+        self.moments = [Moments(2) for _ in self.common]
+        self.bounds = [[np.inf, -np.inf, np.inf, -np.inf] for _ in self.common]
+        self.inside: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in self.common]
+        self.cuts: list[tuple[float | None, float | None]] = []
+        self.counts = np.zeros((len(self.common), 3), dtype=np.int64)  # rich in a, rich in b, rich in both
+
+    def first(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        """Pass 1: co-moments, extremes and the values inside both masks of a piece."""
+        for n, (i, j) in enumerate(self.rows):
+            xs, ys = x[i][mask], y[j][mask]
+            if xs.size:
+                self.moments[n].add(np.stack([xs, ys]))
+                bounds = self.bounds[n]
+                self.bounds[n] = [
+                    min(bounds[0], xs.min()),
+                    max(bounds[1], xs.max()),
+                    min(bounds[2], ys.min()),
+                    max(bounds[3], ys.max()),
+                ]
+                self.inside[n][0].append(xs)
+                self.inside[n][1].append(ys)
+
+    def decide(self) -> bool:
+        """The rich regions' cuts; whether a second pass is needed."""
+        self.cuts = [(_quantile(xs, self.quantile), _quantile(ys, self.quantile)) for xs, ys in self.inside]
+        self.inside = []
+        return any(cut is not None for pair in self.cuts for cut in pair)
+
+    def second(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        """Pass 2: the voxels rich in each method and in both, of a piece."""
+        for n, (i, j) in enumerate(self.rows):
+            cut_a, cut_b = self.cuts[n]
+            rich_a = mask & (x[i] >= cut_a) if cut_a is not None else np.zeros_like(mask)
+            rich_b = mask & (y[j] >= cut_b) if cut_b is not None else np.zeros_like(mask)
+            self.counts[n] += [np.count_nonzero(rich_a), np.count_nonzero(rich_b), np.count_nonzero(rich_a & rich_b)]
+
+    def result(self) -> dict[str, dict[str, float]]:
+        result = {}
+        for n, element in enumerate(self.common):
+            m, (lo_a, hi_a, lo_b, hi_b) = self.moments[n], self.bounds[n]
+            varies = m.count > 1 and lo_a < hi_a and lo_b < hi_b
+            size = self.counts[n, 0] + self.counts[n, 1]
+            result[element] = {
+                "pearson": m.correlation(0, 1) if varies else float("nan"),
+                "dice_rich": float(2 * self.counts[n, 2] / size) if size else float("nan"),
+                "mean_a": float(m.mean[0]) if m.count else float("nan"),
+                "mean_b": float(m.mean[1]) if m.count else float("nan"),
+            }
+        return result
 
 
 def compare(
@@ -238,45 +348,13 @@ def compare(
         NaN when undefined (no voxel, or a constant map).
     """
     first, second = pieces(a), pieces(b)
-    if first.shape[1:] != second.shape[1:]:
-        raise ValueError(f"b: maps of shape {second.shape[1:]} cannot be compared with maps of shape {first.shape[1:]}")
-    common = [e for e in first.names if e in second.names]
-    rows = [(first.names.index(e), second.names.index(e)) for e in common]
-    moments = [Moments(2) for _ in common]
-    bounds = [[np.inf, -np.inf, np.inf, -np.inf] for _ in common]
-    inside: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in common]
-    for _, x, y, mask in _pairs(first, second, chunk_slices):
-        for n, (i, j) in enumerate(rows):
-            xs, ys = x[i][mask], y[j][mask]
-            if xs.size:
-                moments[n].add(np.stack([xs, ys]))
-                bounds[n] = [
-                    min(bounds[n][0], xs.min()),
-                    max(bounds[n][1], xs.max()),
-                    min(bounds[n][2], ys.min()),
-                    max(bounds[n][3], ys.max()),
-                ]
-                inside[n][0].append(xs)
-                inside[n][1].append(ys)
-    cuts = [(_quantile(xs, quantile), _quantile(ys, quantile)) for xs, ys in inside]
-    del inside
-    counts = np.zeros((len(common), 3), dtype=np.int64)  # rich in a, rich in b, rich in both
-    if any(cut is not None for pair in cuts for cut in pair):
-        for _, x, y, mask in _pairs(first, second, chunk_slices):
-            for n, (i, j) in enumerate(rows):
-                cut_a, cut_b = cuts[n]
-                rich_a = mask & (x[i] >= cut_a) if cut_a is not None else np.zeros_like(mask)
-                rich_b = mask & (y[j] >= cut_b) if cut_b is not None else np.zeros_like(mask)
-                counts[n] += [np.count_nonzero(rich_a), np.count_nonzero(rich_b), np.count_nonzero(rich_a & rich_b)]
-    result = {}
-    for n, element in enumerate(common):
-        m, (lo_a, hi_a, lo_b, hi_b) = moments[n], bounds[n]
-        varies = m.count > 1 and lo_a < hi_a and lo_b < hi_b
-        size = counts[n, 0] + counts[n, 1]
-        result[element] = {
-            "pearson": m.correlation(0, 1) if varies else float("nan"),
-            "dice_rich": float(2 * counts[n, 2] / size) if size else float("nan"),
-            "mean_a": float(m.mean[0]) if m.count else float("nan"),
-            "mean_b": float(m.mean[1]) if m.count else float("nan"),
-        }
-    return result
+    pair = _Comparison(first, second, quantile)
+    ranges = _ranges(first.n_slices, chunk_slices)
+    for start, stop in ranges:
+        x, y = first.read(start, stop), second.read(start, stop)
+        pair.first(x, y, _particle(first, start, stop, x) & _particle(second, start, stop, y))
+    if pair.decide():
+        for start, stop in ranges:
+            x, y = first.read(start, stop), second.read(start, stop)
+            pair.second(x, y, _particle(first, start, stop, x) & _particle(second, start, stop, y))
+    return pair.result()

@@ -254,6 +254,20 @@ class SART(Algorithm):
                 self._clip()
         return squares**0.5
 
+    def projection(self, x: Any) -> Any:
+        """A copy of ``W x`` for the current estimate ``x`` when the last iteration kept it for the next, else None.
+
+        Only with one subset on the projector's fast path, where each iteration ends with the
+        projector's forward product of the new estimate (same values as ``W.forward(x)``); callbacks
+        that predict the data (:mod:`edstomo.selection`) then need no second projection.
+        """
+        subsets = getattr(self, "subsets", None)
+        if x is not self.x or self._projection is None or subsets is None or len(subsets) != 1:
+            return None
+        if self._packed is not None or subsets[0].projector is None:
+            return None
+        return self._projection.copy()
+
     def _packed_step(self, keep: bool) -> float:
         """One iteration as one call of the compiled whole-pass kernel (several subsets of a projector)."""
         packed = self._packed

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from edstomo.algorithms import SART, Algorithm
+from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
 from edstomo.data import HAADF, TiltSeries
 from edstomo.engine import Auto, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
@@ -59,6 +59,11 @@ class HEBTSolver(ReconstructionSolver):
     Without ``ratios`` they are fitted to the data (:func:`edstomo.preprocessing.response_ratios`);
     :meth:`prepare` fixes them once for a series solved in chunks.
 
+    ``subsets`` > 1 solves the same system by OS-SART (:class:`edstomo.algorithms.SART`): one
+    iteration visits ``subsets`` groups of tilts (golden-ratio order by default) and updates the
+    maps after each, with each group's own row and column sums; the default 1 is SIRT.  Like the
+    ``sart`` solver's, it reaches SIRT's quality in far fewer passes over the data.
+
     ``alpha="auto"`` and ``iterations="auto"`` are chosen from the data by the
     held-out EDS deviance (:mod:`edstomo.selection`): α from
     :data:`ALPHA_CANDIDATES`, n along each run; the ratios are fitted to each
@@ -81,6 +86,8 @@ class HEBTSolver(ReconstructionSolver):
             None, description="response ratios r_A per line (default: fitted to the data, eq. 15)"
         )
         relaxation: float = Field(1.0, gt=0, lt=2, description="relaxation λ")
+        subsets: int = Field(1, ge=1, description="ordered subsets of the tilt angles per iteration (1: SIRT)")
+        ordering: Literal[ORDERINGS] = Field("golden", description="how the tilts are dealt into subsets")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -109,12 +116,12 @@ class HEBTSolver(ReconstructionSolver):
         scale = problem.xp.asarray(
             [1.0 / ratios[c] for c in problem.channels], dtype=getattr(problem.xp, problem.dtype)
         )
-        return problem.projector.forward(x) * problem.xp.reshape(scale, (1, 1, -1, 1))
+        return problem.project(x) * problem.xp.reshape(scale, (1, 1, -1, 1))
 
     def simulate(self, problem: Problem, x: Any) -> dict[str, Any]:
         """The lines' data ``W X_A / r_A`` and the HAADF ``Σ_A r_A I_A = Σ_A W X_A`` (eq. 15) of maps ``x``."""
         data = super().simulate(problem, x)
-        data[HAADF] = problem.xp.sum(problem.projector.forward(x), axis=2)
+        data[HAADF] = problem.xp.sum(problem.project(x), axis=2)
         return data
 
     def batch(self, series: Sequence[TiltSeries]) -> tuple[HEBTSolver, TiltSeries, np.ndarray]:
@@ -162,12 +169,16 @@ class HEBTSolver(ReconstructionSolver):
         scale = xp.asarray([(1.0 - alpha) * ratios[c] for c in channels], dtype=getattr(xp, problem.dtype))
         eds = problem.data * xp.reshape(scale, (1, 1, -1, 1))  # (1−α) r_A I_A
         haadf = alpha * problem.sinograms([HAADF])  # α I_H
+        tilts, subsets = problem.projector.n_angles, self.options.subsets
+        if subsets > tilts:
+            raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
         return SART(
             hebt_operator(problem.projector, len(channels), alpha),
             xp.concat([eds, haadf], axis=2),
             problem.initial,
             relaxation=self.options.relaxation,
             nonnegative=problem.nonnegative,
+            subsets=None if subsets == 1 else angle_subsets(tilts, subsets, self.options.ordering),
             max_iterations=self.options.iterations,
         )
 

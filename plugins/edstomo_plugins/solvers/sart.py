@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
-from edstomo.engine import Iterations, IterativeOptions, Problem, ReconstructionSolver
-from edstomo.errors import InputError
+from edstomo.engine import Iterations
 from pydantic import Field
 
-MOST_SUBSETS = 32
-"""The default subset count: one tilt per subset (SART), for at most this many tilts."""
+from .sirt import MOST_SUBSETS, SIRTSolver
 
 
-class SARTSolver(ReconstructionSolver):
+class SARTSolver(SIRTSolver):
     """Ordered-subset SART of each channel, all slices at once.
 
     One iteration visits ``subsets`` groups of tilt angles in turn and updates
@@ -33,7 +28,7 @@ class SARTSolver(ReconstructionSolver):
     regularisation: on noisy data the error first falls, then rises again —
     on small, very noisy slices already after the first pass (then use fewer
     subsets, e.g. 8 to 12, for finer steps), on weakly noisy data only after
-    many passes.
+    many passes.  It is the ``sirt`` solver with other defaults.
 
     Notes
     -----
@@ -42,39 +37,12 @@ class SARTSolver(ReconstructionSolver):
 
     name = "sart"
     description = "OS-SART: SIRT updates over ordered subsets of the tilts (default one tilt each: SART; 1: SIRT)"
+    default = False
 
-    class Options(IterativeOptions):
+    class Options(SIRTSolver.Options):
         iterations: Iterations = Field(2, description="passes over all subsets, or 'auto'")
         subsets: int | None = Field(
             None,
             ge=1,
             description=f"ordered subsets of the tilt angles (default: one per tilt, at most {MOST_SUBSETS})",
         )
-        ordering: Literal[ORDERINGS] = Field("golden", description="how the tilts are dealt into subsets")
-        seed: int = Field(0, ge=0, description="seed of the 'random' ordering")
-        relaxation: float = Field(1.0, gt=0, lt=2, description="relaxation λ")
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._used: dict[str, Any] = {}
-
-    def build(self, problem: Problem) -> Algorithm:
-        tilts = problem.projector.n_angles
-        subsets = self.options.subsets
-        if subsets is None:
-            subsets = min(tilts, MOST_SUBSETS)
-        elif subsets > tilts:
-            raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
-        self._used = {"subsets_used": subsets}
-        return SART(
-            problem.projector,
-            problem.data,
-            problem.initial,
-            relaxation=self.options.relaxation,
-            nonnegative=problem.nonnegative,
-            subsets=angle_subsets(tilts, subsets, self.options.ordering, self.options.seed),
-            max_iterations=self.options.iterations,
-        )
-
-    def record(self) -> dict[str, Any]:
-        return dict(self._used)

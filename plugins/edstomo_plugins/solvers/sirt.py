@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from edstomo.algorithms import SART, Algorithm
+from typing import Any, Literal
+
+from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
 from edstomo.engine import IterativeOptions, Problem, ReconstructionSolver
+from edstomo.errors import InputError
 from pydantic import Field
+
+MOST_SUBSETS = 32
+"""The subset count of ``subsets=None``: one tilt per subset (SART), for at most this many tilts."""
 
 
 class SIRTSolver(ReconstructionSolver):
@@ -19,6 +25,12 @@ class SIRTSolver(ReconstructionSolver):
     Channels and slices are the projector's batch axes, so one iteration is one
     forward and one back projection (one sparse product each) for everything.
 
+    ``subsets`` > 1 makes an iteration visit that many groups of tilts in turn
+    (golden-ratio order by default) and update after each, with each group's own
+    ``R`` and ``C``: OS-SART (:class:`edstomo.algorithms.SART`; the ``sart`` solver
+    is the same with one tilt per subset by default).  It reaches SIRT's quality in
+    far fewer passes over the data; a pass costs more (one sweep over the volume per subset).
+
     Notes
     -----
     The maps are in data units per pixel of path length: for an EDS line
@@ -32,13 +44,36 @@ class SIRTSolver(ReconstructionSolver):
 
     class Options(IterativeOptions):
         relaxation: float = Field(1.0, gt=0, lt=2, description="relaxation λ")
+        subsets: int | None = Field(
+            1,
+            ge=1,
+            description=f"ordered subsets of the tilt angles per iteration (1: SIRT; None: one per tilt, at most "
+            f"{MOST_SUBSETS})",
+        )
+        ordering: Literal[ORDERINGS] = Field("golden", description="how the tilts are dealt into subsets")
+        seed: int = Field(0, ge=0, description="seed of the 'random' ordering")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._used: dict[str, Any] = {}
 
     def build(self, problem: Problem) -> Algorithm:
+        tilts = problem.projector.n_angles
+        subsets = self.options.subsets
+        if subsets is None:
+            subsets = min(tilts, MOST_SUBSETS)
+        elif subsets > tilts:
+            raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
+        self._used = {"subsets_used": subsets}
         return SART(
             problem.projector,
             problem.data,
             problem.initial,
             relaxation=self.options.relaxation,
             nonnegative=problem.nonnegative,
+            subsets=None if subsets == 1 else angle_subsets(tilts, subsets, self.options.ordering, self.options.seed),
             max_iterations=self.options.iterations,
         )
+
+    def record(self) -> dict[str, Any]:
+        return dict(self._used)
