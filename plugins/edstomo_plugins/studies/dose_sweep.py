@@ -56,11 +56,11 @@ from edstomo.lines import element_of
 from edstomo.options import PluginOptions
 from edstomo.preprocessing import gaussian_filter, response_ratios
 from edstomo.registry import plugins
-from edstomo.selection import choose
 from edstomo.study import ResultsTable, dice, interior, write_json
 from edstomo.units import format_quantity
 from pydantic import Field, field_validator
 
+from . import yuan2020_auto
 from .yuan2020 import LINES, phantom_experiment
 
 __all__ = ["DIVISORS", "METHODS", "DoseSweepStudy", "dose_reduction"]
@@ -69,14 +69,9 @@ __all__ = ["DIVISORS", "METHODS", "DoseSweepStudy", "dose_reduction"]
 DIVISORS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 #: The methods compared by default.
 METHODS: tuple[str, ...] = ("sirt", "hebt-sirt", "poisson-tv", "fused")
-#: Methods run on request, with options chosen from the data: method → (solver, options set to "auto",
-#: whether the solver sees the filtered series as in its fixed-parameter row; else the raw counts).
-AUTO_METHODS: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "sirt-auto": ("sirt", ("iterations",), True),
-    "hebt-sirt-auto": ("hebt-sirt", ("iterations", "alpha"), True),
-    "poisson-tv-auto": ("poisson-tv", ("regularization",), False),
-    "fused-auto": ("fused", ("regularization",), False),
-}
+#: Methods run on request: each solver of the phantom study's automatic comparison with its options chosen
+#: from the data as there (:func:`.yuan2020_auto.solve_automatic`), method name → solver.
+AUTO_METHODS: dict[str, str] = {f"{name}-auto": name for name in yuan2020_auto.AUTO_METHODS}
 #: Fixed parameters of the SIRT-type methods (the pipeline's fixed counts), and the paper's filter.
 SIRT_ITERATIONS, HEBT_ITERATIONS, HEBT_ALPHA, FILTER_SIGMA = 50, 100, 0.8, 0.8
 #: Distance (pixels) kept from every interface for the interior RMSE.
@@ -220,7 +215,10 @@ class DoseSweepStudy(Study):
         for method in options.methods:
             if method in AUTO_METHODS:
                 begin = time.perf_counter()
-                volume, chosen = self._automatic(method, series, filtered, ratios)
+                prepared, volume = yuan2020_auto.solve_automatic(
+                    AUTO_METHODS[method], series, ratios=ratios, sigma=FILTER_SIGMA
+                )
+                chosen = dict(prepared.auto_choice.chosen)
                 seconds[method] += time.perf_counter() - begin
                 self.chosen[f"{divisor:g}/{seed}/{method}"] = chosen
                 table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
@@ -238,23 +236,6 @@ class DoseSweepStudy(Study):
                 oracle.append(max(curve))
                 volume = callbacks[0].at(SIRT_ITERATIONS)
             table.add(divisor=divisor, seed=seed, method=method, **scorer.score(volume))
-
-    @staticmethod
-    def _automatic(
-        method: str, series: TiltSeries, filtered: TiltSeries, ratios: dict[str, float]
-    ) -> tuple[Volume, dict]:
-        """The volume of ``method`` with its options chosen on the counts (the filter applied to every fit part of
-        a method that sees filtered data; ``fused`` given the fitted ``ratios`` as in its fixed row)."""
-        name, automatic, sees_filtered = AUTO_METHODS[method]
-        cls = plugins.solver(name)
-        keep = (lambda s: s) if "haadf" in cls.requires else (lambda s: s.select(list(LINES)))
-        given = {"ratios": ratios} if name == "fused" else {}
-        solver = cls(**given, **dict.fromkeys(automatic, "auto"))
-        if sees_filtered:
-            prepared = choose(solver, keep(series), preprocess=lambda s: gaussian_filter(s, FILTER_SIGMA))
-            return prepared.solve(keep(filtered)), dict(prepared.auto_choice.chosen)
-        prepared = solver.prepare(keep(series))  # count levels (and ratios) of the whole series, then the choice
-        return prepared.solve(keep(series)), dict(prepared.auto_choice.chosen)
 
     # ----- summary -------------------------------------------------------------------------------------------
     def summarise(self, table: ResultsTable, oracle: list[float]) -> dict[str, Any]:

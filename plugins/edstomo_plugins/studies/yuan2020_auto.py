@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edstomo.data import TiltSeries
+from edstomo.data import TiltSeries, Volume
 from edstomo.factors import PhysicsFactors
 from edstomo.preprocessing import ResponseRatios, gaussian_filter
 from edstomo.registry import plugins
@@ -69,6 +69,28 @@ class AutoResult:
         return self.ssim / self.oracle
 
 
+def solve_automatic(
+    name: str, series: TiltSeries, *, ratios: dict[str, float], sigma: float, **options: Any
+) -> tuple[Any, Volume]:
+    """The solver ``name`` with the options of :data:`AUTO_METHODS` chosen on ``series`` (counts), and its volume.
+
+    The SIRT family sees the data filtered (Gaussian ``sigma``, px), the filter applied to every fit
+    part; the Poisson-likelihood solvers see the raw counts, with their count levels (and ``fused`` the
+    given ``ratios``) fitted on the whole series first.  Returns the prepared solver (its
+    ``auto_choice``) and the volume of the whole series.
+    """
+    spec = AUTO_METHODS[name]
+    cls = plugins.solver(name)
+    data = series if "haadf" in cls.requires else series.select(series.lines)
+    given = {"ratios": ratios} if spec.ratios else {}
+    solver = cls(**options, **given, **dict.fromkeys(spec.automatic, "auto"))
+    if spec.filtered:
+        prepared = choose(solver, data, preprocess=lambda s: gaussian_filter(s, sigma))
+        return prepared, prepared.solve(gaussian_filter(data, sigma))
+    prepared = solver.prepare(data)  # count levels (and ratios) of the whole series, then the choice
+    return prepared, prepared.solve(data)
+
+
 def run_auto(
     level: str,
     series: TiltSeries,
@@ -87,21 +109,14 @@ def run_auto(
     metric = plugins.metric("ssim-structure")()
     results = {}
     for name, spec in AUTO_METHODS.items():
-        cls = plugins.solver(name)
-        data = series if "haadf" in cls.requires else series.select(series.lines)
-        given = {"ratios": ratios.ratios} if spec.ratios else {}
-        solver = cls(
+        prepared, volume = solve_automatic(
+            name,
+            series,
+            ratios=ratios.ratios,
+            sigma=sigma,
             projector=projector,
             selection={"max_iterations": max_iterations},
-            **given,
-            **dict.fromkeys(spec.automatic, "auto"),
         )
-        if spec.filtered:
-            prepared = choose(solver, data, preprocess=lambda s: gaussian_filter(s, sigma))
-            volume = prepared.solve(gaussian_filter(data, sigma))
-        else:
-            prepared = solver.prepare(data)  # count levels (and ratios) of the whole series, then the choice
-            volume = prepared.solve(data)
         maps = plugins.quantifier(spec.quantifier)(factors).quantify(volume)
         best = table.best("ssim_structure", level=level, method=spec.method, maps="quantified", element=ELEMENT)
         results[name] = AutoResult(
