@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -510,3 +511,16 @@ def test_dose_sweep_reports_methods_with_automatic_parameters_against_the_oracle
     chosen = json.loads((tmp_path / "settings.json").read_text())["automatic"]
     assert 1 <= chosen["1/0/sirt-auto"]["iterations"] <= 500 and chosen["1/0/sirt-auto"]["iterations"] != 50
     assert 0.25 / 8 <= chosen["1/0/poisson-tv-auto"]["regularization"] <= 4.0 * 8  # the grid, at most 3 steps beyond
+
+
+def test_fused_records_fitted_ratios_also_when_prepared_for_an_automatic_choice() -> None:
+    """The ratio fit made by ``prepare`` (before the TV multiplier is chosen) stays in the volume's provenance."""
+    series = solver_test_series()
+    for options in ({}, {"regularization": "auto", "selection": {"extend": 0}}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a choice at the grid's edge on this tiny series
+            volume = plugins.solver("fused")(counts="scaled", iterations=10, **options).solve(series)
+        parameters = volume.provenance[-1]["parameters"]
+        assert parameters["ratios_estimated"] is True and 0 < parameters["r_squared"] <= 1, options
+    given = plugins.solver("fused")(counts="scaled", iterations=10, ratios=dict.fromkeys(series.lines, 1000.0))
+    assert "ratios_estimated" not in given.solve(series).provenance[-1]["parameters"]

@@ -45,18 +45,18 @@ _SIGMA = "weight_fraction_uncertainty"
 def _check_finite(name: str, array: np.ndarray, *, nonnegative: bool) -> None:
     """NaN, infinite (and, with ``nonnegative``, negative) values are errors naming the first index.
 
-    Checked one block of the first axis at a time, so the temporaries are a block's size, not the array's.
+    Found through the minimum and maximum (NaN carries through both, ±inf is one of them): no temporaries.
     """
-    blocks = array.reshape(1, *array.shape) if array.ndim == 0 else array
-    if array.dtype.kind == "f" and not all(np.isfinite(block).all() for block in blocks):
+    if not array.size:
+        return
+    low, high = array.min(), array.max()
+    if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         bad = ~np.isfinite(array)
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"{name}: contains {int(bad.sum())} NaN or infinite values (first at index {index})")
-    if nonnegative and array.size and min(block.min() for block in blocks) < 0:
+    if nonnegative and low < 0:
         index = tuple(int(i) for i in np.unravel_index(int(np.argmin(array)), array.shape))
-        raise InputError(
-            f"{name}: contains negative values (minimum {array.min():g} at index {index}); counts must be >= 0"
-        )
+        raise InputError(f"{name}: contains negative values (minimum {low:g} at index {index}); counts must be >= 0")
 
 
 def _as_array(data: Any) -> np.ndarray:
@@ -72,14 +72,6 @@ def _floating(values: Any) -> np.ndarray:
     if array.dtype in (np.float32, np.float64):
         return array
     return np.asarray(array, dtype=np.float64)
-
-
-def _element_sum(fractions: np.ndarray) -> np.ndarray:
-    """Σ over the first axis, accumulated in float64, one element at a time (no whole-maps temporary)."""
-    total = np.zeros(fractions.shape[1:], dtype=np.float64)
-    for values in fractions:
-        total += values
-    return total
 
 
 def _check_pixel_size(value: Any) -> pint.Quantity:
@@ -316,7 +308,7 @@ class CompositionMaps:
         tolerance = 1e-9 if self.weight_fractions.dtype == np.float64 else 1e-6
         if self.weight_fractions.max(initial=0) > 1 + tolerance:
             raise InputError(f"weight_fractions: maximum {self.weight_fractions.max():g} exceeds 1")
-        total = _element_sum(self.weight_fractions)
+        total = self.weight_fractions.sum(axis=0, dtype=np.float64)  # accumulated in buffers
         if total.max(initial=0) > 1 + 1e-6:
             raise InputError(f"weight_fractions: they sum to {total.max():g} > 1 in some voxel")
         del total

@@ -279,13 +279,14 @@ def region_means(
         ``{region: {element: RegionMean}}``; an empty region is left out.
     """
     result: dict[str, dict[str, RegionMean]] = {}
+    particles = [replica.sum(axis=0) > 0 for replica in replicas]  # each replica's particle, once
     for name, region in regions.items():
         region = np.asarray(region, dtype=bool)
         if region.shape != maps.shape:
             raise InputError(f"regions: {name!r} has shape {region.shape}; the maps have {maps.shape}")
         if not region.any():
             continue
-        inside = [region & (replica.sum(axis=0) > 0) for replica in replicas]  # each replica's particle
+        inside = [region & particle for particle in particles]
         counted = [r for r, where in enumerate(inside) if where.any()]
         modelled_region = region if model_mask is None else region & model_mask
         entry = {}
@@ -550,7 +551,7 @@ def _model_bias(
         quantified = quantifier.quantify(after(reconstructed))
     except ValueError:  # no ESF plateau
         return None
-    return quantified.weight_fractions - truth, quantified.weight_fractions.sum(axis=0) > 0
+    return quantified.weight_fractions - truth, quantified.particle_mask
 
 
 def _solve_replicas(solver: Any, drawn: list[TiltSeries]) -> tuple[list[Volume], list[dict[str, Any]]]:

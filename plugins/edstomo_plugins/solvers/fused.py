@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from edstomo import backend
@@ -164,6 +164,8 @@ class FusedSolver(PoissonSolverBase):
     #: λ₀ = 2.8 at every dose: the best λ on the calibration phantom did not change with the dose.
     lambda_scale = 2.8
     lambda_exponent = 0.0
+    #: Provenance of ratios fitted to the data (set by the fit, copied with the solver by ``prepare``).
+    _estimated: ClassVar[dict[str, Any]] = {}
 
     class Options(PoissonOptions):
         ratios: Annotated[dict[str, PositiveFloat] | None, BeforeValidator(_ratio_mapping)] = Field(
@@ -208,14 +210,14 @@ class FusedSolver(PoissonSolverBase):
                 f"data: the non-negative fit of the HAADF signal gives r_A = 0 for {zero} (R² = {fit.r_squared:.3f}); "
                 "give ratios explicitly or leave those lines out"
             )
-        self._record.update(ratios_estimated=True, r_squared=fit.r_squared)
+        self._estimated = {"ratios_estimated": True, "r_squared": fit.r_squared}  # kept by the prepared copies
         return {c: fit[c] for c in channels}
 
     def build(self, problem: Problem) -> Algorithm:
         xp, channels, projector = problem.xp, problem.channels, problem.projector
         dtype = getattr(xp, problem.dtype)
-        self._record = {}
         ratios = self.options.ratios if self.options.ratios is not None else self._fitted(problem.series, channels)
+        self._record = dict(self._estimated)
         r = np.array([float(ratios[c]) for c in channels])
         levels = self._levels(problem)
         b = np.array([levels[c] for c in channels])

@@ -118,14 +118,16 @@ def run_auto(
             selection={"max_iterations": max_iterations},
         )
         maps = plugins.quantifier(spec.quantifier)(factors).quantify(volume)
+        ssim = float(metric(maps.fraction(ELEMENT), truth.fraction(ELEMENT)))
         best = table.best("ssim_structure", level=level, method=spec.method, maps="quantified", element=ELEMENT)
+        oracle = float(best["ssim_structure"])
+        setting = {key: best[key] for key in ("alpha", "regularization", "n") if best[key] is not None}
+        chosen = dict(prepared.auto_choice.chosen)
+        swept = {row["regularization"] for row in table.where(level=level, method=spec.method)}
+        if "regularization" in chosen and chosen["regularization"] not in swept and ssim > oracle:
+            oracle, setting = ssim, chosen  # a multiplier beyond the sweep's grid (an edge followed) is a setting too
         results[name] = AutoResult(
-            solver=name,
-            chosen=dict(prepared.auto_choice.chosen),
-            selection=prepared.auto_choice,
-            ssim=float(metric(maps.fraction(ELEMENT), truth.fraction(ELEMENT))),
-            oracle=float(best["ssim_structure"]),
-            oracle_setting={key: best[key] for key in ("alpha", "regularization", "n") if best[key] is not None},
+            solver=name, chosen=chosen, selection=prepared.auto_choice, ssim=ssim, oracle=oracle, oracle_setting=setting
         )
     return results
 
