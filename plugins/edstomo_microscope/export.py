@@ -64,7 +64,6 @@ __all__ = [
     "export_all",
     "export_maps",
     "format_size",
-    "hspy_from_folder",
     "hyperspy_metadata",
     "output_size",
     "quantity_of",
@@ -412,11 +411,6 @@ def export_all(
     written += _write_products(volumes or {}, out, "volume", hspy=hspy, tiff=tiff)
     written += export_maps(maps or {}, out, tiff=tiff, hspy=hspy)
     return written
-
-
-def hspy_from_folder(out: str | Path) -> list[Path]:
-    """HyperSpy/etspy stacks (``hspy/``) of every ``volume_<method>.h5`` and ``maps_<method>.h5`` in a result folder."""
-    return _from_folder(Path(out), "hspy", save_hspy)
 
 
 def tiff_from_folder(out: str | Path) -> list[Path]:

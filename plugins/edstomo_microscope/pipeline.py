@@ -69,7 +69,7 @@ from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
-from edstomo.stored import Stored, pieces
+from edstomo.stored import Stored
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
@@ -462,7 +462,7 @@ class PipelineResult:
 
 def _header(items: Mapping[str, Any], name: str) -> Any:
     """An entry of volumes or maps without its slices (a file's is read without its arrays)."""
-    return (items.source(name) if isinstance(items, Products) else pieces(items[name])).header()
+    return Products(items).source(name).header()
 
 
 def _load_parameters(series: TiltSeries) -> dict[str, Any]:
@@ -561,8 +561,9 @@ def quantify_volumes(
     result = Products()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MaskWarning)  # reported through ``alerts``
+        readers = Products(volumes)
         for name in volumes:
-            source = volumes.source(name) if isinstance(volumes, Products) else pieces(volumes[name])
+            source = readers.source(name)
             header = source.header()
             quantifier = plugins.quantifier_for(header.factor)
             maps = quantify_in_slices(
@@ -913,7 +914,7 @@ def uncertainty_stage(state: PipelineState) -> None:
 
 def compare_stage(state: PipelineState) -> None:
     """``comparison`` of the first two methods and ``findings`` for each."""
-    maps = state.maps if isinstance(state.maps, Products) else Products(state.maps)
+    maps = Products(state.maps)
     state.comparison, state.findings = statistics.summarise({name: maps.source(name) for name in maps})
 
 
@@ -1026,10 +1027,11 @@ def _write(result: PipelineResult, out: Path, pictures: bool, progress: Progress
         from .pictures import pipeline_figures
 
         with _timed(result.timings, "pictures", progress):
-            figures = pipeline_figures(out / "figures", series=result.series, maps=result.maps)
             from .errorbars import choice_figures, uncertainty_figures
 
-            figures += uncertainty_figures(out / "figures", result.maps)
+            maps = dict(result.maps)  # each method's maps loaded once for all figures
+            figures = pipeline_figures(out / "figures", series=result.series, maps=maps)
+            figures += uncertainty_figures(out / "figures", maps)
             figures += choice_figures(out / "figures", result.solvers)
             result.files.extend(str(p) for p in figures)
     size = format_size(output_size(result.files))

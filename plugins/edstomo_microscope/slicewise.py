@@ -94,7 +94,8 @@ class Products(MutableMapping[str, Any]):
     """
 
     def __init__(self, items: Mapping[str, Any] | None = None) -> None:
-        self._items: dict[str, Any] = dict(items or {})
+        # another Products is copied entry by entry as it holds them (looking them up would load the files)
+        self._items: dict[str, Any] = dict(items._items if isinstance(items, Products) else items or {})
 
     def __getitem__(self, name: str) -> Any:
         item = self._items[name]
