@@ -80,12 +80,13 @@ def main() -> None:
         for seed in args.seeds:
             series = forward.simulate(truth, noise="poisson", seed=seed, haadf_noise=True)
             levels = count_levels(series, lines)
-            base = default_lambda(list(levels.values()))
             levels_at[divisor] = math.exp(np.mean(np.log(list(levels.values()))))
             for name in solvers:
                 data = series if name == "fused" else series.select(lines)
+                cls = plugins.solver(name)  # λ = regularization × this solver's own rule
+                base = default_lambda(list(levels.values()), cls.lambda_scale, cls.lambda_exponent)
                 for lam in LAMBDAS:
-                    solver = plugins.solver(name)(iterations=args.iterations, regularization=lam / base)
+                    solver = cls(iterations=args.iterations, regularization=lam / base)
                     volume = solver.solve(data)
                     quantifier = plugins.quantifier("eds")(factors, fallback="otsu")
                     try:
