@@ -175,3 +175,23 @@ def test_bad_options_are_named(paper_factors, kwargs, match):
 def test_not_a_volume_is_a_type_error(paper_factors):
     with pytest.raises(TypeError, match="maps: expected a Volume"):
         plugins.quantifier("eds")(paper_factors).quantify(np.ones((2, 5, 5, 1)))
+
+
+def test_quantified_in_slices_equals_the_whole_and_refuses_the_same_channels(
+    paper_experiment, paper_truth, paper_factors
+):
+    """The slice-by-slice quantification of the pipeline gives the whole volume's fractions, and refuses what
+    ``quantify`` refuses (two lines of one element) with the same message."""
+    from edstomo_microscope.slicewise import quantify_in_slices
+
+    maps = phantom_maps(paper_experiment, paper_truth, paper_factors, blur=1.5, noise=0.05)
+    maps = maps.replace(data=np.repeat(maps.data, 3, axis=-1))  # 3 slices, quantified one at a time
+    quantifier = plugins.quantifier("eds")(paper_factors)
+    whole = quantifier.quantify(maps)
+    pieces = quantify_in_slices(quantifier, maps, chunk_slices=1)
+    np.testing.assert_array_equal(pieces.weight_fractions, whole.weight_fractions)
+    assert pieces.threshold == whole.threshold
+    twice = maps.replace(channels=["Ag_La", "Ag_Ka"])
+    for quantify in (quantifier.quantify, lambda volume: quantify_in_slices(quantifier, volume, chunk_slices=1)):
+        with pytest.raises(ValueError, match="two lines of one element"):
+            quantify(twice)

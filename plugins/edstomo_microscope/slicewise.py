@@ -369,17 +369,9 @@ def solve_on_dask(
     return Stored(path)
 
 
-def _summed(normalised: np.ndarray) -> np.ndarray:
-    """Σ over the channels of normalised maps, in float64, channel by channel."""
-    summed = np.zeros(normalised.shape[1:], dtype=np.float64)
-    for values in normalised:
-        summed += values
-    return summed
-
-
 def _summed_piece(quantifier: Any, source: Any, channels: list[str], start: int, stop: int) -> tuple[int, np.ndarray]:
     """(start, S of slices ``start:stop``) in float64."""
-    return start, _summed(quantifier.normalised(pieces(source).read(start, stop), channels))
+    return start, quantifier.channel_sum(quantifier.normalised(pieces(source).read(start, stop), channels))
 
 
 def _fraction_piece(
@@ -387,7 +379,7 @@ def _fraction_piece(
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """(start, weight fractions, particle mask) of slices ``start:stop`` for a chosen threshold."""
     normalised = quantifier.normalised(pieces(source).read(start, stop), channels)
-    summed = _summed(normalised)
+    summed = quantifier.channel_sum(normalised)
     return start, quantifier.fractions(normalised, summed, threshold), summed > threshold
 
 
@@ -418,8 +410,9 @@ def quantify_in_slices(
     Parameters
     ----------
     quantifier : Quantifier
-        One with ``normalised``, ``decide``, ``fractions`` and ``record`` (the
-        ratio quantifiers); any other quantifies the whole volume at once.
+        One with ``check_channels``, ``normalised``, ``channel_sum``, ``decide``,
+        ``fractions`` and ``record`` (the ratio quantifiers); any other quantifies
+        the whole volume at once.
     volume : Volume, path of a volume file, or a :mod:`edstomo.chunked` reader
         The reconstructed maps.
     chunk_slices : int
@@ -434,13 +427,15 @@ def quantify_in_slices(
     """
     source = pieces(volume)
     header = source.header()
-    if not all(hasattr(quantifier, name) for name in ("normalised", "decide", "fractions", "record")):
+    steps = ("check_channels", "normalised", "channel_sum", "decide", "fractions", "record")
+    if not all(hasattr(quantifier, name) for name in steps):
         maps = quantifier.quantify(source.load())  # type: ignore[arg-type]
         if path is None:
             return maps
         save(maps, path, compression="gzip")
         return Stored(path)
     channels = list(source.names)
+    quantifier.check_channels(channels)  # type: ignore[attr-defined]
     runner = runner or Runner()
     where = source
     if isinstance(runner, DaskRunner) and not isinstance(source, Stored):
@@ -451,7 +446,7 @@ def quantify_in_slices(
     if not isinstance(runner, DaskRunner) and _keep_in_memory(source):  # read the file once, not twice
         for start, stop in ranges:
             kept[start] = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
-            summed[..., start:stop] = _summed(kept[start])
+            summed[..., start:stop] = quantifier.channel_sum(kept[start])
     else:
         for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
             summed[..., start : start + piece.shape[-1]] = piece

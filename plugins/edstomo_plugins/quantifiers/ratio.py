@@ -72,7 +72,7 @@ class RatioQuantifier(Quantifier):
 
     def summed(self, maps: Volume) -> np.ndarray:
         """The summed map S = Σ_A max(X_A, 0) / g_A, shape (nz, nx, slices), accumulated in float64."""
-        return _channel_sum(self._normalised(maps))
+        return self.channel_sum(self._normalised(maps))
 
     def esf(self, maps: Volume) -> EsfFit:
         """The ESF fit on the summed map of ``maps`` (for plots or to inspect the automatic threshold)."""
@@ -80,7 +80,7 @@ class RatioQuantifier(Quantifier):
 
     def quantify(self, maps: Volume) -> CompositionMaps:
         normalised = self._normalised(maps)
-        summed = _channel_sum(normalised)
+        summed = self.channel_sum(normalised)
         decision = self.decide(summed)
         mask = summed > decision["threshold"]
         return CompositionMaps(
@@ -183,15 +183,27 @@ class RatioQuantifier(Quantifier):
         """max(X_A, 0) / g_A per channel, shape (channels, nz, nx, slices)."""
         if not isinstance(maps, Volume):
             raise TypeError(f"maps: expected a Volume of reconstructed line maps, got {type(maps).__name__}")
-        if HAADF in maps.channels:
-            raise ValueError(f"maps: channels {maps.channels} include {HAADF!r}; quantify only the EDS line maps")
-        elements = [element_of(line) for line in maps.channels]
+        self.check_channels(maps.channels)
+        return self.normalised(maps.data, maps.channels)
+
+    def check_channels(self, channels: list[str]) -> None:
+        """Channels this quantifier can turn into weight fractions: EDS lines, one per element, with factors."""
+        if HAADF in channels:
+            raise ValueError(f"maps: channels {channels} include {HAADF!r}; quantify only the EDS line maps")
+        elements = [element_of(line) for line in channels]
         if len(set(elements)) != len(elements):
-            raise ValueError(f"maps: channels {maps.channels} give two lines of one element")
-        missing = [line for line in maps.channels if line not in self.factors.parameters]
+            raise ValueError(f"maps: channels {channels} give two lines of one element")
+        missing = [line for line in channels if line not in self.factors.parameters]
         if missing:
             raise ValueError(f"maps: lines {missing} have no physics factors; the factors cover {self.factors.lines}")
-        return self.normalised(maps.data, maps.channels)
+
+    @staticmethod
+    def channel_sum(normalised: np.ndarray) -> np.ndarray:
+        """The summed map S: Σ over the channels (first axis) of normalised maps, in float64 channel by channel."""
+        total = np.zeros(normalised.shape[1:], dtype=np.float64)
+        for values in normalised:
+            total += values
+        return total
 
     def normalised(self, data: np.ndarray, channels: list[str]) -> np.ndarray:
         """max(X_A, 0) / g_A of maps ``data`` (channels, ...) of ``channels``: a new array of the maps' float type."""
@@ -202,11 +214,3 @@ class RatioQuantifier(Quantifier):
             np.clip(values, 0.0, None, out=result[k], casting="unsafe")
             result[k] /= dtype.type(factors[k])
         return result
-
-
-def _channel_sum(normalised: np.ndarray) -> np.ndarray:
-    """Σ over the channels (first axis), accumulated in float64 channel by channel."""
-    total = np.zeros(normalised.shape[1:], dtype=np.float64)
-    for values in normalised:
-        total += values
-    return total
