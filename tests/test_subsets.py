@@ -288,3 +288,16 @@ def test_hebt_subsets_fit_the_stacked_system_in_fewer_passes_and_are_checked():
     assert misfit[9] < 0.3 * misfit[1]  # 440 against 1850 here; SIRT needs about 50 iterations for it
     with pytest.raises(InputError, match="subsets: 10 is more than the 9 tilt angles"):
         et.plugins.solver("hebt-sirt")(subsets=10, iterations=1).solve(series)
+
+
+def test_random_ordering_follows_its_seed_in_sirt_and_hebt():
+    """Both SIRT-type solvers deal the tilts by one rule: ``ordering='random'`` is drawn from ``seed``."""
+    series = solver_test_series(slices=1)
+    for name, options in (("sirt", {}), ("hebt-sirt", {"ratios": RATIOS, "alpha": 0.5})):
+        solve = et.plugins.solver(name)
+
+        def volume(seed, solve=solve, options=options):
+            return solve(iterations=2, subsets=4, ordering="random", seed=seed, **options).solve(series).data
+
+        np.testing.assert_array_equal(volume(0), volume(0))
+        assert not np.array_equal(volume(0), volume(1)), name

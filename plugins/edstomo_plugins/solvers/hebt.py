@@ -6,13 +6,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from edstomo.algorithms import ORDERINGS, SART, Algorithm, angle_subsets
+from edstomo.algorithms import ORDERINGS, SART, Algorithm
 from edstomo.data import HAADF, TiltSeries
 from edstomo.engine import Auto, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from edstomo.operators import BlockDiagonal, LinearOperator, MixChannels, ParallelBeamProjector
 from edstomo.preprocessing import ResponseRatios, response_ratios
 from pydantic import BeforeValidator, Field, PositiveFloat
+
+from .sirt import subset_plan
 
 
 def _ratio_mapping(value: Any) -> Any:
@@ -88,6 +90,7 @@ class HEBTSolver(ReconstructionSolver):
         relaxation: float = Field(1.0, gt=0, lt=2, description="relaxation λ")
         subsets: int = Field(1, ge=1, description="ordered subsets of the tilt angles per iteration (1: SIRT)")
         ordering: Literal[ORDERINGS] = Field("golden", description="how the tilts are dealt into subsets")
+        seed: int = Field(0, ge=0, description="seed of the 'random' ordering")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -169,16 +172,14 @@ class HEBTSolver(ReconstructionSolver):
         scale = xp.asarray([(1.0 - alpha) * ratios[c] for c in channels], dtype=getattr(xp, problem.dtype))
         eds = problem.data * xp.reshape(scale, (1, 1, -1, 1))  # (1−α) r_A I_A
         haadf = alpha * problem.sinograms([HAADF])  # α I_H
-        tilts, subsets = problem.projector.n_angles, self.options.subsets
-        if subsets > tilts:
-            raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
+        _, groups = subset_plan(problem.projector.n_angles, self.options)
         return SART(
             hebt_operator(problem.projector, len(channels), alpha),
             xp.concat([eds, haadf], axis=2),
             problem.initial,
             relaxation=self.options.relaxation,
             nonnegative=problem.nonnegative,
-            subsets=None if subsets == 1 else angle_subsets(tilts, subsets, self.options.ordering),
+            subsets=groups,
             max_iterations=self.options.iterations,
         )
 

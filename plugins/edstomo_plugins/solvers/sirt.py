@@ -58,12 +58,7 @@ class SIRTSolver(ReconstructionSolver):
         self._used: dict[str, Any] = {}
 
     def build(self, problem: Problem) -> Algorithm:
-        tilts = problem.projector.n_angles
-        subsets = self.options.subsets
-        if subsets is None:
-            subsets = min(tilts, MOST_SUBSETS)
-        elif subsets > tilts:
-            raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
+        subsets, groups = subset_plan(problem.projector.n_angles, self.options)
         self._used = {"subsets_used": subsets}
         return SART(
             problem.projector,
@@ -71,9 +66,20 @@ class SIRTSolver(ReconstructionSolver):
             problem.initial,
             relaxation=self.options.relaxation,
             nonnegative=problem.nonnegative,
-            subsets=None if subsets == 1 else angle_subsets(tilts, subsets, self.options.ordering, self.options.seed),
+            subsets=groups,
             max_iterations=self.options.iterations,
         )
 
     def record(self) -> dict[str, Any]:
         return dict(self._used)
+
+
+def subset_plan(tilts: int, options: Any) -> tuple[int, list[Any] | None]:
+    """The number of ordered subsets of ``tilts`` angles that ``options`` (``subsets``, ``ordering``, ``seed``)
+    ask for (``None``: one per tilt, at most :data:`MOST_SUBSETS`), and the subsets (``None`` for 1: SIRT)."""
+    subsets = options.subsets
+    if subsets is None:
+        subsets = min(tilts, MOST_SUBSETS)
+    elif subsets > tilts:
+        raise InputError(f"subsets: {subsets} is more than the {tilts} tilt angles of the series")
+    return subsets, None if subsets == 1 else angle_subsets(tilts, subsets, options.ordering, options.seed)
