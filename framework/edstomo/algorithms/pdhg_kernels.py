@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..operators.kernels import launch
+
 try:
     import numba
 except ImportError:  # pragma: no cover - exercised only without the 'speed' extra
@@ -122,15 +124,16 @@ if HAVE_NUMBA:
                         d = u - 1
                         out[t, i, c, s] = 0.5 * (1 + u - math.sqrt(d * d + 4 * step * data[t, i, c, s]))
 
-    #: (serial, parallel) compiled versions of each pass; both give the same bits (one thread per value).
+    #: The compiled passes; the same bits on any number of threads (one thread per value).
     _KERNELS = {
-        function.__name__: (numba.njit(parallel=False, **_JIT)(function), numba.njit(parallel=True, **_JIT)(function))
+        function.__name__: numba.njit(parallel=True, **_JIT)(function)
         for function in (_tv2d_ascend, _tv2d_adjoint, _primal_step, _kl_dual_prox)
     }
 
 
-def _kernel(name: str, size: int) -> Any:
-    return _KERNELS[name][size >= PARALLEL_WORK]
+def _run(name: str, size: int, *arguments: Any) -> None:
+    """One compiled pass over ``size`` values, launched as every compiled kernel is (:func:`kernels.launch`)."""
+    launch(_KERNELS[name], size >= PARALLEL_WORK, *arguments)
 
 
 def _usable(*arrays: Any) -> bool:
@@ -154,7 +157,9 @@ def tv2d_ascend(x: Any, p: Any, weights: Any, sigma: Any, radius: Any, joint: bo
     if x.ndim != 4 or p.shape != (*x.shape[:2], 2, *x.shape[2:]) or not _usable(x, p):
         return False
     batch = x.shape[2:]
-    _kernel("_tv2d_ascend", x.size)(
+    _run(
+        "_tv2d_ascend",
+        x.size,
         x,
         p,
         _vector(weights, batch[0], x.dtype),
@@ -169,7 +174,7 @@ def tv2d_adjoint(p: Any, weights: Any, out: Any) -> bool:
     """``out += w ∇ᵀ p`` for 2-D TV; returns False (doing nothing) when it cannot run."""
     if out.ndim != 4 or p.shape != (*out.shape[:2], 2, *out.shape[2:]) or not _usable(p, out):
         return False
-    _kernel("_tv2d_adjoint", out.size)(p, _vector(weights, out.shape[2], out.dtype), out)
+    _run("_tv2d_adjoint", out.size, p, _vector(weights, out.shape[2], out.dtype), out)
     return True
 
 
@@ -194,7 +199,9 @@ def primal_step(x: Any, xbar: Any, step: Any, tau: Any, nonnegative: bool) -> fl
     inner = int(np.prod(x.shape[first:]))
     rows = x.size // inner
     partial = np.empty(rows, dtype=np.float64)
-    _kernel("_primal_step", x.size)(
+    _run(
+        "_primal_step",
+        x.size,
         x.reshape(rows, inner),
         xbar.reshape(rows, inner),
         step.reshape(rows, inner),
@@ -227,7 +234,7 @@ def kl_dual_prox(z: Any, sigma: Any, data: Any, background: Any, out: Any) -> bo
         steps = _batch(sigma, z.shape[2:], z.dtype)
     except ValueError:
         return False
-    _kernel("_kl_dual_prox", z.size)(z, steps, data, float(background), out)
+    _run("_kl_dual_prox", z.size, z, steps, data, float(background), out)
     return True
 
 

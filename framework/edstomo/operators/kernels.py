@@ -56,6 +56,7 @@ __all__ = [
     "CompiledCSR",
     "PackedSubsets",
     "describe",
+    "launch",
     "mix_channels",
     "split_columns",
     "tile_order",
@@ -618,14 +619,21 @@ def mix_channels(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
     """
     out = np.empty((x.shape[0], matrix.shape[0], x.shape[2]), dtype=x.dtype)
     work = np.count_nonzero(matrix) * x.shape[0] * x.shape[2]
+    launch(_mix_channels, work >= PARALLEL_WORK, np.ascontiguousarray(matrix, dtype=x.dtype), x, out)
+    return out
+
+
+def launch(kernel: Any, parallel: bool, *arguments: Any) -> Any:
+    """``kernel(*arguments)`` for a kernel compiled with ``parallel=True``: under the launch lock (numba's
+    parallel regions must not be entered from two Python threads at once), on every thread numba has when
+    ``parallel`` (enough work to pay for a parallel region), else on one."""
     with _LOCK:
         previous = numba.get_num_threads()
-        numba.set_num_threads(1 if work < PARALLEL_WORK else previous)
+        numba.set_num_threads(previous if parallel else 1)
         try:
-            _mix_channels(np.ascontiguousarray(matrix, dtype=x.dtype), x, out)
+            return kernel(*arguments)
         finally:
             numba.set_num_threads(previous)
-    return out
 
 
 def split_columns(
