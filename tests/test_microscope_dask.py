@@ -231,3 +231,32 @@ def test_pieces_in_files_give_the_whole_in_memory_results(series, in_process, tm
     for method in in_process.maps:
         maps = et.load(tmp_path / "again" / f"maps_{method}.h5")
         np.testing.assert_array_equal(maps.weight_fractions, in_process.maps[method].weight_fractions)
+
+
+@pytest.mark.parametrize("dask", [None, DaskOptions(chunk_slices=4, workers=2, processes=False)])
+def test_hebt_at_alpha_zero_is_made_from_the_sirt_volume_not_solved_again(series, tmp_path, monkeypatch, dask):
+    """With α = 0 and SIRT's iterations, HEBT's volume is r_A × SIRT's (written from it, not solved), with the
+    same maps as solving it; with anything else it is solved."""
+    from edstomo_plugins.solvers.hebt import HEBTSolver
+
+    solvers = {"sirt": {"iterations": 15}, "hebt-sirt": {"iterations": 15, "alpha": 0.0}}
+    options = PipelineOptions(**{**OPTIONS, "solver_options": solvers, "chunk_slices": 4})
+    reused = run_pipeline(series, options, out=tmp_path / "reused", pictures=False, dask=dask)
+    with monkeypatch.context() as patch:
+        patch.setattr(HEBTSolver, "equivalent", lambda self: None)
+        solved = run_pipeline(series, options, out=tmp_path / "solved", pictures=False)
+    hebt, sirt = reused.volumes["hebt-sirt"], reused.volumes["sirt"]
+    ratios = _steps(hebt.provenance)[-2]["parameters"]["equivalent"]["scales"]
+    assert ratios == pytest.approx(reused.ratios.ratios, rel=1e-15)
+    for k, line in enumerate(LINES):
+        np.testing.assert_array_equal(hebt.data[k], sirt.data[k] * np.float32(ratios[line]))
+    np.testing.assert_allclose(hebt.data, solved.volumes["hebt-sirt"].data, rtol=1e-4, atol=1e-6 * hebt.data.max())
+    np.testing.assert_allclose(
+        reused.maps["hebt-sirt"].weight_fractions, solved.maps["hebt-sirt"].weight_fractions, atol=1e-5
+    )
+    assert [s["action"] for s in hebt.provenance][-2:] == ["reconstruct", "crop_to_field"]
+    assert any("hebt-sirt: not solved again (alpha = 0" in note for note in reused.notes)
+    assert not any("not solved again" in note for note in solved.notes)
+    assert (tmp_path / "reused" / "volume_hebt-sirt.h5").is_file()
+    other = PipelineOptions(**{**OPTIONS, "solver_options": {**solvers, "hebt-sirt": {"iterations": 14, "alpha": 0.0}}})
+    assert not any("not solved again" in note for note in run_pipeline(series, other, pictures=False).notes)

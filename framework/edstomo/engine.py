@@ -59,6 +59,7 @@ __all__ = [
     "AUTO",
     "DEVICES",
     "Auto",
+    "Equivalent",
     "Iterations",
     "IterativeOptions",
     "Problem",
@@ -126,6 +127,30 @@ def stacked_sinograms(data: TiltSeries, channels: list[str], xp: Any, dtype: str
     for k, channel in enumerate(channels):
         sinograms[:, :, k, :] = xp.asarray(data.channel(channel), dtype=getattr(xp, dtype))
     return sinograms
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """Another solver whose maps of the same data, times one factor per channel, are a solver's maps
+    (what :meth:`ReconstructionSolver.equivalent` returns).
+
+    Attributes
+    ----------
+    solver : ReconstructionSolver
+        The other solver, with the options that make it equivalent.
+    scales : dict
+        Factor per channel: this solver's map of channel A is ``scales[A]`` × the other's (dimensionless
+        or in the ratio of the two solvers' map units).
+    reason : str
+        Why the two are equivalent (recorded in the provenance of reused maps).
+    record : dict
+        The provenance this solver's own solve would add (:meth:`ReconstructionSolver.record`).
+    """
+
+    solver: ReconstructionSolver
+    scales: Mapping[str, float]
+    reason: str
+    record: Mapping[str, Any]
 
 
 @dataclass
@@ -235,13 +260,17 @@ class ReconstructionSolver(Solver):
     def unfitted(self) -> list[str]:
         return [*super().unfitted(), *self.requested_auto()]
 
-    def prepare(self, data: TiltSeries) -> ReconstructionSolver:
-        """This solver with every ``"auto"`` option chosen from ``data`` (:func:`edstomo.selection.choose`)."""
+    def prepare(self, data: TiltSeries, *, known: Sequence[Any] = ()) -> ReconstructionSolver:
+        """This solver with every ``"auto"`` option chosen from ``data`` (:func:`edstomo.selection.choose`).
+
+        ``known``: :class:`~edstomo.selection.SelectionResult` s of other solvers on the same
+        data; a candidate equivalent to a run scored there (:meth:`equivalent`) is not run again.
+        """
         if not self.requested_auto():
             return self
         from .selection import choose
 
-        return choose(self, data)
+        return choose(self, data, known=known)
 
     def candidates(self, name: str, data: TiltSeries) -> tuple[Any, ...]:
         """The values tried for an automatic option (default: ``auto_options[name]``); may depend on the data."""
@@ -303,6 +332,69 @@ class ReconstructionSolver(Solver):
         term normalised by the counts returns ``value / fraction``.
         """
         return value
+
+    # -------------------------------------------------------- equivalent solvers
+    def equivalent(self) -> Equivalent | None:
+        """Another solver whose maps, scaled per channel, are this solver's maps of the same data, when these
+        options make this solver that one (e.g. HEBT at α = 0: SIRT of ``r_A I_A``); default None.
+
+        Used to reuse work, never to change results: :meth:`reuse` makes this solver's maps from the
+        other's, and :func:`edstomo.selection.select` takes a candidate's scores from the other's run.
+        The two must agree in exact arithmetic (in floating point, within its rounding).
+        """
+        return None
+
+    def reuse_step(self, data: TiltSeries, step: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """How to make this solver's maps of ``data`` from the maps another solve of ``data`` recorded as
+        provenance ``step``: ``(scales, record)``, the factor per channel and this solver's own
+        ``reconstruct`` step for the result; None when :meth:`equivalent` does not name that solve (the
+        same solver with the same options, channels and data type) or a callback stopped it early.
+        """
+        equivalent = self.equivalent()
+        recorded = step.get("parameters", {})
+        if (
+            equivalent is None
+            or step.get("action") != "reconstruct"
+            or step.get("plugin") != equivalent.solver.name
+            or recorded.get("stop_reason") not in _COMPLETED
+        ):
+            return None
+        channels = self.channels_for(data)
+        wanted = {k: v for k, v in equivalent.solver.parameters().items() if k not in ("selection", "channels")}
+        if recorded.get("channels") != channels or any(recorded.get(k, ...) != v for k, v in wanted.items()):
+            return None
+        missing = [c for c in channels if c not in equivalent.scales]
+        if missing:
+            raise InputError(f"{self.label()}: its equivalent solver gives no scale for the channels {missing}")
+        scales = {c: float(equivalent.scales[c]) for c in channels}
+        record = self._step(
+            channels,
+            recorded["device_used"],
+            recorded["iterations_run"],
+            recorded["stop_reason"],
+            {
+                **equivalent.record,
+                "equivalent": {"solver": equivalent.solver.name, "scales": scales, "reason": equivalent.reason},
+            },
+        )
+        return np.array([scales[c] for c in channels]), record
+
+    def reuse(self, data: TiltSeries, solved: Volume) -> Volume | None:
+        """This solver's maps of ``data`` made from ``solved``, the maps of ``data`` by an equivalent solve
+        (:meth:`equivalent`, :meth:`reuse_step`), without solving; None when they are not equivalent.
+
+        ``solved`` must come straight from that solve of ``data``: its provenance must be the data's and
+        the solve's step; its values are scaled per channel in their own data type.
+        """
+        steps = solved.provenance
+        if not steps or provenance.canonical(steps[:-1]) != provenance.canonical(data.provenance):
+            return None
+        plan = self.reuse_step(data, steps[-1])
+        if plan is None or solved.channels != self.channels_for(data):
+            return None
+        scales, record = plan
+        values = solved.data * scales.astype(solved.data.dtype)[:, None, None, None]
+        return self._as_volume(values, data, solved.channels, record)
 
     # ------------------------------------------------------------ contract
     @abstractmethod
@@ -458,19 +550,29 @@ class ReconstructionSolver(Solver):
         return device
 
     def _volume(self, x: Any, data: TiltSeries, channels: list[str], algorithm: Algorithm, device: str) -> Volume:
-        quantity, unit = self.describe(channels)
+        record = self._step(channels, device, algorithm.iteration, algorithm.stop_reason, self.record())
+        return self._as_volume(np.moveaxis(backend.to_numpy(x), 2, 0), data, channels, record)
+
+    def _step(
+        self, channels: list[str], device: str, iterations: int, stop_reason: Any, extra: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The ``reconstruct`` provenance step of maps of ``channels`` made in ``iterations`` on ``device``."""
         parameters = {
             **self.parameters(),
             "channels": list(channels),
             "device_used": device,
-            "iterations_run": algorithm.iteration,
-            "stop_reason": algorithm.stop_reason,
-            **self.record(),
+            "iterations_run": iterations,
+            "stop_reason": stop_reason,
+            **extra,
             **({"selection": self.auto_choice.record()} if self.auto_choice is not None else {}),
         }
-        record = provenance.step("reconstruct", self.name, **parameters)
+        return provenance.step("reconstruct", self.name, **parameters)
+
+    def _as_volume(self, values: np.ndarray, data: TiltSeries, channels: list[str], record: dict[str, Any]) -> Volume:
+        """The Volume of maps ``values`` (channels, nz, nx, slices) of ``data`` with the solve's step ``record``."""
+        quantity, unit = self.describe(channels)
         return Volume(
-            data=np.ascontiguousarray(np.moveaxis(backend.to_numpy(x), 2, 0)),
+            data=np.ascontiguousarray(values),
             channels=list(channels),
             pixel_size=data.pixel_size,
             quantity=quantity,
@@ -509,6 +611,10 @@ class ReconstructionSolver(Solver):
         estimate = xp.zeros(full, dtype=dtype)
         estimate[...] = xp.permute_dims(maps, (1, 2, 0, 3))
         return estimate
+
+
+#: Stop reasons of a solve that ran as its options say (not stopped early by a callback).
+_COMPLETED = ("planned iterations done", "converged")
 
 
 def _admits_auto(annotation: Any) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -247,8 +247,12 @@ class Solver(Plugin):
     ) -> Volume:
         """Reconstruct the EDS line channels of ``data`` (see :class:`edstomo.engine.ReconstructionSolver`)."""
 
-    def prepare(self, data: TiltSeries) -> Solver:
-        """This solver with every option of ``fits_from_data`` fixed from ``data`` (default: itself)."""
+    def prepare(self, data: TiltSeries, *, known: Sequence[Any] = ()) -> Solver:
+        """This solver with every option of ``fits_from_data`` fixed from ``data`` (default: itself).
+
+        ``known``: results of other solvers' automatic choices on the same data, which a solver
+        may reuse (:meth:`edstomo.engine.ReconstructionSolver.prepare`); ignored here.
+        """
         return self
 
     def couples_slices(self) -> bool:

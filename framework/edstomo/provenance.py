@@ -36,6 +36,12 @@ def step(action: str, plugin: str | None = None, **parameters: Any) -> dict[str,
     return record
 
 
+def canonical(steps: Any) -> str:
+    """Provenance (or any JSON-compatible value) as one string that is equal exactly when the contents are
+    (keys sorted): for comparing a record made in memory with one read back from a file."""
+    return json.dumps(jsonable(steps), sort_keys=True)
+
+
 def jsonable(value: Any) -> Any:
     """Turn numbers, arrays, quantities and nested containers into JSON-compatible values."""
     import numpy as np

@@ -48,6 +48,7 @@ uses but does not reconstruct (the HAADF of a bimodal solver) are not thinned.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 import warnings
@@ -222,12 +223,20 @@ class Curve:
         Mean held-out deviance per datum (over the splits) at each count.
     per_split : list of list of float
         The same for each split (``splits × iterations``).
+    solver : dict
+        The solver that was run: ``{"name", "options"}`` (its options but ``selection``; channels as
+        reconstructed), for reusing the curve (:func:`select`'s ``known``).
+    reused : str or None
+        The solver whose equivalent run this curve was taken from, without running again
+        (:meth:`~edstomo.engine.ReconstructionSolver.equivalent`); None: run for this choice.
     """
 
     settings: dict[str, Any]
     iterations: list[int]
     score: list[float]
     per_split: list[list[float]]
+    solver: dict[str, Any] = field(default_factory=dict)
+    reused: str | None = None
 
     @property
     def best(self) -> tuple[int, float]:
@@ -258,6 +267,7 @@ class SelectionResult:
     iterations_run: int = 0
     settings: dict[str, Any] = field(default_factory=dict)  # the SelectionOptions used
     at_edge: list[str] = field(default_factory=list)  # grid options chosen at their smallest or largest candidate
+    data_digest: str = ""  # of the data thinned (the kept slices); "" when a preprocess made the curves not reusable
 
     def record(self) -> dict[str, Any]:
         """A JSON-compatible record: the method, the choice and every curve."""
@@ -275,7 +285,16 @@ class SelectionResult:
                 "iterations_run": self.iterations_run,
                 "settings": self.settings,
                 "at_edge": self.at_edge,
-                "curves": [{"settings": c.settings, "iterations": c.iterations, "score": c.score} for c in self.curves],
+                "data_digest": self.data_digest,
+                "curves": [
+                    {
+                        "settings": c.settings,
+                        "iterations": c.iterations,
+                        "score": c.score,
+                        **({"reused_from": c.reused} if c.reused else {}),
+                    }
+                    for c in self.curves
+                ],
             }
         )
 
@@ -318,6 +337,7 @@ def select(
     data: TiltSeries,
     *,
     preprocess: Callable[[TiltSeries], TiltSeries] | None = None,
+    known: Sequence[SelectionResult | None] = (),
 ) -> SelectionResult:
     """Choose a solver's ``"auto"`` options from ``data`` (see the module docstring).
 
@@ -331,6 +351,11 @@ def select(
     preprocess : callable, optional
         What the data go through before the solver, applied to each fit part
         (e.g. the Gaussian sinogram filter); default none.
+    known : list of SelectionResult, optional
+        Choices already made on the same data (other solvers'). A candidate whose solver is
+        equivalent to a run scored there (:meth:`~edstomo.engine.ReconstructionSolver.equivalent`,
+        same selection settings, same data by digest, no ``preprocess``) takes that run's curve
+        instead of running again; the curve records where it came from.
 
     Returns
     -------
@@ -356,6 +381,14 @@ def select(
     if options.slices is not None and options.slices < data.n_slices:
         kept = np.unique(np.linspace(0, data.n_slices - 1, options.slices).round().astype(int))
         data = data.replace(data=np.ascontiguousarray(data.data[..., kept]))
+    digest = "" if preprocess is not None else _digest(data, channels)
+    earlier = {
+        _key(curve.solver): curve
+        for result in known
+        if result is not None and digest and result.data_digest == digest and result.settings == dict(options)
+        for curve in result.curves
+        if curve.reused is None
+    }
     rng = np.random.default_rng(options.seed)
     fits, helds, exact = [], [], True
     for _ in range(options.splits):
@@ -370,13 +403,18 @@ def select(
     def scored_curve(settings: dict[str, Any]) -> Curve:
         fixed = {**settings, **({"iterations": iterations} if "iterations" in fields else {})}
         candidate = solver.with_options(**fixed).thinned(options.fraction)
+        described = _described(candidate, channels)
+        equivalent = candidate.equivalent()
+        same = None if equivalent is None else earlier.get(_key(_described(equivalent.solver, channels)))
+        if same is not None:
+            return Curve(settings, same.iterations, same.score, same.per_split, described, same.solver["name"])
         scored, per_split = _scored(candidate, fits, held, options, points)
         if not scored:
             raise InputError(
                 f"iterations: {solver.label()} ran {iterations!r} iterations, none scored; "
                 "automatic options need an iterative run of at least 1 iteration"
             )
-        return Curve(settings, scored, per_split.mean(axis=0).tolist(), per_split.tolist())
+        return Curve(settings, scored, per_split.mean(axis=0).tolist(), per_split.tolist(), described)
 
     curves = [scored_curve(dict(zip(grid_names, values))) for values in itertools.product(*grids)]
     best = min(curves, key=lambda curve: curve.best[1])
@@ -390,7 +428,7 @@ def select(
         curves.append(scored_curve({grid_names[0]: value}))
         curves.sort(key=lambda curve: curve.settings[grid_names[0]])
         best = min(curves, key=lambda curve: curve.best[1])
-    run = sum(curve.iterations[-1] for curve in curves)
+    run = sum(curve.iterations[-1] for curve in curves if curve.reused is None)
     chosen = {name: solver.whole(name, value, options.fraction) for name, value in best.settings.items()}
     if path:
         chosen["iterations"] = best.chosen(options.tolerance)
@@ -414,7 +452,28 @@ def select(
         iterations_run=run,
         settings=dict(options),
         at_edge=edge,
+        data_digest=digest,
     )
+
+
+def _digest(data: TiltSeries, channels: Sequence[str]) -> str:
+    """A digest of what a choice on ``data`` depends on: the values of every channel, their names and the
+    geometry (tilt angles), so that a choice made on other data is never taken for this one's."""
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(repr((data.channels, list(channels), data.shape, str(data.data.dtype))).encode())
+    hasher.update(np.ascontiguousarray(data.angles.m_as("rad"), dtype=np.float64).tobytes())
+    hasher.update(np.ascontiguousarray(data.data).data)
+    return hasher.hexdigest()
+
+
+def _described(solver: Any, channels: Sequence[str]) -> dict[str, Any]:
+    """The run a curve comes from: the solver's name and options (but ``selection``), channels resolved."""
+    options = {k: v for k, v in solver.parameters().items() if k != "selection"}
+    return {"name": solver.name, "options": {**options, "channels": list(channels)}}
+
+
+def _key(described: dict[str, Any]) -> str:
+    return provenance.canonical(described)
 
 
 def _at_edge(settings: dict[str, Any], names: list[str], grids: list[tuple[Any, ...]]) -> list[str]:
@@ -461,13 +520,20 @@ def _scored(
     return runs[0].iterations[:common], np.array([[s[0] for s in r.per_split[:common]] for r in runs])
 
 
-def choose(solver: Any, data: TiltSeries, *, preprocess: Callable[[TiltSeries], TiltSeries] | None = None) -> Any:
-    """The solver with its ``"auto"`` options replaced by the values :func:`select` chooses on ``data``.
+def choose(
+    solver: Any,
+    data: TiltSeries,
+    *,
+    preprocess: Callable[[TiltSeries], TiltSeries] | None = None,
+    known: Sequence[SelectionResult | None] = (),
+) -> Any:
+    """The solver with its ``"auto"`` options replaced by the values :func:`select` chooses on ``data``
+    (``known``: choices made on the same data, see :func:`select`).
 
     The result's ``auto_choice`` holds the :class:`SelectionResult` (recorded in
     the provenance of every volume it solves).
     """
-    result = select(solver, data, preprocess=preprocess)
+    result = select(solver, data, preprocess=preprocess, known=known)
     prepared = solver.with_options(**result.chosen)
     prepared.auto_choice = result
     return prepared

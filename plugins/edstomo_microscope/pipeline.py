@@ -69,7 +69,7 @@ from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
-from edstomo.stored import Stored
+from edstomo.stored import Stored, pieces
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
@@ -87,6 +87,7 @@ from .slicewise import (
     dask_runner,
     pad_positions,
     quantify_in_slices,
+    reuse_in_slices,
     solve_in_slices,
     solve_on_dask,
 )
@@ -777,12 +778,41 @@ def reconstruct_stage(state: PipelineState) -> None:
         stage = f"reconstruct-{cls.name}"
         if solver.unfitted():
             with _timed(state.timings, f"choose-{cls.name}", state.progress):
-                solver = solver.prepare(padded)  # automatic options chosen once, on the whole (padded) series
+                # automatic options chosen once, on the whole (padded) series; runs equivalent to earlier
+                # solvers' scored runs are taken from them
+                known = [getattr(earlier, "auto_choice", None) for earlier in state.solvers.values()]
+                solver = solver.prepare(padded, known=known)
         with _timed(state.timings, stage, state.progress, report=False):
-            state.volumes[cls.name] = _solve(solver, padded, stage, state, source, width)
+            state.volumes[cls.name] = _reused(solver, padded, state) or _solve(
+                solver, padded, stage, state, source, width
+            )
         state.solvers[cls.name] = solver
     if state.ratios is None:
         state.ratios = ResponseRatios({}, float("nan"), float("nan"), {})
+
+
+def _reused(solver: Solver, padded: TiltSeries, state: PipelineState) -> Volume | Stored | None:
+    """The volume of ``solver`` made from an earlier method's volume when the two solvers are equivalent
+    (e.g. HEBT at α = 0 and SIRT: :meth:`~edstomo.engine.ReconstructionSolver.equivalent`), else None."""
+    for name in list(state.volumes):
+        target = None if state.out is None else state.out / f"volume_{solver.name}.h5"
+        chunks = state.options.chunk_slices if state.dask is None else state.dask.chunk_slices
+        volume = reuse_in_slices(
+            solver,
+            padded,
+            state.volumes.source(name),
+            chunk_slices=chunks,
+            progress=_solver_progress(f"reconstruct-{solver.name}", state.progress),
+            path=target,
+        )
+        if volume is not None:
+            solve = [step for step in pieces(volume).header().provenance if step["action"] == "reconstruct"][-1]
+            state.notes.append(
+                f"{solver.name}: not solved again ({solve['parameters']['equivalent']['reason']}): its maps are "
+                f"{name}'s times the factors recorded in its provenance"
+            )
+            return volume
+    return None
 
 
 def _solve(

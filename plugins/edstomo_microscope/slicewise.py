@@ -49,6 +49,7 @@ __all__ = [
     "dask_runner",
     "pad_positions",
     "quantify_in_slices",
+    "reuse_in_slices",
     "solve_in_slices",
     "solve_on_dask",
     "stored_writer",
@@ -240,6 +241,67 @@ def solve_in_slices(
     if path is not None:
         return Stored(path)
     return header.replace(data=data)  # type: ignore[union-attr]
+
+
+#: Steps that may follow a solve in the provenance of the pipeline's volumes: the solve's distribution and the
+#: crop to the field of view (both commute with a factor per channel).
+_AFTER_SOLVE = ("distributed", "crop_to_field")
+
+
+def reuse_in_slices(
+    solver: Solver,
+    padded: TiltSeries,
+    earlier: Stored | InMemory,
+    *,
+    chunk_slices: int = DEFAULT_CHUNK_SLICES,
+    progress: Progress | None = None,
+    path: str | Path | None = None,
+) -> Volume | Stored | None:
+    """:func:`solve_in_slices`'s result for ``solver`` made from ``earlier``, another solver's cropped
+    volume of ``padded``, when the two solvers are equivalent (:meth:`~edstomo.engine.ReconstructionSolver.reuse_step`):
+    ``earlier``'s values times a factor per channel, ``chunk_slices`` slices at a time; None otherwise.
+
+    The result's provenance is ``padded``'s, ``solver``'s own reconstruct step (with ``equivalent``:
+    the solver reused and why) and the crop; it is written to ``path`` when given.
+    ``progress(done, total)`` after every piece.
+    """
+    reuse_step = getattr(solver, "reuse_step", None)
+    header = earlier.header()
+    steps = header.provenance
+    solves = [i for i, step in enumerate(steps) if step.get("action") == "reconstruct"]
+    if reuse_step is None or not solves or not isinstance(header, Volume):
+        return None
+    index = solves[-1]
+    after = steps[index + 1 :]
+    if provenance.canonical(steps[:index]) != provenance.canonical(padded.provenance) or any(
+        step.get("action") not in _AFTER_SOLVE for step in after
+    ):
+        return None
+    plan = reuse_step(padded, steps[index])
+    if plan is None or header.channels != solver.channels_for(padded):  # type: ignore[attr-defined]
+        return None
+    scales, record = plan
+    quantity, unit = solver.describe(header.channels)  # type: ignore[attr-defined]
+    header = header.replace(
+        quantity=quantity,
+        unit=unit,
+        factor=solver.produces,
+        provenance=[*padded.provenance, record, *[step for step in after if step["action"] == "crop_to_field"]],
+    )
+    factors = scales.astype(earlier.dtype)[:, None, None, None]
+    ranges = slice_chunks(earlier.n_slices, chunk_slices)
+    data = np.empty(earlier.shape, dtype=earlier.dtype) if path is None else None
+
+    def keep(start: int, values: np.ndarray) -> None:
+        data[..., start : start + values.shape[-1]] = values  # type: ignore[index]
+
+    with contextlib.ExitStack() as stack:
+        write = keep if path is None else stack.enter_context(stored_writer(path, header, earlier.n_slices))
+        for done, (start, stop) in enumerate(ranges, start=1):
+            write(start, earlier.read(start, stop) * factors)
+            if progress is not None:
+                progress(done, len(ranges))
+    return header.replace(data=data) if path is None else Stored(path)
 
 
 def _piece_progress(progress: Progress, index: int, count: int) -> Progress:

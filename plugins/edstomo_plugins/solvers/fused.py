@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -187,12 +188,12 @@ class FusedSolver(PoissonSolverBase):
         if not np.all(np.isfinite(haadf)):
             raise InputError(f"data: the {HAADF} channel holds NaN or infinite values")
 
-    def prepare(self, data: TiltSeries) -> FusedSolver:
+    def prepare(self, data: TiltSeries, *, known: Sequence[Any] = ()) -> FusedSolver:
         """The ratios and count levels fitted on the whole series, then the automatic options chosen."""
         solver = self
         if self.options.ratios is None:
             solver = self.with_options(ratios=self._fitted(data, self.channels_for(data)))  # type: ignore[assignment]
-        return PoissonSolverBase.prepare(solver, data)  # type: ignore[return-value]
+        return PoissonSolverBase.prepare(solver, data, known=known)  # type: ignore[return-value]
 
     def thinned(self, fraction: float) -> FusedSolver:
         """Given ratios (HAADF per EDS count) and count levels are those of the whole counts; a fit part holds

@@ -8,13 +8,13 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from edstomo.algorithms import ORDERINGS, SART, Algorithm
 from edstomo.data import HAADF, TiltSeries
-from edstomo.engine import Auto, IterativeOptions, Problem, ReconstructionSolver
+from edstomo.engine import Auto, Equivalent, IterativeOptions, Problem, ReconstructionSolver
 from edstomo.errors import InputError
 from edstomo.operators import BlockDiagonal, LinearOperator, MixChannels, ParallelBeamProjector
 from edstomo.preprocessing import ResponseRatios, response_ratios
 from pydantic import BeforeValidator, Field, PositiveFloat
 
-from .sirt import subset_plan
+from .sirt import SIRTSolver, subset_plan
 
 
 def _ratio_mapping(value: Any) -> Any:
@@ -108,8 +108,8 @@ class HEBTSolver(ReconstructionSolver):
                     f"(missing {missing}, not used {unused})"
                 )
 
-    def prepare(self, data: TiltSeries) -> HEBTSolver:
-        solver = super().prepare(data)  # automatic options first: they fit ratios to each fit part
+    def prepare(self, data: TiltSeries, *, known: Sequence[Any] = ()) -> HEBTSolver:
+        solver = super().prepare(data, known=known)  # automatic options first: they fit ratios to each fit part
         if solver.options.ratios is not None:
             return solver
         return solver.with_options(ratios=solver._fitted(data, solver.channels_for(data)))
@@ -161,6 +161,24 @@ class HEBTSolver(ReconstructionSolver):
             )
         self._fit = {"ratios_estimated": True, "r_squared": fit.r_squared}
         return {c: fit[c] for c in channels}
+
+    def equivalent(self) -> Equivalent | None:
+        """At α = 0 with given ratios: ``sirt`` with the same options, whose maps times r_A are these.
+
+        Eq. 17's HAADF row then has weight 0, so the update is SIRT's on ``r_A I_A``; SIRT is
+        linear in its data and the clamp at 0 commutes with a positive factor.
+        """
+        options, ratios = self.options, self.options.ratios
+        if options.alpha != 0 or ratios is None:
+            return None
+        shared = [name for name in SIRTSolver.Options.model_fields if name in type(options).model_fields]
+        sirt = SIRTSolver(**{name: getattr(options, name) for name in shared})
+        return Equivalent(
+            sirt,
+            dict(ratios),
+            "alpha = 0: eq. 17 is SIRT of r_A I_A (the HAADF row has weight 0)",
+            {"ratios_used": dict(ratios)},
+        )
 
     def build(self, problem: Problem) -> Algorithm:
         channels, xp = problem.channels, problem.xp

@@ -41,7 +41,7 @@ iterate would regularise through the step sizes, not through λ.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -192,13 +192,13 @@ class PoissonSolverBase(ReconstructionSolver):
             if missing:
                 raise InputError(f"levels: given for {list(levels)}, but not for the reconstructed lines {missing}")
 
-    def prepare(self, data: TiltSeries) -> PoissonSolverBase:
+    def prepare(self, data: TiltSeries, *, known: Sequence[Any] = ()) -> PoissonSolverBase:
         """The count levels fitted on the whole series, then the automatic options chosen (the fit parts get
         ``fraction`` × the levels, :meth:`thinned`, so that they are solved as batch columns of one solve)."""
         solver = self
         if self.options.levels is None:
             solver = self.with_options(levels=count_levels(data, self.channels_for(data)))  # type: ignore[assignment]
-        return ReconstructionSolver.prepare(solver, data)  # type: ignore[return-value]
+        return ReconstructionSolver.prepare(solver, data, known=known)  # type: ignore[return-value]
 
     def thinned(self, fraction: float) -> PoissonSolverBase:
         """Given count levels are those of the whole counts; a fit part holds ``fraction`` of them."""
