@@ -150,3 +150,48 @@ def test_load_reads_a_range_of_slices_or_the_header(tmp_path):
     assert header.weight_fractions.shape == (3, 9, 8, 0) and header.threshold == 0.1
     with pytest.raises(ValueError, match="slices"):
         load(tmp_path / "m.h5", slices=(5, 40))
+
+
+def _quantile_in_passes(parts: list[np.ndarray], q: float) -> tuple[float | None, int]:
+    """statistics.Quantile fed ``parts`` pass after pass: (value, passes)."""
+    quantile, passes = statistics.Quantile(q), 0
+    while quantile.pending:
+        for part in parts:
+            quantile.add(part)
+        quantile.settle()
+        passes += 1
+    return quantile.value, passes
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=300),
+    q=st.floats(0, 1),
+    cuts=st.lists(st.integers(0, 300), max_size=4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_a_quantile_in_passes_is_numpys_without_keeping_the_values(values, q, cuts, dtype):
+    data = np.asarray(values, dtype=dtype)
+    parts = np.split(data, sorted(c for c in cuts if c <= data.size))
+    value, passes = _quantile_in_passes(parts, q)
+    if not data.max() > 0:
+        assert value is None and passes == 1
+        return
+    expected = np.quantile(data.astype(np.float64), q)
+    assert value == pytest.approx(expected, rel=1e-15, abs=1e-300)
+    assert passes == (2 if dtype == np.float32 else 4)
+    ranks = np.sort(data.astype(np.float64))
+    at = (data.size - 1) * q  # the order statistics are exact: at a whole rank the value is a datum
+    if at == int(at):
+        assert value == ranks[int(at)]
+
+
+def test_a_quantile_sees_ties_zeros_and_signed_zeros():
+    ties = [np.zeros(1000, np.float32), np.full(50, 0.25, np.float32), np.array([-0.0, 0.0, 1.0], np.float32)]
+    everything = np.concatenate(ties).astype(np.float64)
+    for q in (0.0, 0.5, 0.9, 0.96, 0.999, 1.0):
+        assert _quantile_in_passes(ties, q)[0] == np.quantile(everything, q)
+    quantile = statistics.Quantile(0.5)
+    quantile.add(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="one type"):
+        quantile.add(np.ones(3, np.float64))

@@ -195,3 +195,37 @@ def test_quantified_in_slices_equals_the_whole_and_refuses_the_same_channels(
     for quantify in (quantifier.quantify, lambda volume: quantify_in_slices(quantifier, volume, chunk_slices=1)):
         with pytest.raises(ValueError, match="two lines of one element"):
             quantify(twice)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_quantified_from_a_file_with_the_summed_map_in_a_temporary_file(
+    paper_experiment, paper_truth, paper_factors, tmp_path, monkeypatch, keep
+):
+    """A volume in a file that is not kept in memory: S goes to a temporary file beside the maps (removed after),
+    and the maps, mask and threshold are those of the whole volume in memory, bit for bit."""
+    from edstomo.stored import Stored
+    from edstomo_microscope import slicewise
+
+    maps = phantom_maps(paper_experiment, paper_truth, paper_factors, blur=1.5, noise=0.05)
+    maps = maps.replace(data=np.repeat(maps.data, 5, axis=-1) * np.linspace(0.8, 1.2, 5, dtype=np.float32))
+    maps.save(tmp_path / "volume.h5")
+    quantifier = plugins.quantifier("eds")(paper_factors)
+    whole = quantifier.quantify(maps)
+    seen = []
+    decide = type(quantifier).decide
+
+    def spy(self, summed):
+        seen.append(type(summed))
+        return decide(self, summed)
+
+    monkeypatch.setattr(type(quantifier), "decide", spy)
+    monkeypatch.setattr(slicewise, "KEEP_MAX", 2**40 if keep else 0)
+    (tmp_path / "out").mkdir()
+    result = slicewise.quantify_in_slices(
+        quantifier, Stored(tmp_path / "volume.h5"), chunk_slices=2, path=tmp_path / "out" / "maps.h5"
+    ).load()
+    assert seen == [np.ndarray if keep else slicewise._SummedFile]
+    np.testing.assert_array_equal(result.weight_fractions, whole.weight_fractions)
+    np.testing.assert_array_equal(result.mask, whole.mask)
+    assert result.threshold == whole.threshold
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["maps.h5"]  # the temporary S is gone

@@ -132,7 +132,7 @@ def test_blockwise_statistics_equal_numpy_on_the_whole(values, block, pick):
     try:
         for lower in (True, False):
             part = values[values <= split] if lower else values[values > split]
-            size, median, spread = threshold._part_statistics(values, split, lower)
+            size, median, spread = threshold._part_statistics(threshold.SummedValues(values), split, lower)
             assert size == part.size
             if part.size:
                 assert median == np.median(part)
@@ -141,3 +141,43 @@ def test_blockwise_statistics_equal_numpy_on_the_whole(values, block, pick):
         np.testing.assert_array_equal(volume_curve(values, trials), [(values > t).sum() for t in trials])
     finally:
         threshold._BLOCK = saved
+
+
+class _SlicesOf:
+    """S behind a reader of slice ranges, recording the largest read (values)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.largest = array, array.shape, 0
+
+    def read(self, start, stop):
+        piece = self.array[..., start:stop]
+        self.largest = max(self.largest, piece.size)
+        return piece
+
+
+@pytest.mark.parametrize("block", [7, 64, 2**20])
+def test_a_reader_of_slices_gives_the_arrays_threshold_bit_for_bit(block):
+    """S in pieces (e.g. in a file) and in memory: the same ESF fit, Otsu and counts, never read whole."""
+    import edstomo.threshold as threshold
+    from edstomo.threshold import SummedValues, count_above, otsu_threshold
+
+    rng = np.random.default_rng(11)
+    z, x, y = np.meshgrid(*(np.arange(n) - n / 2 for n in (12, 10, 9)), indexing="ij")
+    summed = np.where(x**2 + y**2 + z**2 < 16, 3.0, 0.2) + rng.normal(0, 0.05, (12, 10, 9))
+    saved, threshold._BLOCK = threshold._BLOCK, block
+    try:
+        reader = _SlicesOf(summed)
+        by_pieces, whole = esf_threshold(reader), esf_threshold(summed)
+        assert by_pieces.threshold == whole.threshold and by_pieces.centres == whole.centres
+        np.testing.assert_array_equal(by_pieces.volumes, whole.volumes)
+        assert otsu_threshold(_SlicesOf(summed)) == otsu_threshold(summed) == otsu_threshold(summed.ravel())
+        assert count_above(reader, whole.threshold) == int((summed > whole.threshold).sum())
+        assert reader.largest <= max(block, 12 * 10)  # a block of whole slices, never S whole
+        values = SummedValues(reader)
+        assert (values.min, values.max, values.size) == (summed.min(), summed.max(), summed.size)
+        assert sorted(np.concatenate(list(values.blocks()))) == sorted(summed.ravel())
+    finally:
+        threshold._BLOCK = saved
+    with pytest.raises(ValueError, match="1 NaN"):
+        summed[3, 2, 1] = np.nan
+        SummedValues(_SlicesOf(summed))

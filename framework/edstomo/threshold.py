@@ -26,13 +26,19 @@ fills the field of view, or a particle and background that overlap) has no ESF
 threshold: :func:`esf_threshold` raises :class:`NoPlateauError`, or, with
 ``fallback="otsu"``, returns Otsu's threshold of S (:func:`otsu_threshold`)
 and says so in :attr:`EsfFit.method` and :attr:`EsfFit.note`.
+
+S may be an array or a reader of slice ranges (:class:`SummedValues`: e.g. S in
+a file, for a volume too large for memory). Every statistic of S is taken a
+block of whole slices at a time, in one fixed order whatever holds S, so an
+array and a reader of the same S give the same threshold bit for bit, and no
+step makes a copy of S.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -44,6 +50,9 @@ __all__ = [
     "EsfFit",
     "MaskWarning",
     "NoPlateauError",
+    "SliceReader",
+    "SummedValues",
+    "count_above",
     "esf_threshold",
     "otsu_threshold",
     "trial_thresholds",
@@ -82,6 +91,66 @@ class NoPlateauError(ValueError):
         return type(self), (self.reason,)
 
 
+class SliceReader(Protocol):
+    """S held elsewhere (e.g. in a file): its ``shape`` (last axis: slices) and ``read(start, stop)``, which
+    returns ``S[..., start:stop]``."""
+
+    shape: tuple[int, ...]
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class SummedValues:
+    """The values of a summed map S, a block of whole slices at a time, checked once (not empty, finite).
+
+    Parameters
+    ----------
+    summed : array or SliceReader
+        S of any shape; its last axis is taken as the slices (a 0-D or 1-D S is a row of values).
+
+    Each block holds the values of consecutive slices, slice after slice (at most
+    :data:`_BLOCK` values unless one slice holds more), as a float64 copy: the
+    order and the blocks depend only on S's shape, so array and reader agree.
+    """
+
+    def __init__(self, summed: ArrayLike | SliceReader) -> None:
+        if hasattr(summed, "read") and hasattr(summed, "shape"):
+            self.shape = tuple(int(n) for n in summed.shape) or (1,)
+            self._read = summed.read
+        else:
+            array = np.asarray(summed, dtype=float)
+            array = array.reshape(array.shape or (1,))
+            self.shape = array.shape
+            self._read = lambda start, stop: array[..., start:stop]
+        self.size = int(np.prod(self.shape))
+        if self.size == 0:
+            raise ValueError("summed: the map is empty")
+        low, high, bad = np.inf, -np.inf, 0
+        for block in self.blocks():
+            finite = np.isfinite(block)
+            bad += int(block.size - np.count_nonzero(finite))
+            if not bad:
+                low, high = min(low, float(block.min())), max(high, float(block.max()))
+        if bad:
+            raise ValueError(f"summed: contains {bad} NaN or infinite values")
+        self.min, self.max = low, high
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The values, a block of whole slices at a time (1-D float64 arrays)."""
+        slices = self.shape[-1]
+        per_slice = max(1, self.size // max(slices, 1))
+        step = max(1, _BLOCK // per_slice)
+        for start in range(0, slices, step):
+            piece = np.asarray(self._read(start, min(start + step, slices)), dtype=float)
+            yield np.moveaxis(piece, -1, 0).ravel() if piece.ndim > 1 else piece.ravel()
+
+
+def count_above(summed: ArrayLike | SliceReader | SummedValues, threshold: float) -> int:
+    """The number of voxels with ``S > threshold`` (a block at a time)."""
+    values = _finite_values(summed)
+    return sum(int(np.count_nonzero(block > threshold)) for block in values.blocks())
+
+
 def trial_thresholds(summed: ArrayLike, count: int = 200) -> np.ndarray:
     """``count`` evenly spaced trial thresholds from the smallest to the largest value of ``summed``.
 
@@ -95,7 +164,7 @@ def trial_thresholds(summed: ArrayLike, count: int = 200) -> np.ndarray:
     if not (isinstance(count, (int, np.integer)) and count >= 8):
         raise ValueError(f"trials: {count!r} must be an integer >= 8 (number of trial thresholds)")
     values = _finite_values(summed)
-    return np.linspace(values.min(), values.max(), int(count))
+    return np.linspace(values.min, values.max, int(count))
 
 
 def volume_curve(summed: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
@@ -109,7 +178,7 @@ def volume_curve(summed: ArrayLike, thresholds: ArrayLike) -> np.ndarray:
     order = np.argsort(thresholds, kind="stable")
     ranked = thresholds[order]
     above = np.zeros(ranked.size + 1, dtype=np.int64)  # values with exactly i thresholds below them
-    for block in _blocks(values):
+    for block in values.blocks():
         above += np.bincount(np.searchsorted(ranked, block, side="left"), minlength=ranked.size + 1)
     counts = np.cumsum(above[::-1])[::-1][1:]  # values with more than j thresholds below: S > t_j
     curve = np.empty(ranked.size)
@@ -200,7 +269,7 @@ def esf_threshold(summed: ArrayLike, trials: int | ArrayLike = 200, *, fallback:
         grid = np.asarray(trials, dtype=float)
         if grid.ndim != 1 or grid.size < 8 or not np.all(np.isfinite(grid)) or np.any(np.diff(grid) <= 0):
             raise ValueError("trials: expected an int >= 8 or a strictly increasing list of >= 8 finite thresholds")
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = values.min, values.max
     if not hi > lo:
         raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
     volumes = volume_curve(values, grid)
@@ -243,7 +312,7 @@ def otsu_threshold(summed: ArrayLike, bins: int = 256) -> float:
     if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise ValueError(f"bins: {bins!r} must be an integer >= 2 (histogram bins)")
     values = _finite_values(summed)
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = values.min, values.max
     if not hi > lo:
         raise ValueError(f"summed: the map is constant ({lo:g}); there is no particle to threshold")
     index, edges = _otsu_bin(values, int(bins))
@@ -251,25 +320,15 @@ def otsu_threshold(summed: ArrayLike, bins: int = 256) -> float:
 
 
 # ----- internals ---------------------------------------------------------------------------------------------
-def _finite_values(summed: ArrayLike) -> np.ndarray:
-    values = np.asarray(summed, dtype=float).ravel()
-    if values.size == 0:
-        raise ValueError("summed: the map is empty")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"summed: contains {int((~np.isfinite(values)).sum())} NaN or infinite values")
-    return values
+def _finite_values(summed: ArrayLike | SliceReader | SummedValues) -> SummedValues:
+    return summed if isinstance(summed, SummedValues) else SummedValues(summed)
 
 
 #: Values handled at a time by the statistics of S (bounds their temporaries: 8 MB of float64).
 _BLOCK = 2**20
 
 
-def _blocks(values: np.ndarray) -> list[np.ndarray]:
-    """Consecutive views of at most :data:`_BLOCK` values."""
-    return [values[start : start + _BLOCK] for start in range(0, values.size, _BLOCK)]
-
-
-def _part_statistics(values: np.ndarray, split: float, lower: bool) -> tuple[int, float, float]:
+def _part_statistics(values: SummedValues, split: float, lower: bool) -> tuple[int, float, float]:
     """Count, median and standard deviation of the values ``<= split`` (``lower``) or ``> split``, a block at a time.
 
     The same numbers as ``np.median`` and ``np.std`` of the part (the standard deviation to
@@ -282,7 +341,7 @@ def _part_statistics(values: np.ndarray, split: float, lower: bool) -> tuple[int
 
     size, total = 0, 0.0
     low, high = np.inf, -np.inf
-    for block in _blocks(values):
+    for block in values.blocks():
         chosen = part(block)
         if chosen.size:
             size += chosen.size
@@ -291,13 +350,13 @@ def _part_statistics(values: np.ndarray, split: float, lower: bool) -> tuple[int
     if size == 0:
         return 0, float("nan"), float("nan")
     mean = total / size
-    squares = sum(float(np.sum((part(block) - mean) ** 2)) for block in _blocks(values))
+    squares = sum(float(np.sum((part(block) - mean) ** 2)) for block in values.blocks())
     middle = [(size - 1) // 2, size // 2]  # ranks of the median's order statistics (equal for an odd count)
     median = 0.5 * sum(_order_statistic(values, part, rank, low, high) for rank in middle)
     return size, median, float(np.sqrt(squares / size))
 
 
-def _order_statistic(values: np.ndarray, part: Any, rank: int, low: float, high: float) -> float:
+def _order_statistic(values: SummedValues, part: Any, rank: int, low: float, high: float) -> float:
     """The value of rank ``rank`` (0-based) among ``part(block)`` of all blocks, which lie in ``[low, high]``.
 
     Each round counts the candidates in 4096 bins of ``[low, high]``, keeps the bin that holds
@@ -308,7 +367,7 @@ def _order_statistic(values: np.ndarray, part: Any, rank: int, low: float, high:
     bins = 4096
 
     def candidates() -> Any:
-        for block in _blocks(values):
+        for block in values.blocks():
             chosen = part(block)
             chosen = chosen[(chosen >= low) & (chosen <= high)]
             yield chosen, np.minimum(((chosen - low) / width).astype(np.int64), bins - 1)
@@ -348,7 +407,7 @@ def _slope(t: np.ndarray, amplitudes: Steps, centres: Steps, widths: Steps) -> n
 
 
 def _fit(
-    values: np.ndarray, grid: np.ndarray, volumes: np.ndarray, lo: float, hi: float
+    values: SummedValues, grid: np.ndarray, volumes: np.ndarray, lo: float, hi: float
 ) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
     """Least-squares fit of two error-function steps to V(t), in units scaled to [0, 1]."""
     span = hi - lo
@@ -377,19 +436,23 @@ def _fit(
     return tuple(a[order]), tuple(m[order]), tuple(s[order])  # type: ignore[return-value]
 
 
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
+def _otsu(values: SummedValues, bins: int = 256) -> float:
     """The upper edge of the last lower-class bin of Otsu's split (the fit's starting split)."""
     index, edges = _otsu_bin(values, bins)
     return float(edges[index + 1])
 
 
-def _otsu_bin(values: np.ndarray, bins: int) -> tuple[int, np.ndarray]:
+def _otsu_bin(values: SummedValues, bins: int) -> tuple[int, np.ndarray]:
     """Otsu's split of a histogram of the values: the index of the last lower-class bin, and the bin edges.
 
     The split maximises the between-class variance w₀ w₁ (μ₀ − μ₁)² over the
-    ``bins − 1`` places between bins (Otsu 1979).
+    ``bins − 1`` places between bins (Otsu 1979). The histogram is added up a block at
+    a time over the range of all values (the counts of ``np.histogram`` of the whole).
     """
-    counts, edges = np.histogram(values, bins=bins)
+    counts = np.zeros(bins, dtype=np.int64)
+    for block in values.blocks():
+        counts += np.histogram(block, bins=bins, range=(values.min, values.max))[0]
+    edges = np.linspace(values.min, values.max, bins + 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     weight0 = np.cumsum(counts)[:-1]
     weight1 = values.size - weight0

@@ -19,7 +19,10 @@ the pipeline's volumes and maps, each in memory or in a file.
 
 Memory: one piece of the padded series and its solver state, the cropped
 result when it is kept in memory, and, while quantifying, S in float64
-(``nz × nx × slices × 8`` bytes: a quarter of an 8-channel float32 volume).
+(``nz × nx × slices × 8`` bytes: a quarter of an 8-channel float32 volume) when
+the volume is small enough to be kept in memory between the two passes or the
+maps stay in memory; otherwise S goes to a temporary file beside the maps and
+the threshold reads it a block of slices at a time (:mod:`edstomo.threshold`).
 """
 
 from __future__ import annotations
@@ -445,6 +448,37 @@ def _fraction_piece(
     return start, quantifier.fractions(normalised, summed, threshold), summed > threshold
 
 
+class _SummedFile:
+    """The summed map S of a quantification in a temporary HDF5 file (float64, uncompressed, chunked by slices):
+    written a piece at a time (``summed[..., a:b] = piece``) and read back a range of slices at a time
+    (:class:`edstomo.threshold.SliceReader`). The file is removed when the block of :meth:`beside` ends."""
+
+    def __init__(self, file: h5py.File, shape: tuple[int, ...], chunk_slices: int) -> None:
+        chunks = (*shape[:-1], max(1, min(chunk_slices, shape[-1])))
+        self.dataset = file.create_dataset("summed", shape=shape, dtype=np.float64, chunks=chunks)
+        self.shape = tuple(shape)
+
+    @classmethod
+    @contextlib.contextmanager
+    def beside(cls, folder: Path, shape: tuple[int, ...], chunk_slices: int) -> Iterator[_SummedFile]:
+        import os
+        import tempfile
+
+        handle, name = tempfile.mkstemp(prefix=".summed-", suffix=".h5", dir=folder)
+        os.close(handle)
+        try:
+            with h5py.File(name, "w") as file:
+                yield cls(file, shape, chunk_slices)
+        finally:
+            os.remove(name)
+
+    def __setitem__(self, index: Any, piece: np.ndarray) -> None:
+        self.dataset[index] = piece
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.dataset[..., start:stop]
+
+
 #: A volume read from a file is kept in memory between the two passes of :func:`quantify_in_slices` (instead
 #: of being read twice) when it takes at most this share of the available memory, and at most :data:`KEEP_MAX`.
 KEEP_SHARE = 0.125
@@ -485,7 +519,9 @@ def quantify_in_slices(
     runner : Runner, optional
         Where the pieces are computed: in this process (default) or on Dask
         (:class:`DaskRunner`; the volume must then be in a file). The summed
-        map S is gathered here: ``nz × nx × slices`` float64.
+        map S (``nz × nx × slices`` float64) is gathered here: in memory when the
+        volume is kept in memory or the maps are returned in memory, else in a
+        temporary file beside ``path``, removed at the end.
     """
     source = pieces(volume)
     header = source.header()
@@ -503,16 +539,23 @@ def quantify_in_slices(
     if isinstance(runner, DaskRunner) and not isinstance(source, Stored):
         raise ValueError("volume: on Dask the volume must be in a file (a Stored reader or a path)")
     ranges = slice_chunks(source.n_slices, chunk_slices)
-    summed = np.empty(source.shape[1:], dtype=np.float64)
     kept: dict[int, np.ndarray] = {}
-    if not isinstance(runner, DaskRunner) and _keep_in_memory(source):  # read the file once, not twice
-        for start, stop in ranges:
-            kept[start] = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
-            summed[..., start:stop] = quantifier.channel_sum(kept[start])
-    else:
-        for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
-            summed[..., start : start + piece.shape[-1]] = piece
-    decision = quantifier.decide(summed)  # type: ignore[attr-defined]
+    with contextlib.ExitStack() as stack:
+        if not isinstance(runner, DaskRunner) and _keep_in_memory(source):  # read the file once, not twice
+            summed: np.ndarray | _SummedFile = np.empty(source.shape[1:], dtype=np.float64)
+            for start, stop in ranges:
+                kept[start] = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
+                summed[..., start:stop] = quantifier.channel_sum(kept[start])
+        else:  # S in a temporary file beside the maps when they go to a file: the volume's size does not matter
+            where_summed = None if path is None else Path(path).parent
+            summed = (
+                np.empty(source.shape[1:], dtype=np.float64)
+                if where_summed is None
+                else stack.enter_context(_SummedFile.beside(where_summed, source.shape[1:], chunk_slices))
+            )
+            for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
+                summed[..., start : start + piece.shape[-1]] = piece
+        decision = quantifier.decide(summed)  # type: ignore[attr-defined]
     threshold = float(decision["threshold"])
     dtype = source.dtype if source.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     maps_header = CompositionMaps(
@@ -538,6 +581,8 @@ def quantify_in_slices(
                 write(start, values, mask)
         return Stored(path)
     fractions = np.empty((len(channels), *source.shape[1:]), dtype=dtype)
-    for start, values, _ in results:
+    mask = np.empty(source.shape[1:], dtype=bool)
+    for start, values, piece_mask in results:
         fractions[..., start : start + values.shape[-1]] = values
-    return maps_header.replace(weight_fractions=fractions, mask=summed > threshold)
+        mask[..., start : start + values.shape[-1]] = piece_mask
+    return maps_header.replace(weight_fractions=fractions, mask=mask)

@@ -11,8 +11,10 @@ not depend on the chunking beyond float64 rounding:
 * correlations use co-moments combined chunk by chunk (Chan, Golub and LeVeque's
   pairwise update), which is as exact as the two-pass formula;
 * the top-decile ("rich") regions need each element's quantile over the
-  particle; its values (one float per element and particle voxel) are gathered
-  in the first pass and the rich regions measured in a second pass.
+  particle: the exact order statistics are found by a radix search on the
+  values' bits, 16 bits per pass (:class:`Quantile`: one more pass over the maps
+  for float32 values, three for float64; nothing is gathered), and the rich
+  regions are measured in a last pass.
 
 A series is constant when its largest and smallest values are equal; its
 correlations are then undefined (NaN).
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 from edstomo.stored import InMemory, Stored, pieces
 
-__all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "compare", "findings", "summarise"]
+__all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "Quantile", "compare", "findings", "summarise"]
 
 #: Slices read at a time (a multiple of the files' HDF5 chunk of 8 slices).
 DEFAULT_CHUNK_SLICES = 32
@@ -86,14 +88,103 @@ def _particle(source: Stored | InMemory, start: int, stop: int, values: np.ndarr
     return total > 0
 
 
-def _quantile(parts: list[np.ndarray], quantile: float) -> float | None:
-    """The quantile of the gathered values, or None when there are none or none is > 0 (no rich region)."""
-    if not parts:
-        return None
-    values = np.concatenate(parts).astype(np.float64)
-    if values.size == 0 or not values.max() > 0:
-        return None
-    return float(np.quantile(values, quantile))
+#: Key bits a pass of :class:`Quantile` resolves.
+_RADIX = 16
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    """Unsigned integers in the order of the float values (IEEE bits: sign bit set for >= 0, all flipped for < 0)."""
+    floats = np.ascontiguousarray(values, dtype=values.dtype if values.dtype == np.float32 else np.float64)
+    bits = floats.view(np.uint32 if floats.dtype == np.float32 else np.uint64)
+    top = bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1)
+    return np.where(bits & top, ~bits, bits | top)
+
+
+def _value(key: int, width: int) -> float:
+    """The float whose :func:`_keys` key is ``key`` (``width`` bits)."""
+    top = 1 << (width - 1)
+    bits = key ^ top if key & top else ~key & ((1 << width) - 1)
+    kind = np.uint32 if width == 32 else np.uint64
+    return float(np.array(bits, dtype=kind).view(np.float32 if width == 32 else np.float64))
+
+
+class Quantile:
+    """One quantile of values fed a piece at a time, in passes over the same values, without keeping them.
+
+    The same number as ``np.quantile(values, quantile)`` (its default, linear
+    method) up to the rounding of the last interpolation step: the two order
+    statistics around ``(n − 1) × quantile`` are found exactly by a radix search
+    on the values' bits. Each value gets an unsigned key of the same order
+    (:func:`_keys`); the first pass counts values and the top 16 bits of the keys,
+    and every further pass counts the next 16 bits of the keys that share the
+    bits found so far of each order statistic: float32 values take 2 passes,
+    float64 values 4. Memory: one histogram of 65 536 counts per order statistic.
+
+    Use: ``add`` every piece, then ``settle``; while ``pending``, ``add`` every
+    piece again (the same values) and ``settle``. Then ``value`` is the quantile,
+    or None when no value is > 0 (no rich region).
+    """
+
+    def __init__(self, quantile: float) -> None:
+        self.quantile = quantile
+        self.size, self.largest = 0, -np.inf
+        self.width = 0  # bits of the keys (32 or 64), set by the first values
+        self.found = 0  # leading key bits known of the wanted order statistics
+        self.top = np.zeros(1 << _RADIX, dtype=np.int64)
+        self.prefixes: list[int] = []
+        self.ranks: list[int] = []
+        self.counts: list[np.ndarray] = []
+        self.fraction = 0.0  # of the way from the lower order statistic to the upper one
+        self.pending = True
+        self.value: float | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        """Count a piece's values in this pass."""
+        if not self.pending or values.size == 0:
+            return
+        keys = _keys(values.ravel())
+        width = 8 * keys.itemsize
+        if self.width and width != self.width:
+            raise ValueError(f"values: {values.dtype} after values of {self.width} bits; feed one type")
+        self.width = width
+        if not self.found:
+            self.size += keys.size
+            self.largest = max(self.largest, float(values.max()))
+            self.top += np.bincount((keys >> (width - _RADIX)).astype(np.intp), minlength=1 << _RADIX)
+            return
+        shift = width - self.found
+        for counts, prefix in zip(self.counts, self.prefixes):
+            inside = keys[(keys >> shift) == prefix]
+            digits = (inside >> (shift - _RADIX)) & ((1 << _RADIX) - 1)
+            counts += np.bincount(digits.astype(np.intp), minlength=1 << _RADIX)
+
+    def settle(self) -> None:
+        """End a pass: narrow the order statistics by the bits counted; sets ``value`` once they are known."""
+        if not self.pending:
+            return
+        if not self.found:
+            if self.size == 0 or not self.largest > 0:
+                self.pending = False
+                return
+            position = (self.size - 1) * self.quantile
+            below = int(np.floor(position))
+            self.fraction = position - below
+            self.ranks = [below, min(below + 1, self.size - 1)]
+            self.prefixes = [0, 0]
+            self.counts = [self.top, self.top]
+        for k, (counts, rank) in enumerate(zip(self.counts, self.ranks)):
+            ends = np.cumsum(counts)
+            digit = int(np.searchsorted(ends, rank, side="right"))
+            self.ranks[k] = rank - int(ends[digit] - counts[digit])
+            self.prefixes[k] = (self.prefixes[k] << _RADIX) | digit
+        self.found += _RADIX
+        if self.found < self.width:
+            self.counts = [np.zeros(1 << _RADIX, dtype=np.int64) for _ in self.prefixes]
+            return
+        low, high = (_value(prefix, self.width) for prefix in self.prefixes)
+        step, t = high - low, self.fraction
+        self.value = low + step * t if t < 0.5 else high - step * (1 - t)  # numpy's linear interpolation
+        self.pending, self.counts = False, []
 
 
 @dataclass
@@ -121,18 +212,18 @@ class _Findings:
 
     def __init__(self, elements: list[str], quantile: float) -> None:
         k = len(elements)
-        self.elements, self.quantile = elements, quantile
+        self.elements = elements
         self.moments = Moments(k)
         self.sums = np.zeros(k)
         self.largest = np.full(k, -np.inf)
         self.lowest = np.full(k, np.inf)
         self.dominant = np.zeros(k, dtype=np.int64)
-        self.inside: list[list[np.ndarray]] = [[] for _ in elements]
+        self.quantiles = [Quantile(quantile) for _ in elements]
         self.cuts: list[float | None] = []
         self.rich = [_Rich() for _ in elements]
 
-    def first(self, values: np.ndarray, mask: np.ndarray) -> None:
-        """Pass 1: sums, extremes, co-moments, dominant elements and the particle's values of a piece."""
+    def first(self, values: np.ndarray, mask: np.ndarray, start: int) -> None:
+        """Pass 1: sums, extremes, co-moments, dominant elements and the quantiles' first counts of a piece."""
         chosen = values[:, mask]
         if chosen.shape[1]:
             self.moments.add(chosen)
@@ -140,14 +231,24 @@ class _Findings:
             self.largest = np.maximum(self.largest, chosen.max(axis=1))
             self.lowest = np.minimum(self.lowest, chosen.min(axis=1))
             self.dominant += np.bincount(chosen.argmax(axis=0), minlength=len(self.elements))
-            for i in range(len(self.elements)):
-                self.inside[i].append(chosen[i].copy())
+            for quantile, row in zip(self.quantiles, chosen):
+                quantile.add(row)
 
-    def decide(self) -> bool:
-        """The rich regions' cuts from the gathered values; whether a second pass is needed."""
-        self.cuts = [_quantile(parts, self.quantile) for parts in self.inside]
-        self.inside = []
-        return any(cut is not None for cut in self.cuts)
+    def refine(self, values: np.ndarray, mask: np.ndarray, start: int) -> None:
+        """A further pass of the quantiles over a piece."""
+        chosen = values[:, mask]
+        for quantile, row in zip(self.quantiles, chosen):
+            quantile.add(row)
+
+    def settle(self) -> str:
+        """After a pass: ``"refine"`` (the quantiles need another pass), ``"second"`` (the rich regions'
+        cuts are known) or ``"done"`` (no element has a rich region)."""
+        for quantile in self.quantiles:
+            quantile.settle()
+        if any(quantile.pending for quantile in self.quantiles):
+            return "refine"
+        self.cuts = [quantile.value for quantile in self.quantiles]
+        return "second" if any(cut is not None for cut in self.cuts) else "done"
 
     def second(self, values: np.ndarray, mask: np.ndarray, start: int) -> None:
         """Pass 2: the rich regions of a piece."""
@@ -230,27 +331,31 @@ def summarise(
     found = {name: _Findings(list(source.names), quantile) for name, source in sources.items()}
     pair = _Comparison(sources[names[0]], sources[names[1]], quantile) if len(names) >= 2 else None
     ranges = _ranges(sources[names[0]].n_slices, chunk_slices) if names else []
-    for second in (False, True):
+    summaries: list[Any] = [*found.values(), *([pair] if pair is not None else [])]
+    stage = "first"
+    while ranges:
         for start, stop in ranges:
             read = {}
             for name, source in sources.items():
                 values = source.read(start, stop)
                 read[name] = values, _particle(source, start, stop, values)
-                if second:
-                    found[name].second(*read[name], start)
-                else:
-                    found[name].first(*read[name])
+                getattr(found[name], stage)(*read[name], start)
             if pair is not None:
                 (x, mask_a), (y, mask_b) = read[names[0]], read[names[1]]
-                (pair.second if second else pair.first)(x, y, mask_a & mask_b)
-        if not second:
-            more = [summary.decide() for summary in found.values()]
-            if pair is not None:
-                more.append(pair.decide())
-            if not any(more):
-                break
+                getattr(pair, stage)(x, y, mask_a & mask_b)
+        stage = _next_stage(stage, summaries)
+        if stage == "done":
+            break
     comparison = pair.result() if pair is not None else {}
     return comparison, {name: found[name].result(_pixel_nm(sources[name])) for name in names}
+
+
+def _next_stage(stage: str, summaries: list[Any]) -> str:
+    """The pass after ``stage``: "refine" while a quantile needs one, then "second" if a cut was found, then "done"."""
+    if stage == "second":
+        return "done"
+    after = [summary.settle() for summary in summaries]
+    return "refine" if "refine" in after else "second" if "second" in after else "done"
 
 
 def _pixel_nm(source: Stored | InMemory) -> float:
@@ -271,12 +376,11 @@ class _Comparison:
             raise ValueError(
                 f"b: maps of shape {second.shape[1:]} cannot be compared with maps of shape {first.shape[1:]}"
             )
-        self.quantile = quantile
         self.common = [e for e in first.names if e in second.names]
         self.rows = [(first.names.index(e), second.names.index(e)) for e in self.common]
         self.moments = [Moments(2) for _ in self.common]
         self.bounds = [[np.inf, -np.inf, np.inf, -np.inf] for _ in self.common]
-        self.inside: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in self.common]
+        self.quantiles = [(Quantile(quantile), Quantile(quantile)) for _ in self.common]
         self.cuts: list[tuple[float | None, float | None]] = []
         self.counts = np.zeros((len(self.common), 3), dtype=np.int64)  # rich in a, rich in b, rich in both
 
@@ -293,14 +397,24 @@ class _Comparison:
                     min(bounds[2], ys.min()),
                     max(bounds[3], ys.max()),
                 ]
-                self.inside[n][0].append(xs)
-                self.inside[n][1].append(ys)
+                self.quantiles[n][0].add(xs)
+                self.quantiles[n][1].add(ys)
 
-    def decide(self) -> bool:
-        """The rich regions' cuts; whether a second pass is needed."""
-        self.cuts = [(_quantile(xs, self.quantile), _quantile(ys, self.quantile)) for xs, ys in self.inside]
-        self.inside = []
-        return any(cut is not None for pair in self.cuts for cut in pair)
+    def refine(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        """A further pass of the quantiles over a piece."""
+        for (i, j), (along_x, along_y) in zip(self.rows, self.quantiles):
+            along_x.add(x[i][mask])
+            along_y.add(y[j][mask])
+
+    def settle(self) -> str:
+        """After a pass: ``"refine"``, ``"second"`` or ``"done"``, as :meth:`_Findings.settle`."""
+        every = [quantile for pair in self.quantiles for quantile in pair]
+        for quantile in every:
+            quantile.settle()
+        if any(quantile.pending for quantile in every):
+            return "refine"
+        self.cuts = [(along_x.value, along_y.value) for along_x, along_y in self.quantiles]
+        return "second" if any(cut is not None for pair in self.cuts for cut in pair) else "done"
 
     def second(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
         """Pass 2: the voxels rich in each method and in both, of a piece."""
@@ -349,12 +463,10 @@ def compare(
     """
     first, second = pieces(a), pieces(b)
     pair = _Comparison(first, second, quantile)
-    ranges = _ranges(first.n_slices, chunk_slices)
-    for start, stop in ranges:
-        x, y = first.read(start, stop), second.read(start, stop)
-        pair.first(x, y, _particle(first, start, stop, x) & _particle(second, start, stop, y))
-    if pair.decide():
+    ranges, stage = _ranges(first.n_slices, chunk_slices), "first"
+    while ranges and stage != "done":
         for start, stop in ranges:
             x, y = first.read(start, stop), second.read(start, stop)
-            pair.second(x, y, _particle(first, start, stop, x) & _particle(second, start, stop, y))
+            getattr(pair, stage)(x, y, _particle(first, start, stop, x) & _particle(second, start, stop, y))
+        stage = _next_stage(stage, [pair])
     return pair.result()

@@ -37,7 +37,7 @@ from edstomo.data import HAADF, CompositionMaps, Volume
 from edstomo.errors import InputError
 from edstomo.interfaces import Quantifier, QuantifierOptions
 from edstomo.lines import element_of
-from edstomo.threshold import EsfFit, MaskWarning, esf_threshold
+from edstomo.threshold import EsfFit, MaskWarning, SliceReader, SummedValues, count_above, esf_threshold
 from pydantic import Field
 
 #: A given threshold whose particle is this many times smaller (or larger) than the automatic one's is flagged.
@@ -93,8 +93,11 @@ class RatioQuantifier(Quantifier):
             provenance=[*maps.provenance, self.record(maps.channels, decision)],
         )
 
-    def decide(self, summed: np.ndarray) -> dict[str, object]:
+    def decide(self, summed: np.ndarray | SliceReader) -> dict[str, object]:
         """The particle threshold of a whole summed map S and how it was chosen.
+
+        S is an array or a reader of slice ranges (:class:`edstomo.threshold.SliceReader`, e.g. S in a
+        file); either way it is read a block of slices at a time, with the same result.
 
         Returns ``{"threshold", "threshold_method", "threshold_note", "mask_voxels"}``
         and, for a given threshold, the comparison with the automatic one
@@ -108,14 +111,15 @@ class RatioQuantifier(Quantifier):
             A given threshold that leaves no voxel in the particle.
         """
         checks: dict[str, object] = {}
+        summed = SummedValues(summed)  # checked once; read a block of slices at a time from here on
         if self.options.threshold == "esf":
             fit = esf_threshold(summed, self.options.trials, fallback=self.options.fallback)
             threshold, method, note = fit.threshold, fit.method, fit.note
         else:
             threshold, method, note = float(self.options.threshold), "given", ""
-        voxels = int(np.count_nonzero(summed > threshold))
+        voxels = count_above(summed, threshold)
         if not voxels:
-            top = float(summed.max(initial=0.0))
+            top = max(summed.max, 0.0)
             raise InputError(
                 f"threshold: {threshold:g} leaves no voxel in the particle: the summed map "
                 f"S = Σ X_A/{self.accepts} of these {self.name} maps reaches {top:.4g} (map units per b·mol/g); "
@@ -160,13 +164,13 @@ class RatioQuantifier(Quantifier):
             **{k: v for k, v in decision.items() if k not in ("threshold", "threshold_method", "threshold_note")},
         )
 
-    def _compare_with_automatic(self, summed: np.ndarray, voxels: int) -> dict[str, object]:
+    def _compare_with_automatic(self, summed: SummedValues, voxels: int) -> dict[str, object]:
         """The automatic threshold's particle size, and a warning when the given one differs by orders of magnitude."""
         try:
             automatic = esf_threshold(summed, self.options.trials, fallback="otsu")
         except ValueError:  # S constant or degenerate: nothing to compare with
             return {}
-        reference = int((summed > automatic.threshold).sum())
+        reference = count_above(summed, automatic.threshold)
         found: dict[str, object] = {"automatic_threshold": automatic.threshold, "automatic_mask_voxels": reference}
         if reference and not reference / COLLAPSE_FACTOR <= voxels <= reference * COLLAPSE_FACTOR:
             ratio = reference / voxels if voxels < reference else voxels / reference
