@@ -109,19 +109,24 @@ class SummedValues:
         S of any shape; its last axis is taken as the slices (a 0-D or 1-D S is a row of values).
 
     Each block holds the values of consecutive slices, slice after slice (at most
-    :data:`_BLOCK` values unless one slice holds more), as a float64 copy: the
-    order and the blocks depend only on S's shape, so array and reader agree.
+    :data:`_BLOCK` values unless one slice holds more), in float64: the order and
+    the blocks depend only on S's shape, so array and reader agree. An array is
+    laid out slice after slice once (a float64 copy of S; its blocks are views);
+    a reader's blocks are read again at each pass.
     """
 
     def __init__(self, summed: ArrayLike | SliceReader) -> None:
         if hasattr(summed, "read") and hasattr(summed, "shape"):
             self.shape = tuple(int(n) for n in summed.shape) or (1,)
-            self._read = summed.read
-        else:
+            self._blocks_of = lambda start, stop: _slice_major(summed.read(start, stop))
+        else:  # laid out slice after slice once, so that every block is a view
             array = np.asarray(summed, dtype=float)
             array = array.reshape(array.shape or (1,))
             self.shape = array.shape
-            self._read = lambda start, stop: array[..., start:stop]
+            if array.size == 0:
+                raise ValueError("summed: the map is empty")
+            ordered = np.ascontiguousarray(np.moveaxis(array, -1, 0)).reshape(self.shape[-1], -1)
+            self._blocks_of = lambda start, stop: ordered[start:stop].ravel()
         self.size = int(np.prod(self.shape))
         if self.size == 0:
             raise ValueError("summed: the map is empty")
@@ -141,8 +146,13 @@ class SummedValues:
         per_slice = max(1, self.size // max(slices, 1))
         step = max(1, _BLOCK // per_slice)
         for start in range(0, slices, step):
-            piece = np.asarray(self._read(start, min(start + step, slices)), dtype=float)
-            yield np.moveaxis(piece, -1, 0).ravel() if piece.ndim > 1 else piece.ravel()
+            yield self._blocks_of(start, min(start + step, slices))
+
+
+def _slice_major(piece: ArrayLike) -> np.ndarray:
+    """The values of ``S[..., a:b]``, slice after slice, as a flat float64 array."""
+    piece = np.asarray(piece, dtype=float)
+    return np.moveaxis(piece, -1, 0).ravel() if piece.ndim > 1 else piece.ravel()
 
 
 def count_above(summed: ArrayLike | SliceReader | SummedValues, threshold: float) -> int:
