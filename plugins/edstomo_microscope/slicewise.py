@@ -449,18 +449,18 @@ def _fraction_piece(
 
 
 class _SummedFile:
-    """The summed map S of a quantification in a temporary HDF5 file (float64, uncompressed, chunked by slices):
-    written a piece at a time (``summed[..., a:b] = piece``) and read back a range of slices at a time
-    (:class:`edstomo.threshold.SliceReader`). The file is removed when the block of :meth:`beside` ends."""
+    """The summed map S of a quantification in a temporary HDF5 file: written a piece of slices at a time
+    (``summed[..., a:b] = piece``) and read back a range of slices at a time (an
+    :class:`edstomo.threshold.SliceReader`). Stored slice after slice, float64, uncompressed and
+    contiguous, so that a range of slices is one read. Removed when the block of :meth:`beside` ends."""
 
-    def __init__(self, file: h5py.File, shape: tuple[int, ...], chunk_slices: int) -> None:
-        chunks = (*shape[:-1], max(1, min(chunk_slices, shape[-1])))
-        self.dataset = file.create_dataset("summed", shape=shape, dtype=np.float64, chunks=chunks)
+    def __init__(self, file: h5py.File, shape: tuple[int, ...]) -> None:
+        self.dataset = file.create_dataset("summed", shape=(shape[-1], *shape[:-1]), dtype=np.float64)
         self.shape = tuple(shape)
 
     @classmethod
     @contextlib.contextmanager
-    def beside(cls, folder: Path, shape: tuple[int, ...], chunk_slices: int) -> Iterator[_SummedFile]:
+    def beside(cls, folder: Path, shape: tuple[int, ...]) -> Iterator[_SummedFile]:
         import os
         import tempfile
 
@@ -468,15 +468,17 @@ class _SummedFile:
         os.close(handle)
         try:
             with h5py.File(name, "w") as file:
-                yield cls(file, shape, chunk_slices)
+                yield cls(file, shape)
         finally:
             os.remove(name)
 
-    def __setitem__(self, index: Any, piece: np.ndarray) -> None:
-        self.dataset[index] = piece
+    def __setitem__(self, index: tuple[Any, slice], piece: np.ndarray) -> None:
+        if len(index) != 2 or index[0] is not Ellipsis or not isinstance(index[1], slice):
+            raise IndexError(f"index: {index!r}; S in a file is written a range of slices at a time, [..., a:b]")
+        self.dataset[index[1]] = np.moveaxis(piece, -1, 0)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        return self.dataset[..., start:stop]
+        return np.moveaxis(self.dataset[start:stop], 0, -1)
 
 
 #: A volume read from a file is kept in memory between the two passes of :func:`quantify_in_slices` (instead
@@ -551,7 +553,7 @@ def quantify_in_slices(
             summed = (
                 np.empty(source.shape[1:], dtype=np.float64)
                 if where_summed is None
-                else stack.enter_context(_SummedFile.beside(where_summed, source.shape[1:], chunk_slices))
+                else stack.enter_context(_SummedFile.beside(where_summed, source.shape[1:]))
             )
             for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
                 summed[..., start : start + piece.shape[-1]] = piece
