@@ -794,9 +794,9 @@ def reconstruct_stage(state: PipelineState) -> None:
 def _reused(solver: Solver, padded: TiltSeries, state: PipelineState) -> Volume | Stored | None:
     """The volume of ``solver`` made from an earlier method's volume when the two solvers are equivalent
     (e.g. HEBT at α = 0 and SIRT: :meth:`~edstomo.engine.ReconstructionSolver.equivalent`), else None."""
+    target = None if state.out is None else state.out / f"volume_{solver.name}.h5"
+    chunks = state.options.chunk_slices if state.dask is None else state.dask.chunk_slices
     for name in list(state.volumes):
-        target = None if state.out is None else state.out / f"volume_{solver.name}.h5"
-        chunks = state.options.chunk_slices if state.dask is None else state.dask.chunk_slices
         volume = reuse_in_slices(
             solver,
             padded,
