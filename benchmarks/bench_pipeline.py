@@ -22,6 +22,7 @@ Usage::
     python benchmarks/bench_pipeline.py real --rebin 2 1
     python benchmarks/bench_pipeline.py large --size 512 --tilts 60 --iterations 10
     python benchmarks/bench_pipeline.py large --size 128 --tilts 30 --iterations 5  # a quick check
+    python benchmarks/bench_pipeline.py large --alpha 0.8  # HEBT solved on the workers (α = 0 reuses SIRT's maps)
 
 Results are printed as Markdown tables and written as JSON to ``--json`` (default
 ``bench_pipeline.json`` in the working folder).
@@ -199,7 +200,7 @@ from distributed import Client, LocalCluster
 from edstomo.data import TiltSeries
 from edstomo.study import ProgressPrinter
 from edstomo_microscope.pipeline import DaskOptions, PipelineOptions, run_pipeline
-source, out, workers, memory, iterations, chunk = sys.argv[1:7]
+source, out, workers, memory, iterations, chunk, alpha = sys.argv[1:8]
 if __name__ == "__main__":
     with LocalCluster(n_workers=int(workers), threads_per_worker=1, memory_limit=memory, dashboard_address=None) as c:
         with Client(c) as client:
@@ -207,6 +208,8 @@ if __name__ == "__main__":
             Path(out).mkdir(parents=True, exist_ok=True)
             Path(out, "workers.json").write_text(json.dumps(pids))
             solver_options = {s: {"iterations": int(iterations)} for s in ("sirt", "hebt-sirt")}
+            if alpha != "auto":  # a given alpha > 0 makes HEBT solve on the workers (alpha = 0 reuses SIRT's maps)
+                solver_options["hebt-sirt"]["alpha"] = float(alpha)
             options = PipelineOptions(series="none", axis="none", solver_options=solver_options)
             dask = DaskOptions(scheduler=c.scheduler_address, chunk_slices=int(chunk))
             series = TiltSeries.load(source)
@@ -215,7 +218,9 @@ if __name__ == "__main__":
 """
 
 
-def large(size: int, tilts: int, workers: int, memory: str, iterations: int, chunk: int, folder: Path) -> dict:
+def large(
+    size: int, tilts: int, workers: int, memory: str, iterations: int, chunk: int, alpha: str, folder: Path
+) -> dict:
     source = folder / f"synthetic_{tilts}x{size}.h5"
     started = time.perf_counter()
     if not source.exists():
@@ -224,7 +229,7 @@ def large(size: int, tilts: int, workers: int, memory: str, iterations: int, chu
     out = folder / f"large_{tilts}x{size}"
     driver = folder / "driver.py"
     driver.write_text(DRIVER)
-    arguments = [str(source), str(out), str(workers), memory, str(iterations), str(chunk)]
+    arguments = [str(source), str(out), str(workers), memory, str(iterations), str(chunk), alpha]
     run = watched([sys.executable, str(driver), *arguments], out / "summary.json", out / "workers.json")
     channels, n_tilts, positions, slices = run["shape_aligned"]
     run["data"] = {
@@ -234,7 +239,13 @@ def large(size: int, tilts: int, workers: int, memory: str, iterations: int, chu
         "output_mb": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6,
     }
     run["generation_s"] = made
-    run["settings"] = {"workers": workers, "worker_memory": memory, "iterations": iterations, "chunk_slices": chunk}
+    run["settings"] = {
+        "workers": workers,
+        "worker_memory": memory,
+        "iterations": iterations,
+        "chunk_slices": chunk,
+        "hebt_alpha": alpha,
+    }
     return run
 
 
@@ -273,6 +284,7 @@ def main() -> None:
     parser.add_argument("--worker-memory", default="4GB")
     parser.add_argument("--iterations", type=int, default=10, help="iterations of each solver (large case)")
     parser.add_argument("--chunk-slices", type=int, default=16, help="slices per Dask task (large case)")
+    parser.add_argument("--alpha", default="auto", help="HEBT's alpha (large case): 'auto' (chosen) or a number")
     parser.add_argument("--folder", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, default=Path("bench_pipeline.json"))
     args = parser.parse_args()
@@ -289,7 +301,14 @@ def main() -> None:
         else:
             name = f"large {args.tilts} tilts x {args.size}^2 x {len(LINES)} lines + HAADF"
             runs[name] = large(
-                args.size, args.tilts, args.workers, args.worker_memory, args.iterations, args.chunk_slices, folder
+                args.size,
+                args.tilts,
+                args.workers,
+                args.worker_memory,
+                args.iterations,
+                args.chunk_slices,
+                args.alpha,
+                folder,
             )
         for name, run in runs.items():
             print(table(name, run))
