@@ -127,6 +127,12 @@ def test_summarise_gives_comparison_and_findings_exactly_reading_each_file_half_
     findings = {name: statistics.findings(path, chunk_slices=8) for name, path in files.items()}
     assert comparison == expected and found == findings  # the same values, bit for bit
     assert 2 * together == len(reads) - together
+    from edstomo_microscope import slicewise
+
+    reads.clear()
+    monkeypatch.setattr(slicewise, "KEEP_MAX", 0)  # nothing kept: the quantiles take one more pass over the files
+    assert statistics.summarise(files, chunk_slices=8) == (comparison, found)
+    assert len(reads) == 3 * together // 2
     assert statistics.summarise({"one": a}) == ({}, {"one": statistics.findings(a)})
 
 
@@ -152,9 +158,9 @@ def test_load_reads_a_range_of_slices_or_the_header(tmp_path):
         load(tmp_path / "m.h5", slices=(5, 40))
 
 
-def _quantile_in_passes(parts: list[np.ndarray], q: float) -> tuple[float | None, int]:
+def _quantile_in_passes(parts: list[np.ndarray], q: float, keep: int = 0) -> tuple[float | None, int]:
     """statistics.Quantile fed ``parts`` pass after pass: (value, passes)."""
-    quantile, passes = statistics.Quantile(q), 0
+    quantile, passes = statistics.Quantile(q, keep), 0
     while quantile.pending:
         for part in parts:
             quantile.add(part)
@@ -174,6 +180,10 @@ def test_a_quantile_in_passes_is_numpys_without_keeping_the_values(values, q, cu
     data = np.asarray(values, dtype=dtype)
     parts = np.split(data, sorted(c for c in cuts if c <= data.size))
     value, passes = _quantile_in_passes(parts, q)
+    kept, once = _quantile_in_passes(parts, q, keep=data.nbytes)  # all values kept: one pass, the same value
+    assert (kept, once) == (value, 1)
+    partly = _quantile_in_passes(parts, q, keep=data.nbytes - 1)  # not all fit: the passes again
+    assert partly == (value, passes)
     if not data.max() > 0:
         assert value is None and passes == 1
         return
@@ -190,7 +200,7 @@ def test_a_quantile_sees_ties_zeros_and_signed_zeros():
     ties = [np.zeros(1000, np.float32), np.full(50, 0.25, np.float32), np.array([-0.0, 0.0, 1.0], np.float32)]
     everything = np.concatenate(ties).astype(np.float64)
     for q in (0.0, 0.5, 0.9, 0.96, 0.999, 1.0):
-        assert _quantile_in_passes(ties, q)[0] == np.quantile(everything, q)
+        assert _quantile_in_passes(ties, q)[0] == np.quantile(everything, q) == _quantile_in_passes(ties, q, 10**6)[0]
     quantile = statistics.Quantile(0.5)
     quantile.add(np.ones(3, np.float32))
     with pytest.raises(ValueError, match="one type"):

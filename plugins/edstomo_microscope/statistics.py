@@ -11,10 +11,11 @@ not depend on the chunking beyond float64 rounding:
 * correlations use co-moments combined chunk by chunk (Chan, Golub and LeVeque's
   pairwise update), which is as exact as the two-pass formula;
 * the top-decile ("rich") regions need each element's quantile over the
-  particle: the exact order statistics are found by a radix search on the
-  values' bits, 16 bits per pass (:class:`Quantile`: one more pass over the maps
-  for float32 values, three for float64; nothing is gathered), and the rich
-  regions are measured in a last pass.
+  particle: its values are kept from the first pass when they fit in a share of
+  the available memory, and the exact order statistics are picked from them;
+  otherwise they are found by a radix search on the values' bits, 16 bits per
+  pass (:class:`Quantile`: one more pass over the maps for float32 values, three
+  for float64; nothing is gathered). The rich regions are measured in a last pass.
 
 A series is constant when its largest and smallest values are equal; its
 correlations are then undefined (NaN).
@@ -123,10 +124,16 @@ class Quantile:
     Use: ``add`` every piece, then ``settle``; while ``pending``, ``add`` every
     piece again (the same values) and ``settle``. Then ``value`` is the quantile,
     or None when no value is > 0 (no rich region).
+
+    ``keep`` (bytes): the first pass keeps copies of the values while they take at
+    most this much, and when all of them fit, the order statistics are picked from
+    them at once (``np.partition``; the same values, no further pass).
     """
 
-    def __init__(self, quantile: float) -> None:
+    def __init__(self, quantile: float, keep: int = 0) -> None:
         self.quantile = quantile
+        self.keep = keep
+        self.kept: list[np.ndarray] | None = [] if keep > 0 else None
         self.size, self.largest = 0, -np.inf
         self.width = 0  # bits of the keys (32 or 64), set by the first values
         self.found = 0  # leading key bits known of the wanted order statistics
@@ -150,6 +157,9 @@ class Quantile:
         if not self.found:
             self.size += keys.size
             self.largest = max(self.largest, float(values.max()))
+            if self.kept is not None:
+                fits = values.itemsize * self.size <= self.keep
+                self.kept = [*self.kept, values.ravel().copy()] if fits else None
             self.top += np.bincount((keys >> (width - _RADIX)).astype(np.intp), minlength=1 << _RADIX)
             return
         shift = width - self.found
@@ -170,6 +180,10 @@ class Quantile:
             below = int(np.floor(position))
             self.fraction = position - below
             self.ranks = [below, min(below + 1, self.size - 1)]
+            if self.kept is not None:  # all values kept: pick the two order statistics from them
+                values = np.partition(np.concatenate(self.kept).astype(np.float64), self.ranks)
+                self._interpolate(float(values[self.ranks[0]]), float(values[self.ranks[1]]))
+                return
             self.prefixes = [0, 0]
             self.counts = [self.top, self.top]
         for k, (counts, rank) in enumerate(zip(self.counts, self.ranks)):
@@ -181,10 +195,12 @@ class Quantile:
         if self.found < self.width:
             self.counts = [np.zeros(1 << _RADIX, dtype=np.int64) for _ in self.prefixes]
             return
-        low, high = (_value(prefix, self.width) for prefix in self.prefixes)
+        self._interpolate(*(_value(prefix, self.width) for prefix in self.prefixes))
+
+    def _interpolate(self, low: float, high: float) -> None:
         step, t = high - low, self.fraction
         self.value = low + step * t if t < 0.5 else high - step * (1 - t)  # numpy's linear interpolation
-        self.pending, self.counts = False, []
+        self.pending, self.counts, self.kept = False, [], None
 
 
 @dataclass
@@ -210,7 +226,7 @@ class _Rich:
 class _Findings:
     """The accumulators of :func:`findings` for one method's maps, fed piece by piece in two passes."""
 
-    def __init__(self, elements: list[str], quantile: float) -> None:
+    def __init__(self, elements: list[str], quantile: float, keep: int = 0) -> None:
         k = len(elements)
         self.elements = elements
         self.moments = Moments(k)
@@ -218,7 +234,7 @@ class _Findings:
         self.largest = np.full(k, -np.inf)
         self.lowest = np.full(k, np.inf)
         self.dominant = np.zeros(k, dtype=np.int64)
-        self.quantiles = [Quantile(quantile) for _ in elements]
+        self.quantiles = [Quantile(quantile, keep) for _ in elements]
         self.cuts: list[float | None] = []
         self.rich = [_Rich() for _ in elements]
 
@@ -328,8 +344,12 @@ def summarise(
     """
     sources = {name: pieces(item) for name, item in maps.items()}
     names = list(sources)
-    found = {name: _Findings(list(source.names), quantile) for name, source in sources.items()}
-    pair = _Comparison(sources[names[0]], sources[names[1]], quantile) if len(names) >= 2 else None
+    quantiles = sum(len(source.names) for source in sources.values())
+    if len(names) >= 2:
+        quantiles += 2 * len(set(sources[names[0]].names) & set(sources[names[1]].names))
+    keep = _keep_per_quantile(quantiles)
+    found = {name: _Findings(list(source.names), quantile, keep) for name, source in sources.items()}
+    pair = _Comparison(sources[names[0]], sources[names[1]], quantile, keep) if len(names) >= 2 else None
     ranges = _ranges(sources[names[0]].n_slices, chunk_slices) if names else []
     summaries: list[Any] = [*found.values(), *([pair] if pair is not None else [])]
     stage = "first"
@@ -348,6 +368,20 @@ def summarise(
             break
     comparison = pair.result() if pair is not None else {}
     return comparison, {name: found[name].result(_pixel_nm(sources[name])) for name in names}
+
+
+def _keep_per_quantile(quantiles: int) -> int:
+    """Bytes each of ``quantiles`` quantiles may keep of its values (:class:`Quantile`'s ``keep``): together the
+    share of the available memory a volume may take between passes (:data:`.slicewise.KEEP_SHARE`, at most
+    :data:`.slicewise.KEEP_MAX`); 0 when the available memory is not known."""
+    from edstomo.resources import available_memory
+
+    from .slicewise import KEEP_MAX, KEEP_SHARE
+
+    available = available_memory()
+    if available is None or quantiles == 0:
+        return 0
+    return int(min(KEEP_MAX, KEEP_SHARE * available) // quantiles)
 
 
 def _next_stage(stage: str, summaries: list[Any]) -> str:
@@ -371,7 +405,7 @@ def _pixel_nm(source: Stored | InMemory) -> float:
 class _Comparison:
     """The accumulators of :func:`compare` for two methods' maps, fed piece by piece in two passes."""
 
-    def __init__(self, first: Stored | InMemory, second: Stored | InMemory, quantile: float) -> None:
+    def __init__(self, first: Stored | InMemory, second: Stored | InMemory, quantile: float, keep: int = 0) -> None:
         if first.shape[1:] != second.shape[1:]:
             raise ValueError(
                 f"b: maps of shape {second.shape[1:]} cannot be compared with maps of shape {first.shape[1:]}"
@@ -380,7 +414,7 @@ class _Comparison:
         self.rows = [(first.names.index(e), second.names.index(e)) for e in self.common]
         self.moments = [Moments(2) for _ in self.common]
         self.bounds = [[np.inf, -np.inf, np.inf, -np.inf] for _ in self.common]
-        self.quantiles = [(Quantile(quantile), Quantile(quantile)) for _ in self.common]
+        self.quantiles = [(Quantile(quantile, keep), Quantile(quantile, keep)) for _ in self.common]
         self.cuts: list[tuple[float | None, float | None]] = []
         self.counts = np.zeros((len(self.common), 3), dtype=np.int64)  # rich in a, rich in b, rich in both
 
@@ -462,7 +496,7 @@ def compare(
         NaN when undefined (no voxel, or a constant map).
     """
     first, second = pieces(a), pieces(b)
-    pair = _Comparison(first, second, quantile)
+    pair = _Comparison(first, second, quantile, _keep_per_quantile(2 * len(set(first.names) & set(second.names))))
     ranges, stage = _ranges(first.n_slices, chunk_slices), "first"
     while ranges and stage != "done":
         for start, stop in ranges:
