@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import least_squares, minimize_scalar
 from scipy.special import erfc
+
+from .ranks import OrderStatistics
 
 __all__ = [
     "FALLBACKS",
@@ -338,68 +340,44 @@ def _finite_values(summed: ArrayLike | SliceReader | SummedValues) -> SummedValu
 _BLOCK = 2**20
 
 
+class _Median(OrderStatistics):
+    def ranks(self) -> list[int]:
+        return [(self.size - 1) // 2, self.size // 2]  # the median's order statistics (equal for an odd count)
+
+
 def _part_statistics(values: SummedValues, split: float, lower: bool) -> tuple[int, float, float]:
     """Count, median and standard deviation of the values ``<= split`` (``lower``) or ``> split``, a block at a time.
 
     The same numbers as ``np.median`` and ``np.std`` of the part (the standard deviation to
     the rounding of a blockwise sum) without a copy of it: the median's order statistics are
-    found by narrowing a histogram of the part until the values of the bin that holds them are few.
+    found exactly in passes over the blocks (:mod:`edstomo.ranks`; the part's values are kept
+    when they are at most :data:`_BLOCK`, then no further pass is needed).
     """
 
     def part(block: np.ndarray) -> np.ndarray:
         return block[block <= split] if lower else block[block > split]
 
+    median = _Median(keep=8 * _BLOCK)
     size, total = 0, 0.0
-    low, high = np.inf, -np.inf
     for block in values.blocks():
         chosen = part(block)
-        if chosen.size:
-            size += chosen.size
-            total += float(chosen.sum())
-            low, high = min(low, float(chosen.min())), max(high, float(chosen.max()))
+        size += chosen.size
+        total += float(chosen.sum())
+        median.add(chosen)
+    median.settle()
     if size == 0:
         return 0, float("nan"), float("nan")
-    mean = total / size
-    squares = sum(float(np.sum((part(block) - mean) ** 2)) for block in values.blocks())
-    middle = [(size - 1) // 2, size // 2]  # ranks of the median's order statistics (equal for an odd count)
-    median = 0.5 * sum(_order_statistic(values, part, rank, low, high) for rank in middle)
-    return size, median, float(np.sqrt(squares / size))
-
-
-def _order_statistic(values: SummedValues, part: Any, rank: int, low: float, high: float) -> float:
-    """The value of rank ``rank`` (0-based) among ``part(block)`` of all blocks, which lie in ``[low, high]``.
-
-    Each round counts the candidates in 4096 bins of ``[low, high]``, keeps the bin that holds
-    the rank, and narrows ``[low, high]`` to that bin's smallest and largest value (the bins
-    are monotone in the value, so no other value lies between them); once the bin holds at
-    most :data:`_BLOCK` values they are gathered and the one of that rank is picked.
-    """
-    bins = 4096
-
-    def candidates() -> Any:
+    mean, squares = total / size, 0.0
+    for block in values.blocks():  # the squares, and the median's second pass when it needs one
+        chosen = part(block)
+        squares += float(np.sum((chosen - mean) ** 2))
+        median.add(chosen)
+    median.settle()
+    while median.pending:
         for block in values.blocks():
-            chosen = part(block)
-            chosen = chosen[(chosen >= low) & (chosen <= high)]
-            yield chosen, np.minimum(((chosen - low) / width).astype(np.int64), bins - 1)
-
-    while high > low:
-        width = (high - low) / bins
-        counts = np.zeros(bins, dtype=np.int64)
-        for _, index in candidates():
-            counts += np.bincount(index, minlength=bins)
-        ends = np.cumsum(counts)
-        target = int(np.searchsorted(ends, rank, side="right"))
-        rank -= int(ends[target] - counts[target])
-        if counts[target] <= _BLOCK:
-            inside = np.concatenate([chosen[index == target] for chosen, index in candidates()])
-            return float(np.partition(inside, rank)[rank])
-        smallest, largest = np.inf, -np.inf
-        for chosen, index in candidates():
-            kept = chosen[index == target]
-            if kept.size:
-                smallest, largest = min(smallest, float(kept.min())), max(largest, float(kept.max()))
-        low, high = smallest, largest
-    return low
+            median.add(part(block))
+        median.settle()
+    return size, 0.5 * sum(median.found), float(np.sqrt(squares / size))
 
 
 def _q(u: np.ndarray) -> np.ndarray:

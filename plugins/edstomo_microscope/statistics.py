@@ -14,8 +14,9 @@ not depend on the chunking beyond float64 rounding:
   particle: its values are kept from the first pass when they fit in a share of
   the available memory, and the exact order statistics are picked from them;
   otherwise they are found by a radix search on the values' bits, 16 bits per
-  pass (:class:`Quantile`: one more pass over the maps for float32 values, three
-  for float64; nothing is gathered). The rich regions are measured in a last pass.
+  pass (:class:`Quantile` on :mod:`edstomo.ranks`: one more pass over the maps for
+  float32 values, three for float64; nothing is gathered). The rich regions are
+  measured in a last pass.
 
 A series is constant when its largest and smallest values are equal; its
 correlations are then undefined (NaN).
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from edstomo.ranks import OrderStatistics
 from edstomo.stored import InMemory, Stored, pieces
 
 __all__ = ["DEFAULT_CHUNK_SLICES", "Moments", "Quantile", "compare", "findings", "summarise"]
@@ -89,118 +91,36 @@ def _particle(source: Stored | InMemory, start: int, stop: int, values: np.ndarr
     return total > 0
 
 
-#: Key bits a pass of :class:`Quantile` resolves.
-_RADIX = 16
-
-
-def _keys(values: np.ndarray) -> np.ndarray:
-    """Unsigned integers in the order of the float values (IEEE bits: sign bit set for >= 0, all flipped for < 0)."""
-    floats = np.ascontiguousarray(values, dtype=values.dtype if values.dtype == np.float32 else np.float64)
-    bits = floats.view(np.uint32 if floats.dtype == np.float32 else np.uint64)
-    top = bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1)
-    return np.where(bits & top, ~bits, bits | top)
-
-
-def _value(key: int, width: int) -> float:
-    """The float whose :func:`_keys` key is ``key`` (``width`` bits)."""
-    top = 1 << (width - 1)
-    bits = key ^ top if key & top else ~key & ((1 << width) - 1)
-    kind = np.uint32 if width == 32 else np.uint64
-    return float(np.array(bits, dtype=kind).view(np.float32 if width == 32 else np.float64))
-
-
-class Quantile:
-    """One quantile of values fed a piece at a time, in passes over the same values, without keeping them.
+class Quantile(OrderStatistics):
+    """One quantile of values fed a piece at a time, in passes over the same values (:mod:`edstomo.ranks`).
 
     The same number as ``np.quantile(values, quantile)`` (its default, linear
     method) up to the rounding of the last interpolation step: the two order
-    statistics around ``(n − 1) × quantile`` are found exactly by a radix search
-    on the values' bits. Each value gets an unsigned key of the same order
-    (:func:`_keys`); the first pass counts values and the top 16 bits of the keys,
-    and every further pass counts the next 16 bits of the keys that share the
-    bits found so far of each order statistic: float32 values take 2 passes,
-    float64 values 4. Memory: one histogram of 65 536 counts per order statistic.
-
-    Use: ``add`` every piece, then ``settle``; while ``pending``, ``add`` every
-    piece again (the same values) and ``settle``. Then ``value`` is the quantile,
-    or None when no value is > 0 (no rich region).
-
-    ``keep`` (bytes): the first pass keeps copies of the values while they take at
-    most this much, and when all of them fit, the order statistics are picked from
-    them at once (``np.partition``; the same values, no further pass).
+    statistics around ``(n − 1) × quantile`` are found exactly, then interpolated.
+    Use as :class:`~edstomo.ranks.OrderStatistics`; then ``value`` is the quantile,
+    or None when no value is > 0 (no rich region: no further pass is made).
     """
 
     def __init__(self, quantile: float, keep: int = 0) -> None:
+        super().__init__(keep)
         self.quantile = quantile
-        self.keep = keep
-        self.kept: list[np.ndarray] | None = [] if keep > 0 else None
-        self.size, self.largest = 0, -np.inf
-        self.width = 0  # bits of the keys (32 or 64), set by the first values
-        self.found = 0  # leading key bits known of the wanted order statistics
-        self.top = np.zeros(1 << _RADIX, dtype=np.int64)
-        self.prefixes: list[int] = []
-        self.ranks: list[int] = []
-        self.counts: list[np.ndarray] = []
         self.fraction = 0.0  # of the way from the lower order statistic to the upper one
-        self.pending = True
-        self.value: float | None = None
 
-    def add(self, values: np.ndarray) -> None:
-        """Count a piece's values in this pass."""
-        if not self.pending or values.size == 0:
-            return
-        keys = _keys(values.ravel())
-        width = 8 * keys.itemsize
-        if self.width and width != self.width:
-            raise ValueError(f"values: {values.dtype} after values of {self.width} bits; feed one type")
-        self.width = width
+    def ranks(self) -> list[int]:
+        if not self.largest > 0:
+            return []
+        position = (self.size - 1) * self.quantile
+        below = int(np.floor(position))
+        self.fraction = position - below
+        return [below, min(below + 1, self.size - 1)]
+
+    @property
+    def value(self) -> float | None:
         if not self.found:
-            self.size += keys.size
-            self.largest = max(self.largest, float(values.max()))
-            if self.kept is not None:
-                fits = values.itemsize * self.size <= self.keep
-                self.kept = [*self.kept, values.ravel().copy()] if fits else None
-            self.top += np.bincount((keys >> (width - _RADIX)).astype(np.intp), minlength=1 << _RADIX)
-            return
-        shift = width - self.found
-        for counts, prefix in zip(self.counts, self.prefixes):
-            inside = keys[(keys >> shift) == prefix]
-            digits = (inside >> (shift - _RADIX)) & ((1 << _RADIX) - 1)
-            counts += np.bincount(digits.astype(np.intp), minlength=1 << _RADIX)
-
-    def settle(self) -> None:
-        """End a pass: narrow the order statistics by the bits counted; sets ``value`` once they are known."""
-        if not self.pending:
-            return
-        if not self.found:
-            if self.size == 0 or not self.largest > 0:
-                self.pending = False
-                return
-            position = (self.size - 1) * self.quantile
-            below = int(np.floor(position))
-            self.fraction = position - below
-            self.ranks = [below, min(below + 1, self.size - 1)]
-            if self.kept is not None:  # all values kept: pick the two order statistics from them
-                values = np.partition(np.concatenate(self.kept).astype(np.float64), self.ranks)
-                self._interpolate(float(values[self.ranks[0]]), float(values[self.ranks[1]]))
-                return
-            self.prefixes = [0, 0]
-            self.counts = [self.top, self.top]
-        for k, (counts, rank) in enumerate(zip(self.counts, self.ranks)):
-            ends = np.cumsum(counts)
-            digit = int(np.searchsorted(ends, rank, side="right"))
-            self.ranks[k] = rank - int(ends[digit] - counts[digit])
-            self.prefixes[k] = (self.prefixes[k] << _RADIX) | digit
-        self.found += _RADIX
-        if self.found < self.width:
-            self.counts = [np.zeros(1 << _RADIX, dtype=np.int64) for _ in self.prefixes]
-            return
-        self._interpolate(*(_value(prefix, self.width) for prefix in self.prefixes))
-
-    def _interpolate(self, low: float, high: float) -> None:
-        step, t = high - low, self.fraction
-        self.value = low + step * t if t < 0.5 else high - step * (1 - t)  # numpy's linear interpolation
-        self.pending, self.counts, self.kept = False, [], None
+            return None
+        (low, high), t = self.found, self.fraction
+        step = high - low
+        return low + step * t if t < 0.5 else high - step * (1 - t)  # numpy's linear interpolation
 
 
 @dataclass
