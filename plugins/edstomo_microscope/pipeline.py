@@ -69,7 +69,7 @@ from edstomo.interfaces import Solver
 from edstomo.io import atomic_write_text
 from edstomo.preprocessing import ResponseRatios, gaussian_filter, normalise_tilts, response_ratios
 from edstomo.registry import plugins
-from edstomo.stored import Stored, pieces
+from edstomo.stored import Stored
 from edstomo.threshold import MaskWarning
 from edstomo.units import as_beam_energy, as_quantity, shown
 
@@ -806,9 +806,8 @@ def _reused(solver: Solver, padded: TiltSeries, state: PipelineState) -> Volume 
             path=target,
         )
         if volume is not None:
-            solve = [step for step in pieces(volume).header().provenance if step["action"] == "reconstruct"][-1]
             state.notes.append(
-                f"{solver.name}: not solved again ({solve['parameters']['equivalent']['reason']}): its maps are "
+                f"{solver.name}: not solved again ({solver.equivalent().reason}): its maps are "  # type: ignore[attr-defined]
                 f"{name}'s times the factors recorded in its provenance"
             )
             return volume

@@ -548,13 +548,11 @@ def quantify_in_slices(
             for start, stop in ranges:
                 kept[start] = quantifier.normalised(source.read(start, stop), channels)  # type: ignore[attr-defined]
                 summed[..., start:stop] = quantifier.channel_sum(kept[start])
-        else:  # S in a temporary file beside the maps when they go to a file: the volume's size does not matter
-            where_summed = None if path is None else Path(path).parent
-            summed = (
-                np.empty(source.shape[1:], dtype=np.float64)
-                if where_summed is None
-                else stack.enter_context(_SummedFile.beside(where_summed, source.shape[1:]))
-            )
+        elif path is None:
+            summed = np.empty(source.shape[1:], dtype=np.float64)
+        else:  # S in a temporary file beside the maps: the volume's size does not matter
+            summed = stack.enter_context(_SummedFile.beside(Path(path).parent, source.shape[1:]))
+        if not kept:  # S made a piece at a time (by the runner: on Dask when it is)
             for start, piece in runner.map(_summed_piece, [(quantifier, where, channels, a, b) for a, b in ranges]):
                 summed[..., start : start + piece.shape[-1]] = piece
         decision = quantifier.decide(summed)  # type: ignore[attr-defined]
